@@ -1,0 +1,50 @@
+"""Standalone entry point: `conda-unsloth ...` / `python -m conda_unsloth ...` (no conda needed)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from typing import TYPE_CHECKING, NoReturn
+
+from .errors import UnslothError, UsageError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad flag is a one-line UsageError (exit 2) instead of usage + exit."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message}", hints=[f"{self.prog} --help"])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from .cli import execute, generate_parser
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    want_json = "--json" in argv
+    try:
+        parser = generate_parser(_Parser)
+        args = parser.parse_args(argv)
+        return execute(args)
+    except UnslothError as exc:
+        if want_json:
+            json.dump(exc.to_json(), sys.stdout, indent=2)
+            sys.stdout.write("\n")
+        else:
+            print(f"conda-unsloth: error: {exc.message}", file=sys.stderr)
+            for h in exc.hints:
+                print(f"hint: {h}", file=sys.stderr)
+        return exc.return_code
+    except KeyboardInterrupt:
+        print("conda-unsloth: interrupted", file=sys.stderr)
+        return 128 + signal.SIGINT
+    except BrokenPipeError:
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""Options shared by several verbs. Inside conda we attach conda's own helpers so ``-n/-p/-c``,
+``--json``, ``--dry-run`` and ``--yes`` behave exactly as in ``conda create``; standalone we
+define the same flags with the same ``dest`` names."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_target_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("target (what to build for)")
+    g.add_argument(
+        "--profile",
+        help="channel profile: pytorch (default; pytorch+nvidia+xformers channels) or conda-forge",
+    )
+    g.add_argument(
+        "--cuda",
+        metavar="X.Y",
+        help="CUDA version to target (default: from the "
+        "driver, else the profile default, 12.1 for pytorch)",
+    )
+    g.add_argument(
+        "--python", metavar="3.X", help="Python version (default: the newest that fits)"
+    )
+    g.add_argument(
+        "--torch", metavar="VERSION", help="PyTorch version (default: newest that fits)"
+    )
+    g.add_argument(
+        "--xformers",
+        metavar="VERSION",
+        help="xformers version (default: the build made for the chosen pytorch)",
+    )
+    g.add_argument("--unsloth", metavar="VERSION", help="Unsloth release (default: the profile's)")
+    g.add_argument(
+        "--gpu-arch",
+        metavar="X.Y",
+        action="append",
+        default=[],
+        help="GPU compute capability to check kernels for (repeatable; default: the "
+        "GPUs of this host)",
+    )
+    g.add_argument("--platform", metavar="SUBDIR", help="conda platform (only linux-64)")
+    g.add_argument("--knowledge", metavar="DIR", type=Path, help=argparse.SUPPRESS)
+
+
+def add_prefix_options(p: argparse.ArgumentParser, conda: bool) -> None:
+    if conda:
+        from conda.cli.helpers import add_parser_prefix
+
+        add_parser_prefix(p)
+        return
+    g = p.add_argument_group("target environment").add_mutually_exclusive_group()
+    g.add_argument("-n", "--name", help="name of the environment")
+    g.add_argument("-p", "--prefix", help="full path to the environment location")
+
+
+def add_channel_options(p: argparse.ArgumentParser, conda: bool) -> None:
+    if conda:
+        from conda.cli.helpers import add_parser_channels
+
+        add_parser_channels(p)
+        return
+    g = p.add_argument_group("channel customization")
+    g.add_argument(
+        "-c",
+        "--channel",
+        action="append",
+        dest="channel",
+        metavar="CHANNEL",
+        help="use these channels instead of the profile's (repeatable; strict priority "
+        "in the order given; file:// URLs and paths work)",
+    )
+    g.add_argument(
+        "--override-channels",
+        action="store_true",
+        help="accepted for conda compatibility; -c always replaces the profile's channels",
+    )
+
+
+def add_output_options(p: argparse.ArgumentParser, conda: bool, *, dry_run: bool = True) -> None:
+    if conda:
+        from conda.cli.helpers import add_output_and_prompt_options
+
+        add_output_and_prompt_options(p)
+        return
+    g = p.add_argument_group("output, prompt, and flow control")
+    g.add_argument("--json", action="store_true", help="report as one JSON document on stdout")
+    g.add_argument("-q", "--quiet", action="store_true", help="do not print progress")
+    if dry_run:
+        g.add_argument("-d", "--dry-run", action="store_true", help="only show what would be done")
+    g.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")

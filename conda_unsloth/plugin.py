@@ -1,0 +1,46 @@
+"""conda plugin hooks. conda imports this module on *every* command, so it imports nothing but
+conda's hook marker and plugin types (both already loaded by conda) and does all real work
+lazily inside the hooks. Budget: < 1 ms (bench/bench_import.py measures it).
+
+Without conda installed this module imports cleanly and registers nothing.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+try:
+    from conda.plugins import hookimpl
+    from conda.plugins import types as _types
+except ImportError:  # standalone install: no conda, nothing to register
+    hookimpl = None
+    _types = None
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+SUMMARY = "Create, verify and diagnose conda GPU environments for Unsloth."
+
+
+def _action(args: Any) -> int:
+    from .cli import execute
+
+    return execute(args)
+
+
+def _configure_parser(parser: Any) -> None:
+    from .cli import configure_parser
+
+    configure_parser(parser, conda=True)
+
+
+if hookimpl is not None:
+
+    @hookimpl  # type: ignore[untyped-decorator]
+    def conda_subcommands() -> Iterator[Any]:
+        yield _types.CondaSubcommand(
+            name="unsloth",
+            summary=SUMMARY,
+            action=_action,
+            configure_parser=_configure_parser,
+        )
