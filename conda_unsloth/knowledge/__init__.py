@@ -269,26 +269,26 @@ class _Row:
             isinstance(i, int) and not isinstance(i, bool) for i in value
         ):
             self.fail(f"'{key}' must be a list of integers")
-        return tuple(value)  # type: ignore[arg-type]
+        return tuple(value)
 
     def integer(self, key: str) -> int:
         value = self.data.get(key)
         if not isinstance(value, int) or isinstance(value, bool):
             self.fail(f"'{key}' must be an integer")
-        return value  # type: ignore[return-value]
+        return value
 
     def mapping(self, key: str) -> dict[str, Any]:
         value = self.data.get(key)
         if not isinstance(value, dict):
             self.fail(f"'{key}' must be a mapping")
-        return value  # type: ignore[return-value]
+        return value
 
     def rows(self, key: str) -> list[_Row]:
         value = self.data.get(key)
         if not isinstance(value, list):
             self.fail(f"'{key}' must be a list")
         out = []
-        for i, item in enumerate(value):  # type: ignore[arg-type]
+        for i, item in enumerate(value):
             label = ""
             if isinstance(item, dict):
                 ident = item.get("version") or item.get("id") or item.get("cuda") or ""
