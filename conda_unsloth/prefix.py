@@ -1,0 +1,100 @@
+"""Environment locations: resolve ``-n NAME`` / ``-p PREFIX`` the way conda does, without
+importing conda (inside conda, conda's own ``context`` is used)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from .errors import PrefixError, UsageError
+
+
+def envs_dirs() -> list[Path]:
+    """Where named environments live, in conda's search order (best effort without conda)."""
+    if "conda" in sys.modules:  # pragma: no cover - inside conda
+        try:
+            from conda.base.context import context
+
+            return [Path(d) for d in context.envs_dirs]
+        except ImportError:
+            pass
+    dirs: list[Path] = []
+    for entry in os.environ.get("CONDA_ENVS_PATH", os.environ.get("CONDA_ENVS_DIRS", "")).split(
+        os.pathsep
+    ):
+        if entry:
+            dirs.append(Path(entry).expanduser())
+    for var in ("CONDA_ROOT", "MAMBA_ROOT_PREFIX"):
+        root = os.environ.get(var)
+        if root:
+            dirs.append(Path(root) / "envs")
+    exe = os.environ.get("CONDA_EXE")
+    if exe:
+        dirs.append(Path(exe).resolve().parent.parent / "envs")
+    home = Path.home()
+    dirs.append(home / ".conda" / "envs")
+    for base in ("miniforge3", "mambaforge", "miniconda3", "anaconda3"):
+        dirs.append(home / base / "envs")
+    return list(dict.fromkeys(dirs))
+
+
+def validate_name(name: str) -> str:
+    bad = set("/\\:#") & set(name)
+    if not name or bad or name in (".", "..") or name.startswith("-") or " " in name:
+        raise UsageError(
+            f"-n '{name}' is not a valid environment name (no spaces, '/', ':', '#')",
+            hints=["use -p /full/path for an arbitrary location"],
+        )
+    return name
+
+
+def resolve_existing(name: str | None, prefix: str | None) -> Path:
+    """The prefix of an existing environment; PrefixError when there is none."""
+    if prefix:
+        path = Path(prefix).expanduser().absolute()
+        if not path.exists():
+            raise PrefixError(
+                f"prefix {path} does not exist",
+                hints=[f"conda unsloth create -p {path}"],
+            )
+        if not path.is_dir():
+            raise PrefixError(f"prefix {path} is a file, not an environment")
+        if not is_env(path):
+            raise PrefixError(
+                f"{path} is not a conda environment (no conda-meta/ folder)",
+                hints=["conda env list shows your environments"],
+            )
+        return path
+    if name:
+        validate_name(name)
+        for d in envs_dirs():
+            cand = d / name
+            if is_env(cand):
+                return cand.absolute()
+        raise PrefixError(
+            f"no environment named '{name}' in {', '.join(str(d) for d in envs_dirs()[:3])}...",
+            hints=["conda env list shows your environments", "or use -p /path/to/env"],
+        )
+    active = os.environ.get("CONDA_PREFIX")
+    if active and is_env(Path(active)):
+        return Path(active)
+    raise UsageError("no environment given: use -n NAME or -p PREFIX")
+
+
+def new_prefix(name: str | None, prefix: str | None) -> Path:
+    """Where a new environment goes (it may already exist: callers decide)."""
+    if prefix:
+        return Path(prefix).expanduser().absolute()
+    if name:
+        validate_name(name)
+        for d in envs_dirs():
+            if d.is_dir() and os.access(d, os.W_OK):
+                return (d / name).absolute()
+        first = envs_dirs()[0]
+        return (first / name).absolute()
+    raise UsageError("give the new environment a name with -n NAME or a location with -p PREFIX")
+
+
+def is_env(path: Path) -> bool:
+    return (path / "conda-meta").is_dir()
