@@ -4,7 +4,8 @@ capability, glibc, platform.
 Sources, in order: NVML through the driver's own ``libnvidia-ml.so.1`` (ctypes; no binding
 package needed), then ``nvidia-smi``. ``CONDA_OVERRIDE_CUDA`` overrides the driver's CUDA the way
 it overrides conda's ``__cuda`` virtual package (an empty value means "no CUDA driver").
-``CONDA_UNSLOTH_NVML=0`` skips NVML (used by tests that put a stand-in ``nvidia-smi`` on PATH).
+``CONDA_UNSLOTH_NVML=0`` skips NVML and ``CONDA_UNSLOTH_NVIDIA_SMI`` names the ``nvidia-smi`` to
+run (empty: none) — for hosts where it is not on PATH, and for tests that stand in for a GPU.
 """
 
 from __future__ import annotations
@@ -126,8 +127,10 @@ def _nvml() -> tuple[str, str, tuple[Gpu, ...]] | None:
 
 
 def _nvidia_smi() -> tuple[str, str | None, tuple[Gpu, ...]] | None:
-    exe = shutil.which("nvidia-smi")
+    exe = os.environ.get("CONDA_UNSLOTH_NVIDIA_SMI")
     if exe is None:
+        exe = shutil.which("nvidia-smi")
+    if not exe:
         return None
     try:
         query = subprocess.run(

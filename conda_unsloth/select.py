@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 DEFAULT_PROFILE = "pytorch"
 _CUDA_RE = re.compile(r"^\d{2}\.\d$")
-_PY_RE = re.compile(r"^3\.\d{1,2}$")
+_PY_RE = re.compile(r"^\d\.\d{1,2}$")
 _TORCH_RE = re.compile(r"^\d+\.\d+\.\d+$")
 _ARCH_RE = re.compile(r"^(?:sm_?)?(\d{1,2})\.?(\d)$")
 
@@ -255,8 +255,12 @@ def _validate(req: Request, kb: Knowledge) -> None:
         )
     if req.python is not None and not _PY_RE.match(req.python):
         raise UsageError(f"--python '{req.python}' is not a Python version like 3.11")
-    if req.python is not None and Version(req.python) < Version("3.8"):
-        raise UsageError(f"--python {req.python} is not supported: Unsloth needs Python 3")
+    if req.python is not None and Version(req.python) < Version("3.9"):
+        raise SelectionError(
+            f"--python {req.python} is not supported: Unsloth needs Python >= 3.9; "
+            "nearest valid: --python 3.11",
+            hints=["conda unsloth env --python 3.11"],
+        )
     if req.torch is not None and not _TORCH_RE.match(req.torch):
         raise UsageError(f"--torch '{req.torch}' is not a PyTorch version like 2.5.1")
     if req.xformers is not None and not re.match(r"^0\.0\.\d+(\.post\d+)?$", req.xformers):
@@ -423,19 +427,29 @@ def resolve_target(
     return target, notices
 
 
-def _check_archs(target: Target, profile: Profile, kb: Knowledge) -> None:
+def arch_supported(kb: Knowledge, arch: str, cuda: str, arch_list: str) -> bool:
+    """Kernels for ``arch`` in a build whose TORCH_CUDA_ARCH_LIST is ``arch_list``, made with
+    CUDA ``cuda`` (whose own libraries must know the arch: Blackwell needs CUDA >= 12.8)."""
     from .rules import arch_covered
 
+    known = kb.gpu_archs.get(arch)
+    if known is not None and Version(cuda) < Version(known.min_cuda):
+        return False
+    return arch_covered(arch, arch_list)
+
+
+def _check_archs(target: Target, profile: Profile, kb: Knowledge) -> None:
     arch_list = profile.arch_lists[target.cuda]
     for arch in target.archs:
-        if arch_covered(arch, arch_list):
+        if arch_supported(kb, arch, target.cuda, arch_list):
             continue
-        name = kb.gpu_archs.get(arch, f"sm_{arch.replace('.', '')}")
+        known = kb.gpu_archs.get(arch)
+        name = known.name if known else f"sm_{arch.replace('.', '')}"
         # nearest: a (profile, cuda) whose builds cover this arch
         alt = None
         for prof in [profile, *[p for p in kb.profiles.values() if p.name != profile.name]]:
             for c in reversed(prof.cudas):
-                if arch_covered(arch, prof.arch_lists[c]) and (
+                if arch_supported(kb, arch, c, prof.arch_lists[c]) and (
                     target.driver_cuda is None or Version(c) <= Version(target.driver_cuda)
                 ):
                     alt = (

@@ -118,6 +118,14 @@ class Profile:
 
 
 @dataclass(frozen=True)
+class GpuArch:
+    arch: str
+    name: str
+    min_cuda: str
+    source: str
+
+
+@dataclass(frozen=True)
 class CudaDriver:
     cuda: str
     min_driver: str
@@ -173,7 +181,7 @@ class Knowledge:
     directory: Path
     revision: str
     cuda_drivers: tuple[CudaDriver, ...]
-    gpu_archs: dict[str, str]
+    gpu_archs: dict[str, GpuArch]
     profiles: dict[str, Profile]
     xformers_pypi: tuple[XformersWheel, ...]
     bnb_pypi: tuple[BnbWheel, ...]
@@ -436,8 +444,8 @@ def _load(directory: str) -> Knowledge:
     )
     archs = {}
     for r in compat.rows("gpu_archs"):
-        archs[r.text("arch")] = r.text("name")
-        r.source()
+        arch = r.text("arch")
+        archs[arch] = GpuArch(arch, r.text("name"), r.text("min_cuda"), r.source())
     profiles_map = compat.mapping("profiles")
     if not profiles_map:
         compat.fail("'profiles' is empty")

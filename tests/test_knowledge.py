@@ -1,0 +1,178 @@
+"""The knowledge base: bundled files load, every row has a source, broken files are refused
+with an error naming the file and row."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
+from ruamel.yaml import YAML
+
+from conda_unsloth import knowledge
+from conda_unsloth.errors import KnowledgeError
+
+
+def _rows(node: Any, path: str = "") -> list[tuple[str, dict[str, Any]]]:
+    """Every mapping in a YAML tree that is a data row (has a version, id or cuda key)."""
+    out = []
+    if isinstance(node, dict):
+        if any(k in node for k in ("version", "id", "cuda", "arch")) and path:
+            out.append((path, node))
+        for k, v in node.items():
+            out += _rows(v, f"{path}.{k}")
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            out += _rows(v, f"{path}[{i}]")
+    return out
+
+
+@pytest.mark.parametrize("name", knowledge.FILES)
+def test_every_row_has_a_source(name: str) -> None:
+    data = YAML(typ="safe").load((knowledge.default_dir() / name).read_text())
+    rows = _rows(data)
+    assert rows, f"{name} has no rows"
+    # rows nested inside another row (e.g. a profile's lists) carry their own source too
+    missing = [p for p, r in rows if not str(r.get("source", "")).strip()]
+    # arch_lists / cuda_builds rows are data rows as well and must have a source
+    assert missing == [], f"rows without a source in {name}: {missing}"
+
+
+def test_bundled_knowledge_loads() -> None:
+    kb = knowledge.load()
+    assert set(kb.profiles) == {"pytorch", "conda-forge"}
+    assert kb.profiles["pytorch"].cudas == ("11.8", "12.1", "12.4")
+    assert kb.profiles["pytorch"].default_cuda == "12.1"
+    assert {"F1", "F2", "F4", "F10", "F14", "F17", "U1"} <= set(kb.issues)
+
+
+def test_pytorch_channel_facts_from_compat_research() -> None:
+    """Spot-check rows against compat.md, the research they were copied from."""
+    p = knowledge.load().profiles["pytorch"]
+    assert p.pytorch_row("2.5.1") is not None and p.pytorch_row("2.5.1").triton == "3.1.0"  # type: ignore[union-attr]
+    assert p.pytorch_row("2.3.1").cuda == ("11.8", "12.1")  # type: ignore[union-attr]
+    assert "12.4" in p.pytorch_row("2.4.0").cuda  # type: ignore[union-attr]
+    seed = [x for x in p.xformers if x.version in ("0.0.27", "0.0.27.post1")]
+    assert [x.known_issue for x in seed] == ["F1", "F1"]
+    assert not any("3.12" in x.python for x in p.xformers), "the xformers channel never had py3.12"
+
+
+def test_companions_satisfy_their_release_ranges() -> None:
+    for rel in knowledge.load().releases:
+        for name, pin in rel.companions.items():
+            spec = rel.requires.get(name)
+            if spec:
+                assert Version(pin) in SpecifierSet(spec), (rel.version, name, pin, spec)
+
+
+# ----------------------------------------------------------------------------- broken files
+
+
+def _mutate(text: str, old: str, new: str) -> str:
+    assert old in text, f"test setup: {old!r} not in file"
+    return text.replace(old, new, 1)
+
+
+BROKEN: list[tuple[str, str, Callable[[str], str], str]] = [
+    ("yaml-syntax", "compat.yaml", lambda t: t + "\n  - [unclosed\n", "YAML syntax error"),
+    (
+        "missing-source",
+        "compat.yaml",
+        lambda t: _mutate(t, ", source: 'pytorch.org previous-versions; compat.md 3a, 7a'}", "}"),
+        "missing key 'source'",
+    ),
+    (
+        "float-version",
+        "compat.yaml",
+        lambda t: _mutate(t, "default_cuda: '12.1'", "default_cuda: 12.1"),
+        "quoted strings",
+    ),
+    (
+        "unbuilt-default-cuda",
+        "compat.yaml",
+        lambda t: _mutate(t, "default_cuda: '12.1'", "default_cuda: '12.2'"),
+        "default_cuda 12.2 is not built",
+    ),
+    (
+        "xformers-pins-unknown-torch",
+        "compat.yaml",
+        lambda t: _mutate(
+            t, "{version: 0.0.28.post3, pytorch: 2.5.1,", "{version: 0.0.28.post3, pytorch: 2.5.9,"
+        ),
+        "xformers[12] (0.0.28.post3): pinned to pytorch 2.5.9",
+    ),
+    (
+        "schema-version",
+        "compat.yaml",
+        lambda t: _mutate(t, "schema_version: 1", "schema_version: 2"),
+        "schema_version 2 is not supported",
+    ),
+    (
+        "contradictory-companion",
+        "unsloth.yaml",
+        lambda t: _mutate(t, "transformers: 4.44.2", "transformers: 4.45.1"),
+        "violates this release's own requirement transformers<4.45.0",
+    ),
+    (
+        "unknown-default-release",
+        "unsloth.yaml",
+        lambda t: _mutate(t, "pytorch: 2024.12.12", "pytorch: 2099.1.1"),
+        "release 2099.1.1 is not listed",
+    ),
+    (
+        "unknown-rule-kind",
+        "known_issues.yaml",
+        lambda t: _mutate(t, "kind: version_in", "kind: magic"),
+        "check.kind 'magic'",
+    ),
+    (
+        "bad-severity",
+        "known_issues.yaml",
+        lambda t: _mutate(t, "severity: error", "severity: fatal"),
+        "severity 'fatal'",
+    ),
+    ("not-a-mapping", "known_issues.yaml", lambda t: "- just\n- a list\n", "expected a mapping"),
+]
+
+
+@pytest.fixture
+def kb_copy(tmp_path: Path) -> Path:
+    d = tmp_path / "kb"
+    d.mkdir()
+    for f in knowledge.FILES:
+        shutil.copy(knowledge.default_dir() / f, d / f)
+    return d
+
+
+@pytest.mark.parametrize(
+    ("file", "mutate", "message"), [b[1:] for b in BROKEN], ids=[b[0] for b in BROKEN]
+)
+def test_broken_knowledge_file_is_refused(
+    kb_copy: Path, file: str, mutate: Callable[[str], str], message: str
+) -> None:
+    target = kb_copy / file
+    target.write_text(mutate(target.read_text()))
+    with pytest.raises(KnowledgeError) as exc:
+        knowledge.load(kb_copy)
+    assert file in exc.value.message
+    assert message in exc.value.message
+    assert "\n" not in exc.value.message
+
+
+def test_missing_and_non_utf8_files(kb_copy: Path) -> None:
+    (kb_copy / "unsloth.yaml").unlink()
+    with pytest.raises(KnowledgeError, match="unsloth.yaml is missing"):
+        knowledge.load(kb_copy)
+    shutil.copy(knowledge.default_dir() / "unsloth.yaml", kb_copy / "unsloth.yaml")
+    (kb_copy / "compat.yaml").write_bytes(b"schema_version: 1\n\xff\xfe\n")
+    with pytest.raises(KnowledgeError, match="not UTF-8"):
+        knowledge.load(kb_copy)
+
+
+def test_missing_directory(tmp_path: Path) -> None:
+    with pytest.raises(KnowledgeError, match="does not exist"):
+        knowledge.load(tmp_path / "nope")

@@ -1,0 +1,241 @@
+"""Selection: every combination the knowledge base allows yields a consistent stack; the
+known-bad requests are refused with the reason and a nearest alternative that itself works."""
+
+from __future__ import annotations
+
+import shlex
+
+import pytest
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
+
+from conda_unsloth import knowledge
+from conda_unsloth.errors import HostError, SelectionError, UnslothError, UsageError
+from conda_unsloth.host import Gpu, Host
+from conda_unsloth.rules import evaluate
+from conda_unsloth.select import Request, Selection, select
+
+KB = knowledge.load()
+NO_GPU = Host(platform="linux-64", glibc="2.36")
+
+
+def gpu_host(driver_cuda: str, arch: str = "9.0") -> Host:
+    return Host(
+        platform="linux-64",
+        driver_version="550.54.14",
+        driver_cuda=driver_cuda,
+        gpus=(Gpu(0, "test GPU", arch),),
+        glibc="2.36",
+        source="nvidia-smi",
+    )
+
+
+def check_invariants(sel: Selection) -> None:
+    p = sel.profile
+    assert sel.cuda in sel.pytorch.cuda
+    assert sel.python in sel.pytorch.python
+    assert sel.python in sel.xformers.python
+    assert sel.xformers.matches_pytorch(sel.pytorch.version)
+    assert sel.xformers.known_issue is None
+    assert Version(sel.python) in SpecifierSet(sel.unsloth.python)
+    if sel.unsloth.companion_python:
+        assert sel.python in sel.unsloth.companion_python
+    assert Version(sel.pytorch.version) in SpecifierSet(sel.unsloth.requires["torch"])
+    assert Version(sel.xformers.version) in SpecifierSet(sel.unsloth.requires["xformers"])
+    # the pytorch build pin names this CUDA; a CPU build string can never match it
+    assert sel.cuda.replace(".", "") in sel.pytorch_build.replace(".", "")
+    assert "cpu" not in sel.pytorch_build
+    if p.name == "pytorch":
+        assert sel.xformers_build.endswith(f"_pyt{sel.pytorch.version}")
+        assert sel.xformers_build.startswith(f"py{sel.python.replace('.', '')}_")
+    else:
+        assert sel.xformers_build.startswith(f"cuda_{sel.cuda.replace('.', '')}")
+    findings = [f for f in evaluate(sel.planned_packages(), KB) if f.issue.scope == "packages"]
+    assert findings == []
+
+
+COMBOS = [
+    (prof.name, cuda, py)
+    for prof in KB.profiles.values()
+    for cuda in prof.cudas
+    for py in prof.pythons
+]
+
+
+@pytest.mark.parametrize(
+    ("profile", "cuda", "python"), COMBOS, ids=[f"{a}-cu{b}-py{c}" for a, b, c in COMBOS]
+)
+def test_every_allowed_combination_is_consistent_or_refused(
+    profile: str, cuda: str, python: str
+) -> None:
+    try:
+        sel = select(Request(profile=profile, cuda=cuda, python=python), NO_GPU, KB)
+    except SelectionError as exc:
+        # a refusal must say why and offer an alternative that itself selects cleanly
+        assert "nearest valid:" in exc.message
+        flags = exc.message.split("nearest valid: ", 1)[1]
+        check_invariants(select(_request_from_flags(flags), NO_GPU, KB))
+        return
+    check_invariants(sel)
+
+
+@pytest.mark.parametrize("profile", list(KB.profiles))
+def test_each_profile_cuda_has_at_least_one_stack(profile: str) -> None:
+    for cuda in KB.profiles[profile].cudas:
+        check_invariants(select(Request(profile=profile, cuda=cuda), NO_GPU, KB))
+
+
+def _request_from_flags(flags: str) -> Request:
+    args = shlex.split(flags)
+    values = dict(zip(args[::2], args[1::2], strict=True))
+    return Request(
+        profile=values.get("--profile"),
+        cuda=values.get("--cuda"),
+        python=values.get("--python"),
+        torch=values.get("--torch"),
+    )
+
+
+def test_default_without_gpu_is_cuda_12_1_with_a_notice() -> None:
+    sel = select(Request(), NO_GPU, KB)
+    assert (sel.profile.name, sel.cuda, sel.python) == ("pytorch", "12.1", "3.11")
+    assert (sel.pytorch.version, sel.xformers.version) == ("2.5.1", "0.0.28.post3")
+    assert any("no NVIDIA driver found" in n for n in sel.notices)
+
+
+@pytest.mark.parametrize(
+    ("driver_cuda", "expected"),
+    [("12.4", "12.1"), ("12.2", "12.1"), ("11.8", "11.8"), ("13.0", "12.1")],
+    ids=["driver-12.4", "driver-12.2", "driver-11.8", "driver-13.0"],
+)
+def test_default_cuda_follows_the_driver(driver_cuda: str, expected: str) -> None:
+    assert select(Request(), gpu_host(driver_cuda), KB).cuda == expected
+
+
+REFUSALS = [
+    ("torch-2.3.1-seed", Request(torch="2.3.1"), SelectionError, ["F1", "0.0.27"], "--torch 2.4"),
+    ("xformers-0.0.27", Request(xformers="0.0.27"), SelectionError, ["F1"], "--torch"),
+    ("xformers-0.0.27.post1", Request(xformers="0.0.27.post1"), SelectionError, ["F1"], "--torch"),
+    (
+        "python-3.12-xformers-channel",
+        Request(python="3.12"),
+        SelectionError,
+        ["python 3.12", "F14"],
+        "--python 3.11",
+    ),
+    (
+        "torch-too-old-for-unsloth",
+        Request(torch="2.2.0"),
+        SelectionError,
+        ["torch >= 2.4.0"],
+        "--torch 2.4",
+    ),
+    (
+        "cuda-not-in-profile",
+        Request(cuda="12.9"),
+        SelectionError,
+        ["CUDA 12.9 is not offered"],
+        "--profile conda-forge --cuda 12.9",
+    ),
+    (
+        "torch-not-in-profile",
+        Request(torch="2.10.0"),
+        SelectionError,
+        ["profile conda-forge has it"],
+        "--torch 2.5.1",
+    ),
+    (
+        "blackwell-pytorch-profile",
+        Request(gpu_archs=("10.0",)),
+        SelectionError,
+        ["sm_100", "Blackwell"],
+        "--profile conda-forge",
+    ),
+    (
+        "blackwell-rtx-pytorch-profile",
+        Request(gpu_archs=("sm_120",)),
+        SelectionError,
+        ["sm_120"],
+        "--profile conda-forge",
+    ),
+    (
+        "cu13-below-sm75",
+        Request(profile="conda-forge", cuda="13.0", gpu_archs=("7.0",)),
+        SelectionError,
+        ["sm_70"],
+        "--cuda 12.9",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("req", "exc_type", "says", "suggests"),
+    [r[1:] for r in REFUSALS],
+    ids=[r[0] for r in REFUSALS],
+)
+def test_known_bad_requests_are_refused(
+    req: Request, exc_type: type[UnslothError], says: list[str], suggests: str
+) -> None:
+    with pytest.raises(exc_type) as exc:
+        select(req, NO_GPU, KB)
+    for s in says:
+        assert s in exc.value.message
+    assert suggests in exc.value.message
+    assert "\n" not in exc.value.message
+
+
+def test_cuda_newer_than_driver_is_refused_with_the_drivers_numbers() -> None:
+    with pytest.raises(HostError) as exc:
+        select(Request(cuda="12.4"), gpu_host("12.2"), KB)
+    assert (
+        "CUDA 12.4 is newer than driver 550.54.14 supports (CUDA 12.2 at most" in exc.value.message
+    )
+    assert "--cuda 12.1" in exc.value.message
+
+
+def test_conda_forge_cuda_13_on_old_driver_is_refused() -> None:
+    with pytest.raises(HostError, match="--cuda 12.9"):
+        select(Request(profile="conda-forge", cuda="13.0"), gpu_host("12.9"), KB)
+
+
+@pytest.mark.parametrize(
+    "req",
+    [
+        Request(cuda="12.x"),
+        Request(cuda="99"),
+        Request(python="3"),
+        Request(python="three"),
+        Request(torch="2.5"),
+        Request(xformers="latest"),
+        Request(profile="pip"),
+        Request(gpu_archs=("hopper",)),
+    ],
+    ids=[
+        "cuda-12.x",
+        "cuda-99",
+        "python-3",
+        "python-word",
+        "torch-2-parts",
+        "xformers-word",
+        "profile-pip",
+        "arch-word",
+    ],
+)
+def test_malformed_values_are_usage_errors(req: Request) -> None:
+    with pytest.raises(UsageError):
+        select(req, NO_GPU, KB)
+
+
+def test_blackwell_works_on_conda_forge_cuda_12_9() -> None:
+    sel = select(
+        Request(profile="conda-forge", cuda="12.9", gpu_archs=("12.0",)),
+        gpu_host("12.9", "12.0"),
+        KB,
+    )
+    check_invariants(sel)
+    assert sel.xformers.version == "0.0.34"
+
+
+def test_detected_gpu_arch_is_checked() -> None:
+    with pytest.raises(SelectionError, match="sm_100"):
+        select(Request(), gpu_host("12.4", "10.0"), KB)
