@@ -63,6 +63,7 @@ class Finding:
     issue: KnownIssue
     detail: str
     evidence: tuple[str, ...] = ()
+    packages: tuple[Package, ...] = ()  # the packages behind ``evidence``
 
     @property
     def id(self) -> str:
@@ -102,7 +103,7 @@ class PackageSet:
         """The torch provider: conda's pytorch first, else a pip torch."""
         return self.get("pytorch") or self.get("torch")
 
-    def python(self) -> str | None:
+    def python(self) -> Hit | None:
         py = self.get("python")
         return ".".join(py.version.split(".")[:2]) if py else None
 
@@ -122,7 +123,7 @@ def _ver(v: str) -> Version | None:
         return None
 
 
-def torch_cuda(pkg: Package) -> str | None:
+def torch_cuda(pkg: Package) -> Hit | None:
     """The CUDA version a torch build targets ('12.1'), None for CPU or unknown."""
     m = _PYTORCH_CHANNEL_BUILD.match(pkg.build)
     if m:
@@ -161,7 +162,7 @@ def provider(pkg: Package) -> str | None:
             return "conda-forge"
     if pkg.name in ("pytorch-cuda", "torchtriton", "pytorch-mutex"):
         return "pytorch"
-    if pkg.channel in ("pytorch", "xformers", "nvidia"):
+    if pkg.channel.split("/")[0] in ("pytorch", "xformers", "nvidia"):
         return "pytorch"
     return None
 
@@ -175,6 +176,18 @@ def xformers_torch(pkg: Package, kb: Knowledge) -> SpecifierSet | None:
         wheel = kb.xformers_wheel(base_version(pkg.version))
         if wheel is not None:
             return SpecifierSet(wheel.torch)
+        return None
+    if _CONDA_FORGE_BUILD.match(pkg.build) and "conda-forge" in kb.profiles:
+        row = next(
+            (
+                x
+                for x in kb.profiles["conda-forge"].xformers
+                if x.version == base_version(pkg.version)
+            ),
+            None,
+        )
+        if row is not None:
+            return SpecifierSet(f"=={row.pytorch}")
     return None
 
 
@@ -195,336 +208,3 @@ def xformers_cuda_major(pkg: Package, kb: Knowledge) -> int | None:
     return None
 
 
-# ----------------------------------------------------------------------------- the rules
-
-Rule = Callable[[PackageSet, dict[str, Any], Knowledge, "HostFacts | None"], "str | None"]
-
-
-def _version_in(
-    ps: PackageSet, check: dict[str, Any], kb: Knowledge, host: HostFacts | None
-) -> str | None:
-    versions = {str(v) for v in check.get("versions", [])}
-    for p in ps.all(str(check["package"])):
-        if base_version(p.version) in versions:
-            return f"{p.name} {p.version} is one of the affected versions ({', '.join(sorted(versions))})"
-    return None
-
-
-def _xformers_torch_mismatch(
-    ps: PackageSet, check: dict[str, Any], kb: Knowledge, host: HostFacts | None
-) -> str | None:
-    xf, torch = ps.get("xformers"), ps.torch()
-    if xf is None or torch is None:
-        return None
-    spec = xformers_torch(xf, kb)
-    tv = _ver(torch.version)
-    if spec is None or tv is None or tv in spec:
-        return None
-    pinned = [Version(s.version.rstrip(".*")) for s in spec if s.operator == "=="]
-    if pinned and pinned[0] > tv:
-        return None  # F15 covers xformers newer than torch
-    return f"xformers {xf.version} was built for torch {spec}, but torch is {torch.version}"
-
-
-def _xformers_newer_than_torch(
-    ps: PackageSet, check: dict[str, Any], kb: Knowledge, host: HostFacts | None
-) -> str | None:
-    xf, torch = ps.get("xformers"), ps.torch()
-    if xf is None or torch is None:
-        return None
-    spec = xformers_torch(xf, kb)
-    tv = _ver(torch.version)
-    if spec is None or tv is None or tv in spec:
-        return None
-    for s in spec:
-        if s.operator in ("==", ">=") and Version(s.version.rstrip(".*")) > tv:
-            return f"xformers {xf.version} needs torch {spec}; torch {torch.version} is older"
-    return None
-
-
-def _cpu_pytorch(
-    ps: PackageSet, check: dict[str, Any], kb: Knowledge, host: HostFacts | None
-) -> str | None:
-    for p in ps.all("pytorch") + ps.all("torch"):
-        if is_cpu_torch(p):
-            return f"{p} is a CPU-only build"
-    mutex = ps.get("pytorch-mutex")
-    if mutex is not None and mutex.build == "cpu":
-        return "pytorch-mutex 1.0 cpu is installed: the pytorch channel's CPU variant"
-    if ps.get("cpuonly") is not None:
-        return "cpuonly is installed: it forces the CPU variant of pytorch"
-    return None
-
-
-def _mkl_too_new(
-    ps: PackageSet, check: dict[str, Any], kb: Knowledge, host: HostFacts | None
-) -> str | None:
-    torch, mkl = ps.get("pytorch"), ps.get("mkl")
-    if torch is None or mkl is None or provider(torch) != "pytorch":
-        return None
-    mv = _ver(mkl.version)
-    if mv is not None and mv >= Version(str(check.get("max", "2024.1"))):
-        return (
-            f"mkl {mkl.version} is >= {check.get('max', '2024.1')} next to a pytorch-channel build"
-        )
-    return None
-
-
-def _bnb_missing_cuda(
-    ps: PackageSet, check: dict[str, Any], kb: Knowledge, host: HostFacts | None
-) -> str | None:
-    bnb, torch = ps.get("bitsandbytes"), ps.torch()
-    if bnb is None or torch is None or bnb.installer != "pip":
-        return None
-    cuda = torch_cuda(torch)
-    wheel = kb.bnb_wheel(base_version(bnb.version))
-    if cuda is None or wheel is None:
-        return None
-    major, minor = (int(x) for x in cuda.split("."))
-    want = major * 10 + minor
-    usable = [c for c in wheel.cuda if c // 10 == major and c <= want]
-    if usable:
-        return None
-    return (
-        f"bitsandbytes {bnb.version} ships CUDA libraries {', '.join(map(str, wheel.cuda))}; "
-        f"none for torch's CUDA {cuda}"
-    )
-
-
-def _duplicate_torch(
-    ps: PackageSet, check: dict[str, Any], kb: Knowledge, host: HostFacts | None
-) -> str | None:
-    conda_torch = [p for p in ps.all("pytorch") if p.installer == "conda"]
-    pip_torch = [p for p in ps.all("torch") if p.installer == "pip"]
-    if conda_torch and pip_torch:
-        return (
-            f"conda's {conda_torch[0]} and pip's torch {pip_torch[0].version} are both installed"
-        )
-    if len(pip_torch) > 1:
-        return "more than one torch distribution is installed: " + ", ".join(
-            p.version for p in pip_torch
-        )
-    return None
-
-
-def _mixed_providers(
-    ps: PackageSet, check: dict[str, Any], kb: Knowledge, host: HostFacts | None
-) -> str | None:
-    seen: dict[str, Package] = {}
-    for name in ("pytorch", "xformers", "pytorch-cuda", "torchtriton", "pytorch-mutex"):
-        for p in ps.all(name):
-            prov = provider(p)
-            if prov is not None:
-                seen.setdefault(prov, p)
-    triton = ps.get("triton")
-    if triton is not None and triton.installer == "conda" and "pytorch" in seen:
-        seen.setdefault("conda-forge", triton)
-    if "pytorch" in seen and "conda-forge" in seen:
-        return f"{seen['conda-forge']} (conda-forge stack) next to {seen['pytorch']} (pytorch-channel stack)"
-    return None
-
-
-def _python_xformers_channel(
-    ps: PackageSet, check: dict[str, Any], kb: Knowledge, host: HostFacts | None
-) -> str | None:
-    xf, py = ps.get("xformers"), ps.python()
-    if xf is None or py is None:
-        return None
-    m = _XFORMERS_CHANNEL_BUILD.match(xf.build)
-    if not m:
-        return None
-    built_for = f"{m.group(1)}.{m.group(2)}"
-    row = (
-        next(
-            (x for x in kb.profiles["pytorch"].xformers if x.version == base_version(xf.version)),
-            None,
-        )
-        if "pytorch" in kb.profiles
-        else None
-    )
-    if built_for != py:
-        return f"xformers build {xf.build} is for python {built_for}, python is {py}"
-    if row is not None and py not in row.python:
-        return f"xformers {xf.version} is built on the xformers channel for python {', '.join(row.python)} only"
-    return None
-
-
-def _cuda_major_mismatch(
-    ps: PackageSet, check: dict[str, Any], kb: Knowledge, host: HostFacts | None
-) -> str | None:
-    xf, torch = ps.get("xformers"), ps.torch()
-    if xf is None or torch is None:
-        return None
-    tc = torch_cuda(torch)
-    xc = xformers_cuda_major(xf, kb)
-    if tc is None or xc is None:
-        return None
-    if int(tc.split(".")[0]) != xc:
-        return (
-            f"xformers {xf.version} is a CUDA {xc} build, torch {torch.version} a CUDA {tc} build"
-        )
-    return None
-
-
-def _unsloth_requirements(
-    ps: PackageSet, check: dict[str, Any], kb: Knowledge, host: HostFacts | None
-) -> str | None:
-    un = ps.get("unsloth")
-    if un is None:
-        return None
-    rel = kb.release(base_version(un.version))
-    if rel is None:
-        return None
-    problems = []
-    py = ps.python()
-    if py is not None and rel.python and Version(py) not in SpecifierSet(rel.python):
-        problems.append(f"python {py} (needs {rel.python})")
-    for dist, spec in rel.requires.items():
-        if not spec:
-            continue
-        names = PROVIDERS.get(dist, (dist,))
-        installed = next((ps.get(n) for n in names if ps.get(n) is not None), None)
-        if installed is None:
-            continue
-        v = _ver(installed.version)
-        try:
-            ok = v is None or v in SpecifierSet(spec)
-        except InvalidSpecifier:
-            ok = True
-        if not ok:
-            problems.append(f"{dist} {installed.version} (needs {dist}{spec})")
-    if problems:
-        return f"unsloth {un.version} requires other versions: " + "; ".join(problems)
-    return None
-
-
-def _cuda_newer_than_driver(
-    ps: PackageSet, check: dict[str, Any], kb: Knowledge, host: HostFacts | None
-) -> str | None:
-    torch = ps.torch()
-    if host is None or host.driver_cuda is None or torch is None:
-        return None
-    tc = torch_cuda(torch)
-    if tc is None:
-        return None
-    if Version(tc) > Version(host.driver_cuda):
-        return f"torch is a CUDA {tc} build; the driver supports CUDA {host.driver_cuda} at most"
-    return None
-
-
-def arch_covered(arch: str, arch_list: str) -> bool:
-    """Is compute capability ``arch`` ('8.9') served by a TORCH_CUDA_ARCH_LIST string?
-
-    SASS for X.y runs on X.z with z >= y (same major); PTX for A runs on any arch >= A.
-    """
-    major, minor = (int(x) for x in arch.split("."))
-    for entry in arch_list.split():
-        ptx = entry.endswith("+PTX")
-        base = entry.removesuffix("+PTX")
-        arch_specific = base.endswith(("a", "f"))  # sm_90a: runs on exactly sm_90
-        emaj, emin = (int(x) for x in base.rstrip("af").split("."))
-        if arch_specific:
-            if (emaj, emin) == (major, minor):
-                return True
-            continue
-        if emaj == major and emin <= minor:
-            return True
-        if ptx and (emaj, emin) <= (major, minor):
-            return True
-    return False
-
-
-def _arch_not_covered(
-    ps: PackageSet, check: dict[str, Any], kb: Knowledge, host: HostFacts | None
-) -> str | None:
-    torch = ps.torch()
-    if host is None or not host.archs or torch is None:
-        return None
-    prov, tc = provider(torch), torch_cuda(torch)
-    if prov is None or tc is None or prov not in kb.profiles:
-        return None
-    archs = kb.profiles[prov].arch_lists.get(tc)
-    if archs is None:
-        return None
-    missing = [a for a in host.archs if not arch_covered(a, archs)]
-    if missing:
-        return f"torch {torch.version} ({prov}, CUDA {tc}) ships kernels for {archs}; not for sm_{missing[0].replace('.', '')}"
-    return None
-
-
-def _blackwell_old_xformers(
-    ps: PackageSet, check: dict[str, Any], kb: Knowledge, host: HostFacts | None
-) -> str | None:
-    xf = ps.get("xformers")
-    if host is None or xf is None:
-        return None
-    blackwell = [a for a in host.archs if int(a.split(".")[0]) in (10, 11, 12)]
-    v = _ver(xf.version)
-    if blackwell and v is not None and v <= Version(str(check.get("max_bad", "0.0.32.post2"))):
-        return f"GPU sm_{blackwell[0].replace('.', '')} with xformers {xf.version}"
-    return None
-
-
-def _glibc_too_old(
-    ps: PackageSet, check: dict[str, Any], kb: Knowledge, host: HostFacts | None
-) -> str | None:
-    if host is None or host.glibc is None:
-        return None
-    if Version(host.glibc) >= Version(str(check.get("min", "2.28"))):
-        return None
-    for p in ps.packages:
-        v = _ver(p.version)
-        if p.installer != "pip" or v is None:
-            continue
-        if (normalize(p.name) == "torch" and v >= Version("2.7")) or (
-            p.name == "xformers" and v >= Version("0.0.28")
-        ):
-            return f"pip {p.name} {p.version} is a manylinux_2_28 wheel; glibc is {host.glibc}"
-    return None
-
-
-def _runtime(
-    ps: PackageSet, check: dict[str, Any], kb: Knowledge, host: HostFacts | None
-) -> str | None:
-    return None  # observable only by running code: see verify/probe.py
-
-
-RULES: dict[str, Rule] = {
-    "version_in": _version_in,
-    "xformers_torch_mismatch": _xformers_torch_mismatch,
-    "xformers_newer_than_torch": _xformers_newer_than_torch,
-    "cpu_pytorch": _cpu_pytorch,
-    "mkl_too_new": _mkl_too_new,
-    "bnb_missing_cuda": _bnb_missing_cuda,
-    "duplicate_torch": _duplicate_torch,
-    "mixed_providers": _mixed_providers,
-    "python_xformers_channel": _python_xformers_channel,
-    "cuda_major_mismatch": _cuda_major_mismatch,
-    "unsloth_requirements": _unsloth_requirements,
-    "cuda_newer_than_driver": _cuda_newer_than_driver,
-    "arch_not_covered": _arch_not_covered,
-    "blackwell_old_xformers": _blackwell_old_xformers,
-    "glibc_too_old": _glibc_too_old,
-    "runtime": _runtime,
-}
-
-
-def evaluate(
-    packages: Iterable[Package],
-    kb: Knowledge,
-    host: HostFacts | None = None,
-    only: Iterable[str] | None = None,
-) -> list[Finding]:
-    """Every known issue the package set (and host, when given) triggers, in knowledge order."""
-    ps = PackageSet(list(packages))
-    wanted = set(only) if only is not None else None
-    findings = []
-    for issue in kb.issues.values():
-        if wanted is not None and issue.id not in wanted:
-            continue
-        rule = RULES[str(issue.check["kind"])]
-        detail = rule(ps, issue.check, kb, host)
-        if detail is not None:
-            evidence = tuple(str(p) for p in ps.packages if f"{p.name} {p.version}" in detail)
-            findings.append(Finding(issue=issue, detail=detail, evidence=evidence))
-    return findings

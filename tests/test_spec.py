@@ -1,0 +1,102 @@
+"""EnvSpec <-> environment.yml: round trip, conda's style, and refusing broken files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from ruamel.yaml import YAML
+
+from conda_unsloth import knowledge, spec
+from conda_unsloth.errors import SpecError
+from conda_unsloth.host import Host
+from conda_unsloth.select import Request, select
+
+KB = knowledge.load()
+
+
+def planned(tmp_path: Path, **req: str) -> tuple[spec.EnvSpec, Path]:
+    sel = select(Request(**req), Host(platform="linux-64"), KB)  # type: ignore[arg-type]
+    out = tmp_path / "environment.yml"
+    es = spec.from_selection(sel, "unsloth", spec.constraints_path_for(out).name)
+    spec.write_files(es, out)
+    return es, out
+
+
+@pytest.mark.parametrize("profile", ["pytorch", "conda-forge"])
+def test_round_trip(tmp_path: Path, profile: str) -> None:
+    es, out = planned(tmp_path, profile=profile)
+    back = spec.read(out)
+    assert back.name == "unsloth"
+    assert back.channels == es.channels
+    assert back.conda_specs() == es.conda_specs()
+    assert back.pip_requirements() == es.pip_requirements()
+    assert [d.spec for d in back.pip_constraints] == [d.spec for d in es.pip_constraints]
+
+
+def test_plain_yaml_loader_reads_it(tmp_path: Path) -> None:
+    _, out = planned(tmp_path)
+    data = YAML(typ="safe").load(out.read_text())
+    assert set(data) == {"name", "channels", "dependencies"}
+    assert isinstance(data["dependencies"][-1], dict) and "pip" in data["dependencies"][-1]
+
+
+def test_atomic_write_leaves_no_temp_files(tmp_path: Path) -> None:
+    planned(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "environment.pip-constraints.txt",
+        "environment.yml",
+    ]
+
+
+def write(tmp_path: Path, content: str | bytes) -> Path:
+    p = tmp_path / "env.yml"
+    if isinstance(content, bytes):
+        p.write_bytes(content)
+    else:
+        p.write_text(content)
+    return p
+
+
+BROKEN = [
+    ("syntax", "name: x\ndependencies: [python\n", "YAML syntax error"),
+    ("not-mapping", "- python\n", "expected a mapping"),
+    ("no-deps", "name: x\n", "'dependencies' must be a non-empty list"),
+    ("deps-wrong-type", "dependencies: python\n", "'dependencies' must be a non-empty list"),
+    ("unknown-key", "name: x\ndependencies: [python]\nchanels: [a]\n", "unknown key 'chanels'"),
+    (
+        "channels-wrong-type",
+        "channels: conda-forge\ndependencies: [python]\n",
+        "'channels' must be a list",
+    ),
+    (
+        "dep-mapping",
+        "dependencies:\n  - {conda: python}\n",
+        "must be a spec string or a 'pip:' list",
+    ),
+    ("dep-garbage", "dependencies:\n  - 'python; rm -rf /'\n", "is not a package spec"),
+    ("pip-not-strings", "dependencies:\n  - pip:\n      - {a: 1}\n", "pip[0] must be a string"),
+    ("missing-constraints", "dependencies:\n  - pip:\n      - -c nope.txt\n", "constraints file"),
+    ("name-not-string", "name: [a]\ndependencies: [python]\n", "'name' must be a string"),
+]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"), [b[1:] for b in BROKEN], ids=[b[0] for b in BROKEN]
+)
+def test_broken_env_files(tmp_path: Path, content: str, message: str) -> None:
+    with pytest.raises(SpecError) as exc:
+        spec.read(write(tmp_path, content))
+    assert message in exc.value.message
+    assert "\n" not in exc.value.message
+
+
+def test_non_utf8_huge_and_missing(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match="not UTF-8"):
+        spec.read(write(tmp_path, b"name: \xff\n"))
+    with pytest.raises(SpecError, match="refusing files over 1 MB"):
+        spec.read(write(tmp_path, "# pad\n" * 200_000))
+    with pytest.raises(SpecError, match="does not exist"):
+        spec.read(tmp_path / "missing.yml")
+    with pytest.raises(SpecError, match="is a directory"):
+        spec.read(tmp_path)
