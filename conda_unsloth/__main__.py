@@ -39,9 +39,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             for h in exc.hints:
                 print(f"hint: {h}", file=sys.stderr)
         return exc.return_code
-    except KeyboardInterrupt:
-        print("conda-unsloth: interrupted", file=sys.stderr)
-        return 128 + signal.SIGINT
+    except KeyboardInterrupt as exc:  # also install.Interrupted (SIGTERM), after its rollback
+        signum = getattr(exc, "signum", signal.SIGINT)
+        print(
+            f"conda-unsloth: interrupted (signal {signum}); nothing was left half-done",
+            file=sys.stderr,
+        )
+        return 128 + signum
     except BrokenPipeError:
         return 1
 

@@ -1,0 +1,203 @@
+"""Read a lock back into a SolvedEnv for `create --from-lock`: `@EXPLICIT` files (CEP 23) and
+conda-lock v1 YAML (CEP 37). A lock for another platform, a line without a sha256, or a broken
+file is refused before anything is written."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+from ..errors import SpecError
+from ..solvers.base import PipPackage, Record, SolvedEnv
+
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_HEX32 = re.compile(r"^[0-9a-f]{32}$")
+MAX_LOCK_BYTES = 20_000_000
+
+
+def _split_fn(fn: str) -> tuple[str, str, str]:
+    stem = fn.removesuffix(".conda").removesuffix(".tar.bz2")
+    parts = stem.rsplit("-", 2)
+    if len(parts) != 3 or not all(parts):
+        raise ValueError(fn)
+    return parts[0], parts[1], parts[2]
+
+
+def _build_number(build: str) -> int:
+    tail = build.rsplit("_", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
+
+
+def record_from_url(url: str, sha256: str | None, md5: str | None = None, **extra: Any) -> Record:
+    parsed = urlparse(url)
+    path = unquote(parsed.path)
+    segments = path.rstrip("/").split("/")
+    if len(segments) < 3:
+        raise ValueError(url)
+    fn, subdir = segments[-1], segments[-2]
+    name, version, build = _split_fn(fn)
+    channel = url[: url.rindex("/" + subdir + "/")]
+    return Record(
+        name=extra.get("name", name),
+        version=extra.get("version", version),
+        build=build,
+        build_number=_build_number(build),
+        channel=channel,
+        subdir=subdir,
+        url=url,
+        fn=fn,
+        md5=md5,
+        sha256=sha256,
+        depends=tuple(extra.get("depends", ())),
+        noarch="python" if subdir == "noarch" else None,
+    )
+
+
+def _read_text(path: Path) -> str:
+    try:
+        size = path.stat().st_size
+        if path.is_dir():
+            raise SpecError(f"lock {path} is a directory")
+        if size > MAX_LOCK_BYTES:
+            raise SpecError(f"lock {path} is {size} bytes; refusing locks over 20 MB")
+        return path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise SpecError(f"lock {path} does not exist") from None
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"lock {path} is not UTF-8 (byte {exc.start})") from None
+    except OSError as exc:
+        raise SpecError(f"lock {path} cannot be read: {exc.strerror}") from None
+
+
+def read_lock(path: Path, platform: str) -> SolvedEnv:
+    text = _read_text(path)
+    if "@EXPLICIT" in text:
+        return _read_explicit(path, text, platform)
+    return _read_conda_lock(path, text, platform)
+
+
+def _read_explicit(path: Path, text: str, platform: str) -> SolvedEnv:
+    declared = None
+    records = []
+    seen_explicit = False
+    for n, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line:
+            continue
+        if line.startswith("# platform:"):
+            declared = line.split(":", 1)[1].strip()
+            continue
+        if line.startswith("#"):
+            continue
+        if line == "@EXPLICIT":
+            seen_explicit = True
+            continue
+        if not seen_explicit:
+            raise SpecError(f"lock {path}: line {n} comes before @EXPLICIT")
+        url, _, digest = line.partition("#")
+        digest = digest.removeprefix("sha256:")
+        sha = digest if _HEX64.match(digest) else None
+        md5 = digest if _HEX32.match(digest) else None
+        if sha is None:
+            raise SpecError(
+                f"lock {path}: line {n} has no sha256 (got '#{digest[:16]}'); "
+                "refusing a lock that cannot be checked",
+                hints=["re-export it: conda unsloth solve --lock FILE --format explicit"],
+            )
+        try:
+            rec = record_from_url(url, sha, md5)
+        except ValueError:
+            raise SpecError(f"lock {path}: line {n} is not a package URL: {url[:80]}") from None
+        records.append(rec)
+    if not seen_explicit or not records:
+        raise SpecError(f"lock {path}: no @EXPLICIT package lines")
+    subdirs = {r.subdir for r in records} - {"noarch"}
+    lock_platform = declared or (subdirs.pop() if len(subdirs) == 1 else platform)
+    _check_platform(path, lock_platform, subdirs | ({declared} if declared else set()), platform)
+    channels = tuple(dict.fromkeys(r.channel for r in records))
+    return SolvedEnv(
+        platform=platform,
+        channels=channels,
+        records=tuple(records),
+        virtual_packages=(),
+        solver=f"lock {path.name}",
+    )
+
+
+def _check_platform(path: Path, lock_platform: str, seen: set[str], platform: str) -> None:
+    others = {s for s in seen if s and s != platform}
+    if lock_platform != platform or others:
+        other = lock_platform if lock_platform != platform else sorted(others)[0]
+        raise SpecError(
+            f"lock {path} is for {other}, not {platform}; refusing it",
+            hints=[
+                f"solve for this platform: conda unsloth solve --platform {platform} --lock FILE"
+            ],
+        )
+
+
+def _read_conda_lock(path: Path, text: str, platform: str) -> SolvedEnv:
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    try:
+        data = YAML(typ="safe", pure=True).load(text)
+    except YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise SpecError(f"lock {path}: YAML syntax error{where}") from None
+    if (
+        not isinstance(data, dict)
+        or data.get("version") != 1
+        or not isinstance(data.get("package"), list)
+    ):
+        raise SpecError(f"lock {path} is neither an @EXPLICIT file nor a conda-lock v1 file")
+    platforms = (data.get("metadata") or {}).get("platforms") or []
+    if platform not in platforms:
+        raise SpecError(
+            f"lock {path} is for {', '.join(map(str, platforms)) or 'no platform'}, not {platform}; refusing it",
+            hints=[
+                f"solve for this platform: conda unsloth solve --platform {platform} --lock FILE"
+            ],
+        )
+    records, pip = [], []
+    for i, pkg in enumerate(data["package"]):
+        if not isinstance(pkg, dict):
+            raise SpecError(f"lock {path}: package[{i}] is not a mapping")
+        if pkg.get("platform") != platform:
+            continue
+        url, hashes = pkg.get("url"), pkg.get("hash") or {}
+        sha = hashes.get("sha256") if isinstance(hashes, dict) else None
+        if not isinstance(url, str) or not isinstance(sha, str) or not _HEX64.match(sha):
+            raise SpecError(
+                f"lock {path}: package[{i}] ({pkg.get('name')}) has no url or no sha256"
+            )
+        if pkg.get("manager") == "pip":
+            pip.append(PipPackage(str(pkg.get("name")), str(pkg.get("version")), url, sha))
+            continue
+        try:
+            deps = [f"{k} {v}".strip() for k, v in (pkg.get("dependencies") or {}).items()]
+            rec = record_from_url(
+                url,
+                sha,
+                hashes.get("md5"),
+                name=str(pkg.get("name")),
+                version=str(pkg.get("version")),
+                depends=deps,
+            )
+        except ValueError:
+            raise SpecError(f"lock {path}: package[{i}] url is not a package URL") from None
+        records.append(rec)
+    if not records:
+        raise SpecError(f"lock {path}: no conda packages for {platform}")
+    channels = tuple(dict.fromkeys(r.channel for r in records))
+    return SolvedEnv(
+        platform=platform,
+        channels=channels,
+        records=tuple(records),
+        virtual_packages=(),
+        solver=f"lock {path.name}",
+        pip=tuple(pip),
+    )
