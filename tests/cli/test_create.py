@@ -267,7 +267,7 @@ def test_from_lock_with_a_tampered_hash_is_refused(
 ) -> None:
     lines = lock.read_text().splitlines()
     i = next(n for n, ln in enumerate(lines) if "/pytorch-2.5.1-" in ln)
-    url, digest = lines[i].split("#")
+    url, _digest = lines[i].split("#")
     lines[i] = f"{url}#{'0' * 64}"
     lock.write_text("\n".join(lines) + "\n")
     prefix = tmp_path / "env"
