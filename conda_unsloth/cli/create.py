@@ -193,15 +193,16 @@ def execute(args: argparse.Namespace) -> int:
         validate(solved, kb, target=target)
     seconds["solve"] = time.monotonic() - t0
 
-    pip_reqs = [] if args.from_lock else env_spec.pip_requirements()
+    pip_reqs: list[str] = [] if args.from_lock else env_spec.pip_requirements()
     constraints = _constraints(
         solved, [] if args.from_lock else [d.spec for d in env_spec.pip_constraints]
     )
-    plan_doc = {
+    pip_shown = pip_reqs if not args.from_lock else [f"{p.name}=={p.version}" for p in solved.pip]
+    plan_doc: dict[str, Any] = {
         "prefix": str(prefix),
         "replaces_existing": replacing,
         "conda": [r.to_json() for r in solved.records],
-        "pip": pip_reqs if not args.from_lock else [f"{p.name}=={p.version}" for p in solved.pip],
+        "pip": pip_shown,
         "solver": solved.solver,
     }
     if not args.json and not args.quiet:
@@ -209,7 +210,7 @@ def execute(args: argparse.Namespace) -> int:
             [(r.name, r.version, r.build, r.channel_name) for r in solved.records],
             ("package", "version", "build", "channel"),
         )
-        for req in plan_doc["pip"]:
+        for req in pip_shown:
             print(f"pip  {req}")
         print(
             f"prefix: {prefix}"
