@@ -1,4 +1,4 @@
-"""The marker `<prefix>/conda-meta/conda-unsloth.json`: what we built, from what, and whether
+"""The marker `<prefix>/conda-meta/conda-unsloth` (JSON): what we built, from what, and whether
 it verified. Other tools (doctor, the post-command guard, export, module) look for it."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 
 from . import __version__
 
-MARKER_NAME = "conda-unsloth.json"
+MARKER_NAME = "conda-unsloth"  # no .json: conda parses every conda-meta/*.json as a package record
 SCHEMA = 1
 
 

@@ -44,3 +44,21 @@ if hookimpl is not None:
             action=_action,
             configure_parser=_configure_parser,
         )
+
+    @hookimpl  # type: ignore[untyped-decorator]
+    def conda_health_checks() -> Iterator[Any]:
+        import dataclasses
+
+        from .health import health_check_kwargs
+
+        # fixer/summary/fix exist only from conda 26.1; an unknown field is a TypeError
+        fields = {f.name for f in dataclasses.fields(_types.CondaHealthCheck)}
+        yield _types.CondaHealthCheck(**health_check_kwargs(fields))
+
+    @hookimpl  # type: ignore[untyped-decorator]
+    def conda_post_commands() -> Iterator[Any]:
+        from .guard import RUN_FOR, post_command
+
+        yield _types.CondaPostCommand(
+            name="unsloth-guard", action=post_command, run_for=set(RUN_FOR)
+        )

@@ -103,7 +103,7 @@ class PackageSet:
         """The torch provider: conda's pytorch first, else a pip torch."""
         return self.get("pytorch") or self.get("torch")
 
-    def python(self) -> Hit | None:
+    def python(self) -> str | None:
         py = self.get("python")
         return ".".join(py.version.split(".")[:2]) if py else None
 
@@ -123,7 +123,7 @@ def _ver(v: str) -> Version | None:
         return None
 
 
-def torch_cuda(pkg: Package) -> Hit | None:
+def torch_cuda(pkg: Package) -> str | None:
     """The CUDA version a torch build targets ('12.1'), None for CPU or unknown."""
     m = _PYTORCH_CHANNEL_BUILD.match(pkg.build)
     if m:
@@ -208,3 +208,446 @@ def xformers_cuda_major(pkg: Package, kb: Knowledge) -> int | None:
     return None
 
 
+# ----------------------------------------------------------------------------- the rules
+
+
+@dataclass(frozen=True)
+class Hit:
+    """What a rule returns when it fires: a one-line detail and the packages behind it."""
+
+    detail: str
+    packages: tuple[Package, ...] = ()
+
+
+def _hit(detail: str, *packages: Package | None) -> Hit:
+    return Hit(detail, tuple(dict.fromkeys(p for p in packages if p is not None)))
+
+
+Rule = Callable[[PackageSet, dict[str, Any], Knowledge, "HostFacts | None"], "Hit | None"]
+
+
+def _contains(spec: str, version: str) -> bool | None:
+    """Is ``version`` inside ``spec`` (pre-releases count)? None when either is unreadable."""
+    v = _ver(version)
+    if v is None:
+        return None
+    try:
+        return SpecifierSet(spec).contains(v, prereleases=True)
+    except InvalidSpecifier:
+        return None
+
+
+def _version_in(
+    ps: PackageSet, check: dict[str, Any], kb: Knowledge, host: HostFacts | None
+) -> Hit | None:
+    versions = {str(v) for v in check.get("versions", [])}
+    for p in ps.all(str(check["package"])):
+        if base_version(p.version) in versions:
+            return _hit(
+                f"{p.name} {p.version} is one of the affected versions "
+                f"({', '.join(sorted(versions))})",
+                p,
+            )
+    return None
+
+
+def _xformers_torch_mismatch(
+    ps: PackageSet, check: dict[str, Any], kb: Knowledge, host: HostFacts | None
+) -> Hit | None:
+    xf, torch = ps.get("xformers"), ps.torch()
+    if xf is None or torch is None:
+        return None
+    spec = xformers_torch(xf, kb)
+    tv = _ver(torch.version)
+    if spec is None or tv is None or spec.contains(tv, prereleases=True):
+        return None
+    pinned = [Version(s.version.rstrip(".*")) for s in spec if s.operator == "=="]
+    if pinned and pinned[0] > tv:
+        return None  # F15 covers xformers newer than torch
+    return _hit(
+        f"xformers {xf.version} was built for torch {spec}, but torch is {torch.version}",
+        xf,
+        torch,
+    )
+
+
+def _xformers_newer_than_torch(
+    ps: PackageSet, check: dict[str, Any], kb: Knowledge, host: HostFacts | None
+) -> Hit | None:
+    xf, torch = ps.get("xformers"), ps.torch()
+    if xf is None or torch is None:
+        return None
+    spec = xformers_torch(xf, kb)
+    tv = _ver(torch.version)
+    if spec is None or tv is None or spec.contains(tv, prereleases=True):
+        return None
+    for s in spec:
+        if s.operator in ("==", ">=") and Version(s.version.rstrip(".*")) > tv:
+            return _hit(
+                f"xformers {xf.version} needs torch {spec}; torch {torch.version} is older",
+                xf,
+                torch,
+            )
+    return None
+
+
+def _cpu_pytorch(
+    ps: PackageSet, check: dict[str, Any], kb: Knowledge, host: HostFacts | None
+) -> Hit | None:
+    for p in ps.all("pytorch") + ps.all("torch"):
+        if is_cpu_torch(p):
+            return _hit(f"{p} is a CPU-only build", p)
+    mutex = ps.get("pytorch-mutex")
+    if mutex is not None and mutex.build == "cpu":
+        return _hit("pytorch-mutex 1.0 cpu is installed: the pytorch channel's CPU variant", mutex)
+    cpuonly = ps.get("cpuonly")
+    if cpuonly is not None:
+        return _hit("cpuonly is installed: it forces the CPU variant of pytorch", cpuonly)
+    return None
+
+
+def _mkl_too_new(
+    ps: PackageSet, check: dict[str, Any], kb: Knowledge, host: HostFacts | None
+) -> Hit | None:
+    torch = next((p for p in ps.all("pytorch") if provider(p) == "pytorch"), None)
+    mkl = next((p for p in ps.all("mkl") if p.installer == "conda"), None)
+    if torch is None or mkl is None:
+        return None
+    limit = str(check.get("max", "2024.1"))
+    mv = _ver(mkl.version)
+    if mv is not None and mv >= Version(limit):
+        return _hit(
+            f"mkl {mkl.version} is >= {limit} next to the pytorch-channel build "
+            f"pytorch {torch.version} {torch.build}",
+            mkl,
+            torch,
+        )
+    return None
+
+
+def _bnb_missing_cuda(
+    ps: PackageSet, check: dict[str, Any], kb: Knowledge, host: HostFacts | None
+) -> Hit | None:
+    bnb, torch = ps.get("bitsandbytes"), ps.torch()
+    if bnb is None or torch is None or bnb.installer != "pip":
+        return None
+    cuda = torch_cuda(torch)
+    wheel = kb.bnb_wheel(base_version(bnb.version))
+    if cuda is None or wheel is None:
+        return None
+    if bnb_ships_cuda(wheel.cuda, cuda):
+        return None
+    return _hit(
+        f"bitsandbytes {bnb.version} ships CUDA libraries {', '.join(map(str, wheel.cuda))}; "
+        f"none for torch's CUDA {cuda}",
+        bnb,
+        torch,
+    )
+
+
+def bnb_ships_cuda(libs: Iterable[int], cuda: str) -> bool:
+    """Does a bitsandbytes wheel with these CUDA libraries (121 = 12.1) serve torch's CUDA?"""
+    major, minor = (int(x) for x in cuda.split("."))
+    want = major * 10 + minor
+    return any(c // 10 == major and c <= want for c in libs)
+
+
+def _duplicate_torch(
+    ps: PackageSet, check: dict[str, Any], kb: Knowledge, host: HostFacts | None
+) -> Hit | None:
+    conda_torch = [p for p in ps.all("pytorch") if p.installer == "conda"]
+    pip_torch = [p for p in ps.all("torch") if p.installer == "pip"]
+    if conda_torch and pip_torch:
+        return _hit(
+            f"conda's {conda_torch[0]} and pip's torch {pip_torch[0].version} are both installed",
+            conda_torch[0],
+            pip_torch[0],
+        )
+    if len(pip_torch) > 1:
+        return _hit(
+            "more than one torch distribution is installed: "
+            + ", ".join(p.version for p in pip_torch),
+            *pip_torch,
+        )
+    return None
+
+
+def _mixed_providers(
+    ps: PackageSet, check: dict[str, Any], kb: Knowledge, host: HostFacts | None
+) -> Hit | None:
+    seen: dict[str, Package] = {}
+    for name in ("pytorch", "xformers", "pytorch-cuda", "torchtriton", "pytorch-mutex"):
+        for p in ps.all(name):
+            prov = provider(p)
+            if prov is not None:
+                seen.setdefault(prov, p)
+    triton = next((p for p in ps.all("triton") if p.installer == "conda"), None)
+    if triton is not None and "pytorch" in seen:
+        seen.setdefault("conda-forge", triton)
+    if "pytorch" in seen and "conda-forge" in seen:
+        return _hit(
+            f"{seen['conda-forge']} is from the conda-forge stack, "
+            f"{seen['pytorch']} from the pytorch-channel stack",
+            seen["conda-forge"],
+            seen["pytorch"],
+        )
+    return None
+
+
+def _python_xformers_channel(
+    ps: PackageSet, check: dict[str, Any], kb: Knowledge, host: HostFacts | None
+) -> Hit | None:
+    xf, py = ps.get("xformers"), ps.python()
+    if xf is None or py is None:
+        return None
+    m = _XFORMERS_CHANNEL_BUILD.match(xf.build)
+    if not m:
+        return None
+    built_for = f"{m.group(1)}.{m.group(2)}"
+    row = (
+        next(
+            (x for x in kb.profiles["pytorch"].xformers if x.version == base_version(xf.version)),
+            None,
+        )
+        if "pytorch" in kb.profiles
+        else None
+    )
+    python = ps.get("python")
+    if built_for != py:
+        return _hit(
+            f"xformers build {xf.build} is for python {built_for}, python is {py}", xf, python
+        )
+    if row is not None and py not in row.python:
+        return _hit(
+            f"xformers {xf.version} is built on the xformers channel for python "
+            f"{', '.join(row.python)} only",
+            xf,
+            python,
+        )
+    return None
+
+
+def _cuda_major_mismatch(
+    ps: PackageSet, check: dict[str, Any], kb: Knowledge, host: HostFacts | None
+) -> Hit | None:
+    xf, torch = ps.get("xformers"), ps.torch()
+    if xf is None or torch is None:
+        return None
+    tc = torch_cuda(torch)
+    xc = xformers_cuda_major(xf, kb)
+    if tc is None or xc is None:
+        return None
+    if int(tc.split(".")[0]) != xc:
+        return _hit(
+            f"xformers {xf.version} is a CUDA {xc} build, torch {torch.version} a CUDA {tc} build",
+            xf,
+            torch,
+        )
+    return None
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One requirement of the installed unsloth release that the env does not meet."""
+
+    requirement: str  # a pip distribution name ("transformers") or "python"
+    spec: str  # the release's range ("<4.45.0")
+    installed: Package
+
+    def __str__(self) -> str:
+        return f"{self.requirement} {self.installed.version} (needs {self.requirement}{self.spec})"
+
+
+def unsloth_violations(packages: Iterable[Package] | PackageSet, kb: Knowledge) -> list[Violation]:
+    """The installed unsloth's own requirement ranges (knowledge/unsloth.yaml) that the
+    packages violate; empty when unsloth is absent or its release is not in the knowledge."""
+    ps = packages if isinstance(packages, PackageSet) else PackageSet(list(packages))
+    un = ps.get("unsloth")
+    if un is None:
+        return []
+    rel = kb.release(base_version(un.version))
+    if rel is None:
+        return []
+    out: list[Violation] = []
+    python = ps.get("python")
+    py = ps.python()
+    if python is not None and py is not None and rel.python and _contains(rel.python, py) is False:
+        out.append(Violation("python", rel.python, python))
+    for dist, spec in rel.requires.items():
+        if not spec:
+            continue
+        installed = next(
+            (p for n in PROVIDERS.get(dist, (dist,)) for p in ps.all(n)),
+            None,
+        )
+        if installed is None:
+            continue
+        if _contains(spec, installed.version) is False:
+            out.append(Violation(dist, spec, installed))
+    return out
+
+
+def _unsloth_requirements(
+    ps: PackageSet, check: dict[str, Any], kb: Knowledge, host: HostFacts | None
+) -> Hit | None:
+    problems = unsloth_violations(ps, kb)
+    if not problems:
+        return None
+    un = ps.get("unsloth")
+    assert un is not None  # violations imply an unsloth
+    return _hit(
+        f"unsloth {un.version} requires other versions: " + "; ".join(map(str, problems)),
+        un,
+        *(v.installed for v in problems),
+    )
+
+
+def _cuda_newer_than_driver(
+    ps: PackageSet, check: dict[str, Any], kb: Knowledge, host: HostFacts | None
+) -> Hit | None:
+    torch = ps.torch()
+    if host is None or host.driver_cuda is None or torch is None:
+        return None
+    tc = torch_cuda(torch)
+    if tc is None:
+        return None
+    if Version(tc) > Version(host.driver_cuda):
+        return _hit(
+            f"torch {torch.version} is a CUDA {tc} build; the driver supports CUDA "
+            f"{host.driver_cuda} at most",
+            torch,
+        )
+    return None
+
+
+def arch_covered(arch: str, arch_list: str) -> bool:
+    """Is compute capability ``arch`` ('8.9') served by a TORCH_CUDA_ARCH_LIST string?
+
+    SASS for X.y runs on X.z with z >= y (same major); PTX for A runs on any arch >= A.
+    """
+    major, minor = (int(x) for x in arch.split("."))
+    for entry in arch_list.split():
+        ptx = entry.endswith("+PTX")
+        base = entry.removesuffix("+PTX")
+        arch_specific = base.endswith(("a", "f"))  # sm_90a: runs on exactly sm_90
+        emaj, emin = (int(x) for x in base.rstrip("af").split("."))
+        if arch_specific:
+            if (emaj, emin) == (major, minor):
+                return True
+            continue
+        if emaj == major and emin <= minor:
+            return True
+        if ptx and (emaj, emin) <= (major, minor):
+            return True
+    return False
+
+
+def _arch_not_covered(
+    ps: PackageSet, check: dict[str, Any], kb: Knowledge, host: HostFacts | None
+) -> Hit | None:
+    torch = ps.torch()
+    if host is None or not host.archs or torch is None:
+        return None
+    prov, tc = provider(torch), torch_cuda(torch)
+    if prov is None or tc is None or prov not in kb.profiles:
+        return None
+    archs = kb.profiles[prov].arch_lists.get(tc)
+    if archs is None:
+        return None
+    missing = [a for a in host.archs if not arch_covered(a, archs)]
+    if missing:
+        return _hit(
+            f"torch {torch.version} ({prov}, CUDA {tc}) ships kernels for {archs}; "
+            f"not for sm_{missing[0].replace('.', '')}",
+            torch,
+        )
+    return None
+
+
+def _blackwell_old_xformers(
+    ps: PackageSet, check: dict[str, Any], kb: Knowledge, host: HostFacts | None
+) -> Hit | None:
+    xf = ps.get("xformers")
+    if host is None or xf is None:
+        return None
+    blackwell = [a for a in host.archs if int(a.split(".")[0]) in (10, 11, 12)]
+    v = _ver(xf.version)
+    if blackwell and v is not None and v <= Version(str(check.get("max_bad", "0.0.32.post2"))):
+        return _hit(f"GPU sm_{blackwell[0].replace('.', '')} with xformers {xf.version}", xf)
+    return None
+
+
+def _glibc_too_old(
+    ps: PackageSet, check: dict[str, Any], kb: Knowledge, host: HostFacts | None
+) -> Hit | None:
+    if host is None or host.glibc is None:
+        return None
+    if Version(host.glibc) >= Version(str(check.get("min", "2.28"))):
+        return None
+    for p in ps.packages:
+        v = _ver(p.version)
+        if p.installer != "pip" or v is None:
+            continue
+        if (normalize(p.name) == "torch" and v >= Version("2.7")) or (
+            normalize(p.name) == "xformers" and v >= Version("0.0.28")
+        ):
+            return _hit(
+                f"pip {p.name} {p.version} is a manylinux_2_28 wheel; glibc is {host.glibc}", p
+            )
+    return None
+
+
+def _runtime(
+    ps: PackageSet, check: dict[str, Any], kb: Knowledge, host: HostFacts | None
+) -> Hit | None:
+    return None  # observable only by running code: see verify/probe.py
+
+
+RULES: dict[str, Rule] = {
+    "version_in": _version_in,
+    "xformers_torch_mismatch": _xformers_torch_mismatch,
+    "xformers_newer_than_torch": _xformers_newer_than_torch,
+    "cpu_pytorch": _cpu_pytorch,
+    "mkl_too_new": _mkl_too_new,
+    "bnb_missing_cuda": _bnb_missing_cuda,
+    "duplicate_torch": _duplicate_torch,
+    "mixed_providers": _mixed_providers,
+    "python_xformers_channel": _python_xformers_channel,
+    "cuda_major_mismatch": _cuda_major_mismatch,
+    "unsloth_requirements": _unsloth_requirements,
+    "cuda_newer_than_driver": _cuda_newer_than_driver,
+    "arch_not_covered": _arch_not_covered,
+    "blackwell_old_xformers": _blackwell_old_xformers,
+    "glibc_too_old": _glibc_too_old,
+    "runtime": _runtime,
+}
+
+
+def evaluate(
+    packages: Iterable[Package],
+    kb: Knowledge,
+    host: HostFacts | None = None,
+    only: Iterable[str] | None = None,
+) -> list[Finding]:
+    """Every known issue the package set (and host, when given) triggers, in knowledge order.
+
+    Each finding's ``evidence`` names exactly the packages its rule looked at (``packages``
+    holds them as objects)."""
+    ps = PackageSet(list(packages))
+    wanted = set(only) if only is not None else None
+    findings = []
+    for issue in kb.issues.values():
+        if wanted is not None and issue.id not in wanted:
+            continue
+        rule = RULES[str(issue.check["kind"])]
+        hit = rule(ps, issue.check, kb, host)
+        if hit is not None:
+            findings.append(
+                Finding(
+                    issue=issue,
+                    detail=hit.detail,
+                    evidence=tuple(str(p) for p in hit.packages),
+                    packages=hit.packages,
+                )
+            )
+    return findings

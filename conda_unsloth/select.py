@@ -233,11 +233,16 @@ class Selection:
 # ----------------------------------------------------------------------------- validation
 
 
+def shown(value: str) -> str:
+    """A user value quoted for a one-line message (control characters escaped)."""
+    return f"'{value}'" if value.isprintable() else repr(value)
+
+
 def normalize_arch(value: str) -> str:
     m = _ARCH_RE.match(value.strip())
     if not m:
         raise UsageError(
-            f"--gpu-arch '{value}' is not a compute capability like 8.0, 9.0 or sm_90",
+            f"--gpu-arch {shown(value)} is not a compute capability like 8.0, 9.0 or sm_90",
             hints=["nvidia-smi --query-gpu=compute_cap --format=csv shows yours"],
         )
     return f"{int(m.group(1))}.{m.group(2)}"
@@ -246,15 +251,15 @@ def normalize_arch(value: str) -> str:
 def _validate(req: Request, kb: Knowledge) -> None:
     if req.profile is not None and req.profile not in kb.profiles:
         raise UsageError(
-            f"--profile '{req.profile}' is not a profile; choose one of {', '.join(kb.profiles)}"
+            f"--profile {shown(req.profile)} is not a profile; choose one of {', '.join(kb.profiles)}"
         )
     if req.cuda is not None and not _CUDA_RE.match(req.cuda):
         raise UsageError(
-            f"--cuda '{req.cuda}' is not a CUDA version like 12.1",
+            f"--cuda {shown(req.cuda)} is not a CUDA version like 12.1",
             hints=["conda unsloth env --help lists the CUDA versions of each profile"],
         )
     if req.python is not None and not _PY_RE.match(req.python):
-        raise UsageError(f"--python '{req.python}' is not a Python version like 3.11")
+        raise UsageError(f"--python {shown(req.python)} is not a Python version like 3.11")
     if req.python is not None and Version(req.python) < Version("3.9"):
         raise SelectionError(
             f"--python {req.python} is not supported: Unsloth needs Python >= 3.9; "
@@ -262,19 +267,19 @@ def _validate(req: Request, kb: Knowledge) -> None:
             hints=["conda unsloth env --python 3.11"],
         )
     if req.torch is not None and not _TORCH_RE.match(req.torch):
-        raise UsageError(f"--torch '{req.torch}' is not a PyTorch version like 2.5.1")
+        raise UsageError(f"--torch {shown(req.torch)} is not a PyTorch version like 2.5.1")
     if req.xformers is not None and not re.match(r"^0\.0\.\d+(\.post\d+)?$", req.xformers):
         raise UsageError(
-            f"--xformers '{req.xformers}' is not an xformers version like 0.0.28.post3"
+            f"--xformers {shown(req.xformers)} is not an xformers version like 0.0.28.post3"
         )
     if req.unsloth is not None and kb.release(req.unsloth) is None:
         known = ", ".join(r.version for r in kb.releases)
         raise SelectionError(
-            f"--unsloth {req.unsloth} is not in the knowledge base; known releases: {known}"
+            f"--unsloth {shown(req.unsloth)} is not in the knowledge base; known releases: {known}"
         )
     if req.platform is not None and req.platform not in ("linux-64",):
         raise SelectionError(
-            f"--platform {req.platform}: Unsloth GPU environments are built for linux-64 only",
+            f"--platform {shown(req.platform)}: Unsloth GPU environments are built for linux-64 only",
             hints=["use --platform linux-64"],
         )
 

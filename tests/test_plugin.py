@@ -23,8 +23,7 @@ def test_plugin_imports_nothing_heavy_without_conda() -> None:
         m
         for m in doc["new"]
         if m.split(".")[0] in ("ruamel", "packaging", "rattler", "yaml", "json")
-        or m.startswith("conda_unsloth.")
-        and m != "conda_unsloth.plugin"
+        or (m.startswith("conda_unsloth.") and m != "conda_unsloth.plugin")
     ]
     assert heavy == [], f"plugin.py imported {heavy}"
     # without conda the module registers nothing; with conda it has conda's hook marker

@@ -82,12 +82,16 @@ def test_create_end_to_end(cli: Callable[..., Result], demo: Path, tmp_path: Pat
     )
     assert check.returncode == 0, check.stdout
     assert install.torch_dists(prefix) == ["torch-2.5.1.dist-info (conda)"]
-    marker = json.loads((prefix / "conda-meta" / "conda-unsloth.json").read_text())
+    marker = json.loads((prefix / "conda-meta" / "conda-unsloth").read_text())
     assert marker["status"] == "ok" and marker["tool"] == "conda-unsloth"
     assert marker["target"]["cuda"] == "12.1" and marker["profile"] == "pytorch"
     assert marker["verification"]["verdict"] == "skipped"
     assert all(p["sha256"] for p in marker["pip"]) and len(marker["lock_digest"]) == 64
     assert not list(tmp_path.glob(".env.conda-unsloth*")), "no lock or backup left behind"
+    # conda reads every conda-meta/*.json as a record named name-version-build: ours must not be one
+    for rec in (prefix / "conda-meta").glob("*.json"):
+        data = json.loads(rec.read_text())
+        assert rec.name[:-5].rsplit("-", 2) == [data["name"], data["version"], data["build"]]
 
 
 def test_dry_run_writes_nothing(cli: Callable[..., Result], demo: Path, tmp_path: Path) -> None:
@@ -147,7 +151,7 @@ def test_keep_failed_keeps_and_marks(
     prefix = tmp_path / "env"
     r = cli(*args(demo, prefix, "--keep-failed", wheels=wheels))
     assert r.code == 1
-    marker = json.loads((prefix / "conda-meta" / "conda-unsloth.json").read_text())
+    marker = json.loads((prefix / "conda-meta" / "conda-unsloth").read_text())
     assert marker["status"] == "failed" and "pip could not resolve" in marker["failure"]
 
 

@@ -158,7 +158,11 @@ BAD = [
     ),
     ("seed-torch", ["--torch", "2.3.1"], "F1"),
     ("unknown-profile", ["--profile", "pip"], "--profile 'pip' is not a profile"),
-    ("unknown-unsloth", ["--unsloth", "1999.1"], "--unsloth 1999.1 is not in the knowledge base"),
+    (
+        "unknown-unsloth",
+        ["--unsloth", "1999.1"],
+        "--unsloth '1999.1' is not in the knowledge base",
+    ),
     ("unknown-flag", ["--cuda-version", "12.1"], "unrecognized arguments: --cuda-version"),
     ("bad-platform", ["--platform", "osx-arm64"], "linux-64 only"),
 ]

@@ -1,0 +1,332 @@
+"""What is installed in a prefix, read from disk without importing anything from it.
+
+Two sources, the same two ``conda list`` uses:
+
+* conda records, ``<prefix>/conda-meta/<name>-<version>-<build>.json`` (name, version, build,
+  channel, and the ``files`` each package put into the prefix);
+* Python distributions in the env's site-packages (``lib/python3.X/site-packages`` on Unix,
+  ``Lib/site-packages`` on Windows): ``*.dist-info`` (``METADATA`` + ``INSTALLER``) and
+  ``*.egg-info`` (``PKG-INFO``; a folder or a single file).
+
+A distribution whose folder belongs to a conda record's ``files`` (or whose ``INSTALLER`` says
+``conda``) is that conda package's own metadata. Every other distribution was put there by a
+Python installer (pip, uv, ...) and becomes a ``rules.Package`` with installer ``pip``: that is
+how a conda ``pytorch`` is told apart from a pip ``torch`` installed on top of it.
+
+A corrupt conda record (truncated JSON, not an object, no ``name``/``version``/``build``) is a
+``PrefixError`` naming the file: conda itself refuses such a prefix
+(``CorruptedEnvironmentError``), and a diagnosis that silently skipped the record could miss
+exactly the package that is broken.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from email.parser import HeaderParser
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from .errors import PrefixError
+from .rules import Package, normalize
+
+# Files in conda-meta that end in .json but are not package records.
+NOT_RECORDS = frozenset({"conda-unsloth.json", "conda-unsloth"})
+# Platform subdirs that end a channel URL ("https://conda.anaconda.org/pytorch/linux-64").
+_SUBDIR = re.compile(r"^(noarch|(linux|osx|win|emscripten|wasi|zos|freebsd)-[0-9a-z_]+)$")
+_TOKEN = re.compile(r"^/t/[^/]+")
+_EGG_NAME = re.compile(r"^(?P<name>[^-]+)-(?P<version>[^-]+?)(-py\d+(\.\d+)*)?(-[^-]+)?$")
+_MAX_HEADER_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True)
+class CondaRecord:
+    name: str
+    version: str
+    build: str
+    channel: str  # short channel name: "pytorch", "conda-forge", "pkgs/main", or "" if unknown
+    file: Path  # the conda-meta JSON it came from
+    files: tuple[str, ...] = ()
+
+    def package(self) -> Package:
+        return Package(self.name, self.version, self.build, self.channel, "conda")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "build": self.build,
+            "channel": self.channel,
+            "record": self.file.name,
+        }
+
+
+@dataclass(frozen=True)
+class PythonDist:
+    name: str
+    version: str
+    installer: str  # the INSTALLER file's content ("pip", "uv", "conda"), "" when absent
+    path: Path  # the .dist-info / .egg-info folder or file
+    owner: str | None = None  # the conda record that lists it, if any
+
+    @property
+    def from_conda(self) -> bool:
+        return self.owner is not None or self.installer == "conda"
+
+    def package(self) -> Package:
+        return Package(self.name, self.version, "", "pypi", "pip")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "installer": self.installer,
+            "path": str(self.path),
+            "owner": self.owner,
+        }
+
+
+@dataclass
+class Inventory:
+    prefix: Path
+    records: list[CondaRecord]
+    dists: list[PythonDist]
+    site_packages: list[Path] = field(default_factory=list)
+
+    def pip_dists(self) -> list[PythonDist]:
+        """Distributions a Python installer put there (not any conda package's own)."""
+        return [d for d in self.dists if not d.from_conda]
+
+    def packages(self) -> list[Package]:
+        """conda records (installer ``conda``), then pip-installed distributions (``pip``)."""
+        return [r.package() for r in self.records] + [d.package() for d in self.pip_dists()]
+
+    def record(self, name: str) -> CondaRecord | None:
+        key = normalize(name)
+        return next((r for r in self.records if normalize(r.name) == key), None)
+
+    def python_version(self) -> str | None:
+        py = self.record("python")
+        return ".".join(py.version.split(".")[:2]) if py else None
+
+    def has_gpu_stack(self) -> bool:
+        """Does anything here concern us (torch, xformers or unsloth, from conda or pip)?"""
+        names = {normalize(p.name) for p in self.packages()}
+        return bool(names & {"pytorch", "torch", "xformers", "unsloth", "unsloth-zoo"})
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "prefix": str(self.prefix),
+            "site_packages": [str(p) for p in self.site_packages],
+            "conda": [r.to_json() for r in self.records],
+            "pip": [d.to_json() for d in self.pip_dists()],
+        }
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def channel_name(channel: str, url: str = "") -> str:
+    """The short channel name conda list shows, from a record's ``channel`` (a URL or a name)
+    or, failing that, its package ``url``; tokens (``/t/<token>``) never survive."""
+    value = channel or url
+    if not value:
+        return ""
+    if "://" not in value:
+        parts = [p for p in value.strip("/").split("/") if p]
+        while parts and _SUBDIR.match(parts[-1]):
+            parts.pop()
+        return "/".join(parts)
+    path = _TOKEN.sub("", urlsplit(value).path)
+    parts = [p for p in path.split("/") if p]
+    if not channel and parts:  # a package url: drop the file name
+        parts = parts[:-1]
+    while parts and _SUBDIR.match(parts[-1]):
+        parts.pop()
+    return "/".join(parts)
+
+
+def _bad_record(prefix: Path, path: Path, why: str) -> PrefixError:
+    return PrefixError(
+        f"conda record {path} is corrupt ({why}); cannot tell what is installed in {prefix}",
+        hints=[
+            f"restore or remove {path.name}, then reinstall that package: "
+            f"conda install --force-reinstall -p {prefix} PACKAGE",
+            f"conda doctor -p {prefix} reports other damage",
+        ],
+    )
+
+
+def _text(data: dict[str, Any], key: str) -> str | None:
+    value = data.get(key)
+    return value if isinstance(value, str) else None
+
+
+def read_record(prefix: Path, path: Path) -> CondaRecord:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise _bad_record(prefix, path, f"cannot be read: {exc.strerror or exc}") from None
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise _bad_record(prefix, path, "not UTF-8") from None
+    except json.JSONDecodeError as exc:
+        raise _bad_record(
+            prefix, path, f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        ) from None
+    if not isinstance(data, dict):
+        raise _bad_record(prefix, path, f"a JSON {type(data).__name__}, not an object")
+    values = {}
+    for key in ("name", "version", "build"):
+        value = _text(data, key)
+        if not value:
+            raise _bad_record(prefix, path, f"no '{key}'")
+        values[key] = value
+    files_field = data.get("files")
+    files: list[str] = []
+    if isinstance(files_field, list):
+        files = [f for f in files_field if isinstance(f, str)]
+    else:
+        paths_data = data.get("paths_data")
+        paths = paths_data.get("paths") if isinstance(paths_data, dict) else None
+        if isinstance(paths, list):
+            files = [
+                p["_path"] if "_path" in p else p.get("relative_path", "")
+                for p in paths
+                if isinstance(p, dict)
+            ]
+    return CondaRecord(
+        name=values["name"],
+        version=values["version"],
+        build=values["build"],
+        channel=channel_name(
+            _text(data, "channel") or _text(data, "schannel") or "", _text(data, "url") or ""
+        ),
+        file=path,
+        files=tuple(f.replace("\\", "/") for f in files if f),
+    )
+
+
+def find_site_packages(prefix: Path, python: str | None) -> list[Path]:
+    """site-packages folders of the env's Python (all of them when python is unknown)."""
+    found: list[Path] = []
+    lib = prefix / "lib"
+    if lib.is_dir():
+        for d in sorted(lib.glob("python3*")):
+            sp = d / "site-packages"
+            if not sp.is_dir():
+                continue
+            # python3.13t is the free-threaded 3.13; python3.1 must not match 3.11
+            version = d.name.removeprefix("python").rstrip("t")
+            if python is None or version == python:
+                found.append(sp)
+    win = prefix / "Lib" / "site-packages"
+    if win.is_dir() and win not in found:
+        found.append(win)
+    return found
+
+
+def _headers(path: Path) -> tuple[str | None, str | None]:
+    """Name and Version from a METADATA / PKG-INFO file's header block."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(_MAX_HEADER_BYTES)
+    except OSError:
+        return None, None
+    text = head.decode("utf-8", errors="replace").split("\n\n", 1)[0]
+    msg = HeaderParser().parsestr(text)
+    name, version = msg.get("Name"), msg.get("Version")
+    return (str(name).strip() if name else None), (str(version).strip() if version else None)
+
+
+def _from_folder_name(stem: str) -> tuple[str | None, str | None]:
+    m = _EGG_NAME.match(stem)
+    if not m:
+        return None, None
+    return m.group("name"), m.group("version")
+
+
+def read_dist(path: Path) -> PythonDist | None:
+    """One distribution from its ``.dist-info`` / ``.egg-info``; None when unreadable."""
+    if path.suffix == ".dist-info":
+        meta, installer_file = path / "METADATA", path / "INSTALLER"
+    elif path.is_dir():
+        meta, installer_file = path / "PKG-INFO", path / "INSTALLER"
+    else:  # a single-file egg-info is the PKG-INFO itself
+        meta, installer_file = path, None
+    name, version = _headers(meta)
+    if not name or not version:
+        fname, fversion = _from_folder_name(path.name.rsplit(".", 1)[0])
+        name, version = name or fname, version or fversion
+    if not name or not version:
+        return None
+    installer = ""
+    if installer_file is not None:
+        try:
+            installer = installer_file.read_text(encoding="utf-8", errors="replace").strip()
+        except OSError:
+            installer = ""
+    return PythonDist(name=name, version=version, installer=installer.lower(), path=path)
+
+
+def _owners(records: list[CondaRecord]) -> dict[str, str]:
+    """Metadata folder (path relative to the prefix, '/'-separated) -> the record owning it."""
+    owners: dict[str, str] = {}
+    for r in records:
+        for f in r.files:
+            for marker in (".dist-info", ".egg-info"):
+                i = f.find(marker)
+                if i != -1:
+                    owners.setdefault(f[: i + len(marker)], r.name)
+    return owners
+
+
+def read(prefix: Path) -> Inventory:
+    """The inventory of an existing prefix. ``PrefixError`` for a missing prefix, a file, a
+    folder that is not a conda env, or a corrupt conda record."""
+    if not prefix.exists():
+        raise PrefixError(
+            f"prefix {prefix} does not exist", hints=["conda env list shows your environments"]
+        )
+    if not prefix.is_dir():
+        raise PrefixError(f"prefix {prefix} is a file, not an environment")
+    meta = prefix / "conda-meta"
+    if not meta.is_dir():
+        raise PrefixError(
+            f"{prefix} is not a conda environment (no conda-meta/ folder)",
+            hints=["conda env list shows your environments"],
+        )
+    try:
+        entries = sorted(meta.iterdir())
+    except OSError as exc:
+        raise PrefixError(f"cannot list {meta}: {exc.strerror or exc}") from None
+    records = [
+        read_record(prefix, p)
+        for p in entries
+        if p.name.endswith(".json") and not p.name.startswith("._") and p.name not in NOT_RECORDS
+    ]
+    py = next((r for r in records if r.name == "python"), None)
+    python = ".".join(py.version.split(".")[:2]) if py else None
+    sp_dirs = find_site_packages(prefix, python)
+    owners = _owners(records)
+    dists: list[PythonDist] = []
+    for sp in sp_dirs:
+        try:
+            candidates = sorted(sp.iterdir())
+        except OSError:
+            continue
+        for c in candidates:
+            if c.suffix not in (".dist-info", ".egg-info"):
+                continue
+            d = read_dist(c)
+            if d is None:
+                continue
+            rel = c.relative_to(prefix).as_posix()
+            owner = owners.get(rel)
+            if owner is not None:
+                d = PythonDist(d.name, d.version, d.installer, d.path, owner)
+            dists.append(d)
+    return Inventory(prefix=prefix, records=records, dists=dists, site_packages=sp_dirs)

@@ -1,0 +1,532 @@
+"""Doctor: realistic prefixes (written by tests/prefixes.py) give the known finding with a fix
+computed for that env; healthy ones give none; bad input is one line, exit 2, no traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from conda_unsloth import doctor, knowledge
+from conda_unsloth.rules import HostFacts, Package, evaluate
+from conda_unsloth.select import Request, select
+from tests import prefixes as P
+from tests.conftest import Result, tree
+
+KB = knowledge.load()
+Stack = tuple[list[P.Rec], list[P.Wheel]]
+
+
+def ids(d: doctor.Diagnosis) -> list[str]:
+    return [item.finding.id for item in d.findings]
+
+
+def fixes(d: doctor.Diagnosis, fid: str) -> list[str]:
+    return next(list(item.fix) for item in d.findings if item.finding.id == fid)
+
+
+def diagnose(tmp_path: Path, stack: Stack, host: HostFacts | None = None) -> doctor.Diagnosis:
+    return doctor.diagnose(P.write_prefix(tmp_path / "env", stack), KB, host=host)
+
+
+# ----------------------------------------------------------------------------- seed + healthy
+
+
+@pytest.mark.parametrize(
+    "stack", [P.seed_pip(), P.seed_xformers_channel()], ids=["pip-xformers", "xformers-channel"]
+)
+def test_seed_env_gives_f1_and_u1_with_fixes(tmp_path: Path, stack: Stack) -> None:
+    d = diagnose(tmp_path, stack)
+    assert ids(d) == ["F1", "U1"]
+    assert d.exit_code == 1
+    prefix = str(d.env.prefix)
+    f1 = next(i.finding for i in d.findings if i.finding.id == "F1")
+    assert [p.name for p in f1.packages] == ["xformers"]
+    assert f1.packages[0].version == "0.0.27"
+    # torch 2.3.1 has no fixed xformers (0.0.27 is the only one pinned to it): rebuild,
+    # keeping the user's unsloth release, python and CUDA
+    py = d.inventory.python_version()
+    assert fixes(d, "F1") == [
+        f"conda unsloth create -p {prefix}-fixed --unsloth 2024.9.post4 --python {py} --cuda 12.1"
+    ]
+    u1 = next(i.finding for i in d.findings if i.finding.id == "U1")
+    assert "transformers 4.45.1 (needs transformers<4.45.0)" in u1.detail
+    assert "torch 2.3.1 (needs torch>=2.4.0)" in u1.detail
+    names = {p.name for p in u1.packages}
+    assert {"unsloth", "pytorch", "transformers"} <= names
+    assert fixes(d, "U1") == [
+        f'{prefix}/bin/python -m pip install --no-deps "transformers<4.45.0"',
+        f"conda unsloth create -p {prefix}-fixed --unsloth 2024.9.post4 --python {py} --cuda 12.1",
+    ]
+
+
+def test_seed_rebuild_command_is_one_the_planner_accepts(tmp_path: Path) -> None:
+    d = diagnose(tmp_path, P.seed_pip())
+    cmd = shlex.split(fixes(d, "F1")[0])
+    flags = dict(zip(cmd[5::2], cmd[6::2], strict=True))
+    sel = select(
+        Request(unsloth=flags["--unsloth"], python=flags["--python"], cuda=flags["--cuda"]),
+        _no_gpu_host(),
+        KB,
+    )
+    assert sel.unsloth.version == "2024.9.post4"
+    planned = [f.id for f in evaluate(sel.planned_packages(), KB)]
+    assert planned == []
+
+
+def _no_gpu_host() -> object:
+    from conda_unsloth.host import Host
+
+    return Host(platform="linux-64", glibc="2.35")
+
+
+def test_healthy_planner_env_has_no_finding(tmp_path: Path) -> None:
+    d = diagnose(tmp_path, P.healthy())
+    assert ids(d) == [] and d.exit_code == 0
+    assert d.notes == []
+
+
+def test_healthy_env_matches_what_the_planner_picks_for_cuda_12_1() -> None:
+    """The 'healthy' fixture is the planner's own choice (guards the fixture, not doctor)."""
+    sel = select(Request(cuda="12.1"), _no_gpu_host(), KB)  # type: ignore[arg-type]
+    recs, wheels = P.healthy()
+    by = {r.name: r for r in recs}
+    assert by["pytorch"].version == sel.pytorch.version
+    assert by["xformers"].version == sel.xformers.version
+    assert by["torchtriton"].version == sel.pytorch.triton
+    assert {w.name: w.version for w in wheels} == {
+        "unsloth": sel.unsloth.version,
+        **sel.unsloth.companions,
+    }
+
+
+def healthy_conda_forge() -> Stack:
+    """Profile conda-forge as the planner picks it for CUDA 12.9: pytorch 2.10.0 cuda129,
+    conda-forge xformers 0.0.34 and triton 3.6.0, unsloth 2026.10.9 + companions. Build
+    strings follow conda-forge's schemes (compat.yaml pytorch_build / xformers_build); the
+    hashes in them are placeholders."""
+    return (
+        [
+            P.PY312,
+            P.Rec(
+                "pytorch", "2.10.0", "cuda129_mkl_py312_h5b2e1c3_300", "conda-forge", dist="torch"
+            ),
+            P.Rec("xformers", "0.0.34", "cuda_129py312h8a3d5f1_0", "conda-forge", dist="xformers"),
+            P.Rec("triton", "3.6.0", "cuda129py312h4c7b2a9_0", "conda-forge", dist="triton"),
+            P.Rec("cuda-version", "12.9", "h4f385c5_3", "conda-forge", subdir="noarch"),
+            P.Rec("mkl", "2025.2.0", "h0e700b2_0", "conda-forge"),
+        ],
+        [
+            P.Wheel("unsloth", "2026.10.9"),
+            P.Wheel("unsloth_zoo", "2026.10.9"),
+            P.Wheel("transformers", "5.17.0"),
+            P.Wheel("trl", "1.15.0"),
+            P.Wheel("peft", "0.18.0"),
+            P.Wheel("accelerate", "1.12.0"),
+            P.Wheel("bitsandbytes", "0.50.2"),
+        ],
+    )
+
+
+@pytest.mark.parametrize(
+    "host",
+    [None, HostFacts(driver_cuda="12.9", archs=("12.0",), glibc="2.35")],
+    ids=["no-gpu", "blackwell-fake_gpu"],
+)
+def test_healthy_conda_forge_env_has_no_finding(tmp_path: Path, host: HostFacts | None) -> None:
+    d = diagnose(tmp_path, healthy_conda_forge(), host)
+    assert ids(d) == [], doctor.render(d)
+
+
+def test_conda_forge_xformers_for_another_pytorch_is_f2(tmp_path: Path) -> None:
+    stack = P.swap(
+        healthy_conda_forge(),
+        conda=[
+            P.Rec("xformers", "0.0.30", "cuda_126py312h2b4c6d8_0", "conda-forge", dist="xformers")
+        ],
+    )
+    d = diagnose(tmp_path, stack)
+    assert "F2" in ids(d)
+    assert fixes(d, "F2") == [f'conda install -p {d.env.prefix} -c conda-forge "xformers=0.0.34"']
+
+
+# ----------------------------------------------------------------------------- every rule
+
+H100 = HostFacts(driver_cuda="12.4", archs=("9.0",), glibc="2.35")
+
+
+def _pip_xformers(version: str) -> Callable[[], Stack]:
+    return lambda: P.swap(P.healthy(), drop=["xformers"], pip=[P.Wheel("xformers", version)])
+
+
+CF_PYTORCH_240 = P.Rec(
+    "pytorch", "2.4.0", "cuda120_py312h26b3cf7_301", "conda-forge", dist="torch", requested=True
+)
+
+RULE_CASES: list[tuple[str, Callable[[], Stack], HostFacts | None, bool]] = [
+    ("F1", P.seed_pip, None, True),
+    (
+        "F1",
+        lambda: P.swap(
+            P.healthy(),
+            drop=["pytorch", "torchtriton", "xformers"],
+            conda=[P.pytorch("2.4.0", "3.11", "12.1"), P.torchtriton("3.0.0", "3.11")],
+            pip=[P.Wheel("xformers", "0.0.27.post1")],
+        ),
+        None,
+        True,
+    ),
+    ("F1", P.healthy, None, False),
+    ("F2", _pip_xformers("0.0.28.post1"), None, True),
+    ("F2", _pip_xformers("0.0.29.post1"), None, False),
+    ("F15", _pip_xformers("0.0.29.post2"), None, True),
+    ("F15", _pip_xformers("0.0.28.post3"), None, False),
+    (
+        "F4",
+        lambda: P.swap(
+            P.healthy(),
+            drop=["pytorch-cuda"],
+            conda=[P.pytorch("2.5.1", "3.11", None), P.MUTEX_CPU],
+        ),
+        None,
+        True,
+    ),
+    ("F4", lambda: P.swap(P.healthy(), conda=[P.MUTEX_CPU]), None, True),
+    ("F4", P.healthy, None, False),
+    ("F10", lambda: P.swap(P.healthy(), conda=[P.MKL_2024]), None, True),
+    ("F10", P.healthy, None, False),
+    (
+        "F11",
+        lambda: P.swap(
+            ([P.PY312], []),
+            conda=[
+                P.Rec(
+                    "pytorch",
+                    "2.10.0",
+                    "cuda130_mkl_py312_h1b2c3d4_300",
+                    "conda-forge",
+                    dist="torch",
+                )
+            ],
+            pip=[P.Wheel("bitsandbytes", "0.45.5")],
+        ),
+        None,
+        True,
+    ),
+    ("F11", P.healthy, None, False),
+    ("F12", lambda: P.swap(P.healthy(), pip=[P.Wheel("torch", "2.4.0")]), None, True),
+    ("F12", P.healthy, None, False),
+    (
+        "F13",
+        lambda: (
+            [P.PY312, CF_PYTORCH_240, P.torchtriton("3.0.0", "3.12"), P.MKL_2023],
+            [],
+        ),
+        None,
+        True,
+    ),
+    ("F13", P.healthy, None, False),
+    ("F14", lambda: P.swap(P.healthy(), conda=[P.PY312]), None, True),
+    ("F14", P.healthy, None, False),
+    (
+        "F17",
+        lambda: P.swap(
+            P.healthy(),
+            drop=["xformers"],
+            conda=[P.pytorch("2.5.1", "3.11", "11.8"), P.PYTORCH_CUDA_118],
+            pip=[P.Wheel("xformers", "0.0.28.post3")],
+        ),
+        None,
+        True,
+    ),
+    ("F17", P.healthy, None, False),
+    ("U1", lambda: P.swap(P.healthy(), pip=[P.Wheel("transformers", "4.47.0")]), None, True),
+    ("U1", lambda: P.swap(P.healthy(), pip=[P.Wheel("unsloth-zoo", "2024.11.1")]), None, True),
+    ("U1", P.healthy, None, False),
+    # host rules: a stand-in for a GPU host that isn't here
+    ("F5", P.healthy, HostFacts(driver_cuda="11.8", archs=("8.0",)), True),
+    ("F5", P.healthy, H100, False),
+    ("F6", P.healthy, HostFacts(driver_cuda="12.8", archs=("12.0",)), True),
+    ("F6", P.healthy, H100, False),
+    ("F8", P.healthy, HostFacts(driver_cuda="12.8", archs=("10.0",)), True),
+    ("F8", P.healthy, H100, False),
+    (
+        "F16",
+        lambda: P.swap(([P.PY311], []), pip=[P.Wheel("torch", "2.7.0")]),
+        HostFacts(driver_cuda="12.4", archs=("8.0",), glibc="2.17"),
+        True,
+    ),
+    (
+        "F16",
+        lambda: P.swap(([P.PY311], []), pip=[P.Wheel("torch", "2.7.0")]),
+        H100,
+        False,
+    ),
+]
+
+
+def _case_id(case: tuple[str, Callable[[], Stack], HostFacts | None, bool]) -> str:
+    fid, _, host, positive = case
+    return f"{fid}-{'fires' if positive else 'quiet'}" + ("-fake_gpu" if host else "")
+
+
+@pytest.mark.parametrize(
+    ("fid", "build", "host", "positive"),
+    RULE_CASES,
+    ids=[f"{_case_id(c)}-{i}" for i, c in enumerate(RULE_CASES)],
+)
+def test_rule_on_realistic_prefix(
+    tmp_path: Path,
+    fid: str,
+    build: Callable[[], Stack],
+    host: HostFacts | None,
+    positive: bool,
+) -> None:
+    d = diagnose(tmp_path, build(), host)
+    if positive:
+        assert fid in ids(d), doctor.render(d)
+        item = next(i for i in d.findings if i.finding.id == fid)
+        assert item.finding.evidence, "a finding names the records behind it"
+        assert item.fix and all(item.fix), "a finding comes with at least one fix command"
+        assert "NEW_ENV" not in " ".join(item.fix) and " ENV" not in " ".join(item.fix)
+        assert d.exit_code == 1
+    else:
+        assert fid not in ids(d), doctor.render(d)
+
+
+def test_every_package_and_host_rule_has_a_positive_case() -> None:
+    checked = {fid for fid, _, _, positive in RULE_CASES if positive}
+    rules = {i.id for i in KB.issues.values() if i.scope in ("packages", "host")}
+    assert rules <= checked, rules - checked
+
+
+# ----------------------------------------------------------------------------- concrete fixes
+
+
+def test_f1_with_torch_2_4_0_pip_fix_is_the_fixed_xformers(tmp_path: Path) -> None:
+    stack = P.swap(
+        P.healthy(),
+        drop=["pytorch", "torchtriton", "xformers"],
+        conda=[P.pytorch("2.4.0", "3.11", "12.1"), P.torchtriton("3.0.0", "3.11")],
+        pip=[P.Wheel("xformers", "0.0.27.post1")],
+    )
+    d = diagnose(tmp_path, stack)
+    assert fixes(d, "F1") == [
+        f'{d.env.prefix}/bin/python -m pip install --no-deps "xformers==0.0.27.post2"'
+    ]
+
+
+def test_f2_conda_xformers_fix_is_the_build_for_the_installed_pytorch(tmp_path: Path) -> None:
+    stack = P.swap(
+        P.healthy(),
+        drop=["pytorch", "torchtriton"],
+        conda=[P.pytorch("2.5.0", "3.11", "12.1"), P.torchtriton("3.1.0", "3.11")],
+        pip=[],
+    )
+    # xformers 0.0.28.post3 (pinned to 2.5.1) next to pytorch 2.5.0 is "newer than torch"
+    d = diagnose(tmp_path, stack)
+    assert ids(d) == ["F15"]
+    assert fixes(d, "F15") == [
+        f"conda install -p {d.env.prefix} -c pytorch -c nvidia -c xformers -c conda-forge "
+        '"xformers=0.0.28.post2=py311_cu12.1.0_pyt2.5.0"'
+    ]
+
+
+def test_f10_fix_is_conda_install_mkl_pin(tmp_path: Path) -> None:
+    d = diagnose(tmp_path, P.swap(P.healthy(), conda=[P.MKL_2024]))
+    assert ids(d) == ["F10"]
+    assert fixes(d, "F10") == [f'conda install -p {d.env.prefix} "mkl<2024.1"']
+    ev = next(i.finding.evidence for i in d.findings)
+    assert ev == (
+        "mkl 2024.2.2 ha957f24_16 (conda-forge)",
+        "pytorch 2.5.1 py3.11_cuda12.1_cudnn9.1.0_0 (pytorch)",
+    )
+
+
+def test_f12_fix_removes_pip_torch_and_restores_conda_build(tmp_path: Path) -> None:
+    d = diagnose(tmp_path, P.swap(P.healthy(), pip=[P.Wheel("torch", "2.4.0")]))
+    assert fixes(d, "F12") == [
+        f"{d.env.prefix}/bin/python -m pip uninstall -y torch",
+        f"conda install -p {d.env.prefix} --force-reinstall "
+        '"pytorch=2.5.1=py3.11_cuda12.1_cudnn9.1.0_0"',
+    ]
+
+
+def test_u1_companion_fix_uses_the_release_range(tmp_path: Path) -> None:
+    d = diagnose(tmp_path, P.swap(P.healthy(), pip=[P.Wheel("transformers", "4.47.0")]))
+    assert ids(d) == ["U1"]
+    assert fixes(d, "U1") == [
+        f'{d.env.prefix}/bin/python -m pip install --no-deps "transformers!=4.47.0,>=4.46.1"'
+    ]
+
+
+def test_named_env_fix_commands_use_the_name(tmp_path: Path) -> None:
+    prefix = P.write_prefix(tmp_path / "myenv", P.swap(P.healthy(), conda=[P.MKL_2024]))
+    d = doctor.diagnose(prefix, KB, name="myenv")
+    assert fixes(d, "F10") == ['conda install -n myenv "mkl<2024.1"']
+
+
+def test_unknown_unsloth_release_is_a_note(tmp_path: Path) -> None:
+    d = diagnose(tmp_path, P.swap(P.healthy(), pip=[P.Wheel("unsloth", "2025.1.1")]))
+    assert ids(d) == []
+    assert any("unsloth 2025.1.1 is not in the knowledge base" in n for n in d.notes)
+
+
+def test_evidence_never_confuses_torch_and_pytorch(tmp_path: Path) -> None:
+    """'torch 2.3.1' is a substring of 'pytorch 2.3.1': evidence must come from the rule."""
+    pkgs = [
+        Package("pytorch", "2.5.1", "py3.11_cuda12.1_cudnn9.1.0_0", "pytorch"),
+        Package("torch", "2.5.1", "", "pypi", "pip"),
+    ]
+    f12 = evaluate(pkgs, KB, only=["F12"])
+    assert [p.installer for p in f12[0].packages] == ["conda", "pip"]
+    f1 = evaluate([Package("xformers", "0.0.27.post2", "", "pypi", "pip")], KB, only=["F1"])
+    assert f1 == []
+
+
+# ----------------------------------------------------------------------------- the CLI
+
+
+def test_cli_seed_exit_1_with_f1_and_u1(cli: Callable[..., Result], tmp_path: Path) -> None:
+    prefix = P.write_prefix(tmp_path / "seed", P.seed_pip())
+    before = tree(prefix)
+    r = cli("doctor", "-p", str(prefix))
+    assert r.code == 1, r.err
+    assert "F1 (error)" in r.out and "U1 (error)" in r.out
+    assert f'{prefix}/bin/python -m pip install --no-deps "transformers<4.45.0"' in r.out
+    assert "Traceback" not in r.out + r.err
+    assert tree(prefix) == before, "doctor writes nothing"
+
+
+def test_cli_seed_json_is_one_document(cli: Callable[..., Result], tmp_path: Path) -> None:
+    prefix = P.write_prefix(tmp_path / "seed", P.seed_pip())
+    r = cli("doctor", "-p", str(prefix), "--json")
+    assert r.code == 1
+    doc = json.loads(r.out)
+    assert [f["id"] for f in doc["findings"]] == ["F1", "U1"]
+    assert doc["ok"] is False and doc["exit_code"] == 1 and doc["prefix"] == str(prefix)
+    f1 = doc["findings"][0]
+    assert f1["severity"] == "error" and f1["evidence"] == ["xformers 0.0.27 (pypi)"]
+    assert f1["fix_commands"][0].startswith(f"conda unsloth create -p {prefix}-fixed")
+    assert {p["name"] for p in doc["inventory"]["pip"]} >= {"xformers", "unsloth"}
+
+
+def test_cli_healthy_exit_0(cli: Callable[..., Result], tmp_path: Path) -> None:
+    prefix = P.write_prefix(tmp_path / "ok", P.healthy())
+    r = cli("doctor", "-p", str(prefix))
+    assert r.code == 0, r.out
+    assert "no known problems found" in r.out
+
+
+def test_cli_named_env(
+    cli: Callable[..., Result], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    envs = tmp_path / "envs"
+    P.write_prefix(envs / "unsloth_env", P.swap(P.healthy(), conda=[P.MKL_2024]))
+    monkeypatch.setenv("CONDA_ENVS_PATH", str(envs))
+    r = cli("doctor", "-n", "unsloth_env", "--json")
+    assert r.code == 1
+    doc = json.loads(r.out)
+    assert doc["name"] == "unsloth_env"
+    assert doc["findings"][0]["fix_commands"] == ['conda install -n unsloth_env "mkl<2024.1"']
+
+
+def test_cli_fake_gpu_host_rule(
+    cli: Callable[..., Result], tmp_path: Path, fake_gpu: Callable[..., Path]
+) -> None:
+    fake_gpu(driver="520.61.05", cuda="11.8", gpus=(("NVIDIA A100-SXM4-80GB", "8.0"),))
+    prefix = P.write_prefix(tmp_path / "ok", P.healthy())
+    r = cli("doctor", "-p", str(prefix), "--json")
+    doc = json.loads(r.out)
+    assert doc["host"] is not None and doc["host"]["driver_cuda"] == "11.8", doc["host"]
+    assert [f["id"] for f in doc["findings"]] == ["F5"]
+    assert r.code == 1
+    r2 = cli("doctor", "-p", str(prefix), "--no-host")
+    assert r2.code == 0
+
+
+@pytest.mark.parametrize(
+    "kind",
+    ["missing", "file", "not-an-env", "corrupt-truncated", "corrupt-list", "corrupt-no-name"],
+)
+def test_cli_bad_input_one_line_exit_2(
+    cli: Callable[..., Result], tmp_path: Path, kind: str
+) -> None:
+    target = tmp_path / "target"
+    if kind == "file":
+        target.write_text("not an env")
+    elif kind == "not-an-env":
+        target.mkdir()
+    elif kind.startswith("corrupt"):
+        P.write_prefix(target, P.healthy())
+        body = {
+            "corrupt-truncated": '{"name": "pytorch", "vers',
+            "corrupt-list": "[1, 2]",
+            "corrupt-no-name": '{"version": "1.0", "build": "0"}',
+        }[kind]
+        (target / "conda-meta" / "bad-1.0-0.json").write_text(body)
+    before = tree(tmp_path)
+    r = cli("doctor", "-p", str(target))
+    assert r.code == 2
+    first = r.err.splitlines()[0]
+    assert first.startswith("conda-unsloth: error: ")
+    if kind.startswith("corrupt"):
+        assert "bad-1.0-0.json" in first
+    assert "Traceback" not in r.err + r.out
+    assert tree(tmp_path) == before
+
+
+def test_cli_bad_input_json_is_one_document(cli: Callable[..., Result], tmp_path: Path) -> None:
+    r = cli("doctor", "-p", str(tmp_path / "missing"), "--json")
+    assert r.code == 2
+    assert json.loads(r.out)["error"] == "PrefixError"
+
+
+def test_subprocess_seed(tmp_path: Path) -> None:
+    prefix = P.write_prefix(tmp_path / "seed", P.seed_pip())
+    env = {**os.environ, "CONDA_UNSLOTH_NVML": "0", "CONDA_UNSLOTH_NVIDIA_SMI": ""}
+    proc = subprocess.run(
+        [sys.executable, "-m", "conda_unsloth", "doctor", "-p", str(prefix), "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert [f["id"] for f in json.loads(proc.stdout)["findings"]] == ["F1", "U1"]
+    assert "Traceback" not in proc.stderr
+
+
+# ----------------------------------------------------------------------------- real data
+
+REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real-channels"
+REAL_SOLVE = REAL / "pixi-multi-machine" / "solve-real-only.json"
+
+
+@pytest.mark.skipif(not REAL_SOLVE.is_file(), reason="shared/data/real-channels is not here")
+def test_real_solve_plus_seed_pip_stage(tmp_path: Path) -> None:
+    """Every record of a real solve (python 3.11, pytorch 2.3.1, pytorch-cuda 12.1: 64
+    packages), plus the seed's pip stage, gives exactly F1 and U1."""
+    solved = json.loads(REAL_SOLVE.read_text())
+    recs = [
+        P.Rec(
+            r["name"],
+            r["version"],
+            r["build"],
+            r["channel"],
+            subdir=r["subdir"],
+            dist={"pytorch": "torch", "torchtriton": "triton"}.get(r["name"]),
+        )
+        for r in solved
+    ]
+    _, wheels = P.seed_pip()
+    d = diagnose(tmp_path, (recs, wheels))
+    assert len(d.inventory.records) == len(solved) == 64
+    assert ids(d) == ["F1", "U1"]
