@@ -239,7 +239,7 @@ def shown(value: str) -> str:
 
 
 def normalize_arch(value: str) -> str:
-    m = _ARCH_RE.match(value.strip())
+    m = _ARCH_RE.fullmatch(value.strip()) if value.isprintable() else None
     if not m:
         raise UsageError(
             f"--gpu-arch {shown(value)} is not a compute capability like 8.0, 9.0 or sm_90",
@@ -253,12 +253,12 @@ def _validate(req: Request, kb: Knowledge) -> None:
         raise UsageError(
             f"--profile {shown(req.profile)} is not a profile; choose one of {', '.join(kb.profiles)}"
         )
-    if req.cuda is not None and not _CUDA_RE.match(req.cuda):
+    if req.cuda is not None and not _CUDA_RE.fullmatch(req.cuda):
         raise UsageError(
             f"--cuda {shown(req.cuda)} is not a CUDA version like 12.1",
             hints=["conda unsloth env --help lists the CUDA versions of each profile"],
         )
-    if req.python is not None and not _PY_RE.match(req.python):
+    if req.python is not None and not _PY_RE.fullmatch(req.python):
         raise UsageError(f"--python {shown(req.python)} is not a Python version like 3.11")
     if req.python is not None and Version(req.python) < Version("3.9"):
         raise SelectionError(
@@ -266,9 +266,9 @@ def _validate(req: Request, kb: Knowledge) -> None:
             "nearest valid: --python 3.11",
             hints=["conda unsloth env --python 3.11"],
         )
-    if req.torch is not None and not _TORCH_RE.match(req.torch):
+    if req.torch is not None and not _TORCH_RE.fullmatch(req.torch):
         raise UsageError(f"--torch {shown(req.torch)} is not a PyTorch version like 2.5.1")
-    if req.xformers is not None and not re.match(r"^0\.0\.\d+(\.post\d+)?$", req.xformers):
+    if req.xformers is not None and not re.fullmatch(r"0\.0\.\d+(\.post\d+)?", req.xformers):
         raise UsageError(
             f"--xformers {shown(req.xformers)} is not an xformers version like 0.0.28.post3"
         )
@@ -380,7 +380,7 @@ def resolve_target(
 ) -> tuple[Target, list[str]]:
     notices = list(host.notes)
     driver_cuda = host.driver_cuda
-    if driver_cuda is not None and not _CUDA_RE.match(driver_cuda):
+    if driver_cuda is not None and not _CUDA_RE.fullmatch(driver_cuda):
         raise UsageError(f"CONDA_OVERRIDE_CUDA='{driver_cuda}' is not a CUDA version like 12.4")
     if req.cuda is not None:
         cuda, source = req.cuda, "--cuda"

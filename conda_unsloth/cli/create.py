@@ -53,6 +53,7 @@ def configure_parser(p: argparse.ArgumentParser, conda: bool = False) -> None:
     src.add_argument(
         "--solver",
         choices=("rattler", "libmamba"),
+        dest="unsloth_solver",
         help="solver backend (default: libmamba inside conda, rattler standalone)",
     )
     _common.add_target_options(p)
@@ -188,7 +189,7 @@ def execute(args: argparse.Namespace) -> int:
         if args.channel:
             env_spec.channels = list(args.channel)
         say(f"solving for {target.platform}, CUDA {target.cuda} ({', '.join(env_spec.channels)})")
-        solver = get_solver(args.solver)
+        solver = get_solver(args.unsloth_solver)
         solved = solver.solve(env_spec, target, offline=args.offline)
         validate(solved, kb, target=target)
     seconds["solve"] = time.monotonic() - t0

@@ -166,6 +166,8 @@ def _read_conda_lock(path: Path, text: str, platform: str) -> SolvedEnv:
     for i, pkg in enumerate(data["package"]):
         if not isinstance(pkg, dict):
             raise SpecError(f"lock {path}: package[{i}] is not a mapping")
+        if not isinstance(pkg.get("platform"), str):
+            raise SpecError(f"lock {path}: package[{i}] ({pkg.get('name')}) has no platform")
         if pkg.get("platform") != platform:
             continue
         url, hashes = pkg.get("url"), pkg.get("hash") or {}
