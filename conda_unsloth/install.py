@@ -374,13 +374,55 @@ def backup_path(prefix: Path) -> Path:
     return prefix.with_name(f".{prefix.name}.conda-unsloth-backup-{os.getpid()}")
 
 
+def journal_path(prefix: Path) -> Path:
+    """A file beside the prefix that exists exactly while a create is changing it."""
+    return prefix.with_name(f".{prefix.name}.conda-unsloth-journal")
+
+
+def recover(prefix: Path, say: Progress) -> None:
+    """Finish what a create killed with SIGKILL (or a power cut) left, from its journal: remove
+    the half-built prefix and put a moved-aside env back. Runs only when no other create holds
+    the prefix's lock, and touches only what the journal names."""
+    journal = journal_path(prefix)
+    if not journal.exists():
+        return
+    try:
+        with prefix_lock(prefix):
+            try:
+                info = json.loads(journal.read_text())
+            except (OSError, ValueError):
+                info = {}
+            backup = Path(info["backup"]) if info.get("backup") else None
+            if backup is not None and not backup.exists():
+                # killed before the old env was moved aside: the prefix is the old env, intact
+                journal.unlink()
+                return
+            if prefix.exists():
+                say(f"removing {prefix}: an earlier create was killed before it finished")
+                remove_prefix(prefix)
+            if backup is not None:
+                say(f"restoring {prefix}: an earlier --force create was killed")
+                os.replace(backup, prefix)
+            journal.unlink()
+    except PrefixError:
+        return  # another create is running right now; it owns these files
+
+
 @contextlib.contextmanager
 def transaction(
     prefix: Path, replacing: bool, keep_failed: bool, on_fail: Callable[[BaseException], None]
 ) -> Iterator[None]:
     """Move an existing prefix aside, build, and either commit (drop the backup) or roll back
-    (remove the new prefix, put the old one back)."""
+    (remove the new prefix, put the old one back). A journal beside the prefix is written
+    before anything changes and removed last, so a create killed with SIGKILL can be finished
+    by the next one (see recover)."""
+    from .spec import write_atomic
+
     backup = backup_path(prefix) if replacing else None
+    journal = journal_path(prefix)
+    write_atomic(
+        journal, json.dumps({"pid": os.getpid(), "backup": str(backup) if backup else None})
+    )
     if backup is not None:
         os.replace(prefix, backup)
     try:
@@ -399,10 +441,12 @@ def transaction(
                 shutil.rmtree(failed, ignore_errors=True)
                 os.replace(prefix, failed)
             os.replace(backup, prefix)
+        journal.unlink(missing_ok=True)
         raise
     else:
         if backup is not None:
             shutil.rmtree(backup, ignore_errors=True)
+        journal.unlink(missing_ok=True)
 
 
 def describe_failure(exc: BaseException) -> str:

@@ -147,6 +147,7 @@ def execute(args: argparse.Namespace) -> int:
     t_start = time.monotonic()
     seconds: dict[str, float] = {}
     prefix = prefixmod.new_prefix(args.name, args.prefix)
+    install.recover(prefix, say)
     replacing = install.check_target(prefix, args.force)
     if args.from_lock and args.file:
         raise UsageError("give either -f ENV_YML or --from-lock LOCK, not both")

@@ -1,0 +1,188 @@
+"""Fault injection at each stage of `create`: SIGKILL / SIGTERM during install and the pip stage,
+a file-size limit standing in for a full disk. Afterwards: no half env, an existing env
+untouched, and a rerun succeeds."""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests import envbuild
+from tests.conftest import tree
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("faults-demo")
+    envbuild.build_channel(root / "channel")
+    envbuild.wheelhouse(root / "wheels")
+    return root
+
+
+def command(demo: Path, prefix: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "conda_unsloth",
+        "create",
+        "-p",
+        str(prefix),
+        "-c",
+        (demo / "channel").as_uri(),
+        "--offline",
+        "--pip-find-links",
+        str(demo / "wheels"),
+        "--yes",
+        "--cuda",
+        "12.1",
+        *extra,
+    ]
+
+
+def environ(tmp: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "CONDA_UNSLOTH_CACHE": str(tmp / "cache"),
+        "CONDA_UNSLOTH_NVML": "0",
+        "CONDA_UNSLOTH_NVIDIA_SMI": "",
+    }
+
+
+def run(cmd: list[str], tmp: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        cmd, capture_output=True, text=True, env=environ(tmp), check=False, timeout=300
+    )
+
+
+def start_and_signal(
+    cmd: list[str], tmp: Path, sig: int, when: str, prefix: Path
+) -> tuple[int, str]:
+    """Start a create; send ``sig`` once ``when`` happens ('prefix' appears, or a progress line
+    containing ``when`` is printed)."""
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environ(tmp)
+    )
+    seen = []
+    deadline = time.monotonic() + 120
+    assert proc.stderr is not None
+    if when == "prefix":
+        while (
+            not (prefix / "conda-meta").exists()
+            and proc.poll() is None
+            and time.monotonic() < deadline
+        ):
+            time.sleep(0.002)
+    else:
+        for line in proc.stderr:
+            seen.append(line)
+            if when in line:
+                break
+    assert proc.poll() is None, f"create ended before {when!r}: {''.join(seen)}"
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=120)
+    return proc.returncode, "".join(seen) + err
+
+
+def ok_env(prefix: Path) -> bool:
+    p = subprocess.run(
+        [str(prefix / "bin" / "python"), "-c", "import torch, unsloth"],
+        capture_output=True,
+        check=False,
+    )
+    return p.returncode == 0
+
+
+def test_sigkill_during_install_then_rerun_succeeds(demo: Path, tmp_path: Path) -> None:
+    prefix = tmp_path / "env"
+    code, _ = start_and_signal(command(demo, prefix), tmp_path, signal.SIGKILL, "prefix", prefix)
+    assert code == -signal.SIGKILL
+    # SIGKILL allows no cleanup; the half env is marked as ours and unfinished ...
+    rerun = run(command(demo, prefix), tmp_path)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "an earlier create was killed before it finished" in rerun.stderr
+    assert ok_env(prefix)  # ... and the rerun removed it and built a working env
+
+
+def test_sigkill_during_force_replace_restores_the_old_env(demo: Path, tmp_path: Path) -> None:
+    prefix = tmp_path / "env"
+    assert run(command(demo, prefix), tmp_path).returncode == 0
+    (prefix / "mine.txt").write_text("user data in the old env")
+    before = tree(prefix)
+    proc = subprocess.Popen(
+        command(demo, prefix, "--force"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environ(tmp_path),
+    )
+    deadline = time.monotonic() + 120
+    while (
+        not list(tmp_path.glob(".env.conda-unsloth-backup-*"))
+        and proc.poll() is None
+        and time.monotonic() < deadline
+    ):
+        time.sleep(0.002)
+    assert proc.poll() is None, "create ended before the old env was moved aside"
+    proc.kill()
+    proc.communicate(timeout=60)
+    # the next create (without --force) puts the old env back and refuses to touch it
+    again = run(command(demo, prefix), tmp_path)
+    assert again.returncode == 2 and "already exists" in again.stderr
+    assert "an earlier --force create was killed" in again.stderr
+    assert tree(prefix) == before
+    assert not list(tmp_path.glob(".env.conda-unsloth*"))
+
+
+def test_sigterm_during_pip_stage_leaves_nothing(demo: Path, tmp_path: Path) -> None:
+    prefix = tmp_path / "env"
+    code, err = start_and_signal(
+        command(demo, prefix), tmp_path, signal.SIGTERM, "pip stage", prefix
+    )
+    assert code == 128 + signal.SIGTERM
+    assert "interrupted (signal 15)" in err and "Traceback" not in err
+    assert not prefix.exists()
+    assert run(command(demo, prefix), tmp_path).returncode == 0 and ok_env(prefix)
+
+
+def test_sigterm_during_force_replace_keeps_the_old_env(demo: Path, tmp_path: Path) -> None:
+    prefix = tmp_path / "env"
+    assert run(command(demo, prefix), tmp_path).returncode == 0
+    before = tree(prefix)
+    code, _ = start_and_signal(
+        command(demo, prefix, "--force"), tmp_path, signal.SIGTERM, "pip stage", prefix
+    )
+    assert code == 128 + signal.SIGTERM
+    assert tree(prefix) == before
+    assert not list(tmp_path.glob(".env.conda-unsloth*"))
+
+
+def _limit_file_size() -> None:  # runs in the child before exec
+    signal.signal(
+        signal.SIGXFSZ, signal.SIG_IGN
+    )  # a write past the limit fails with EFBIG instead
+    resource.setrlimit(resource.RLIMIT_FSIZE, (400_000, 400_000))
+
+
+def test_disk_full_simulated_by_a_file_size_limit(demo: Path, tmp_path: Path) -> None:
+    """RLIMIT_FSIZE stands in for a full disk: every write past 400 kB fails (EFBIG), as ENOSPC would."""
+    prefix = tmp_path / "env"
+    proc = subprocess.run(
+        command(demo, prefix),
+        capture_output=True,
+        text=True,
+        env=environ(tmp_path),
+        preexec_fn=_limit_file_size,
+        check=False,
+        timeout=300,
+    )
+    assert proc.returncode != 0
+    assert "conda-unsloth: error:" in proc.stderr and "Traceback" not in proc.stderr
+    assert not prefix.exists()
+    assert run(command(demo, prefix), tmp_path).returncode == 0 and ok_env(prefix)
