@@ -28,3 +28,10 @@ def has_credentials(text: str) -> bool:
         _USERINFO.match(word) or (word.startswith("http") and _TOKEN.search(word))
         for word in text.split()
     )
+
+
+def redact_text(text: str) -> str:
+    """:func:`redact_url` applied to every URL inside a message (solver output, errors)."""
+    if "://" not in text:
+        return text
+    return re.sub(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"]+", lambda m: redact_url(m.group(0)), text)

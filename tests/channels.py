@@ -166,7 +166,7 @@ def _tar(members: Mapping[str, bytes], mtime: int, mode: str) -> bytes:
             ti = tarfile.TarInfo(arc)
             ti.size = len(data)
             ti.mtime = mtime
-            ti.mode = 0o644
+            ti.mode = 0o755 if arc.startswith("bin/") else 0o644  # executables in bin/
             tf.addfile(ti, io.BytesIO(data))
     return buf.getvalue()
 
@@ -237,3 +237,250 @@ def write_channel(
         }
         (root / subdir / "repodata.json").write_text(json.dumps(doc, indent=1, sort_keys=True))
     return root
+
+
+# ----------------------------------------------------------------------------- GPU stacks
+# Small channels that reproduce the real metadata of the two channel profiles (build strings,
+# depends, constrains, track_features and build numbers from the pytorch/nvidia/xformers/
+# conda-forge channels: shared/reference/compat.md 2a, 2b, 3a, 3b and shared/data/real-channels).
+# Dependencies outside the GPU stack are cut down so the channels stay tiny.
+
+PYTORCH_CUDA = {  # CUDA -> (pytorch-cuda build, cuda-runtime version, cuda-cudart version)
+    "11.8": ("h7e8668a_5", "11.8.0", "11.8.89"),
+    "12.1": ("ha16c6d3_6", "12.1.0", "12.1.105"),
+    "12.4": ("hc786d27_7", "12.4.1", "12.4.127"),
+}
+# CUDA -> the xformers-channel CUDA build and its pytorch-cuda run requirement
+XFORMERS_CU = {
+    "11.8": ("11.8.0", "pytorch-cuda >=11.7,<11.9"),
+    "12.1": ("12.1.0", "pytorch-cuda >=12.0,<13.0"),
+    "12.4": ("12.1.0", "pytorch-cuda >=12.0,<13.0"),
+}
+
+
+def _upper(cuda: str) -> str:
+    major, minor = cuda.split(".")
+    return f"{major}.{int(minor) + 1}" if cuda != "11.8" else "12.0"
+
+
+def pytorch_channel_builds(
+    version: str = "2.5.1",
+    python: str = "3.11",
+    cudas: Iterable[str] = ("11.8", "12.1", "12.4"),
+    triton: str = "3.1.0",
+    cudnn: str = "9.1.0",
+    cpu_build_number: int = 1,
+) -> list[Pkg]:
+    """pytorch-channel records: one CUDA build per CUDA, the CPU build (with a *higher* build
+    number than the CUDA builds: the trap), both pytorch-mutex builds, torchtriton and
+    pytorch-cuda per CUDA."""
+    py_pin = f"python >={python},<{python.split('.')[0]}.{int(python.split('.')[1]) + 1}.0a0"
+    common = (
+        "blas * mkl",
+        "filelock",
+        "jinja2",
+        "mkl >=2018",
+        py_pin,
+        "sympy",
+        "typing_extensions",
+    )
+    pkgs = []
+    for cuda in cudas:
+        pkgs.append(
+            Pkg(
+                "pytorch",
+                version,
+                f"py{python}_cuda{cuda}_cudnn{cudnn}_0",
+                depends=(
+                    *common,
+                    f"pytorch-cuda >={cuda},<{_upper(cuda) if cuda != '11.8' else '11.9'}",
+                    "pytorch-mutex 1.0 cuda",
+                    f"torchtriton {triton}",
+                ),
+                constrains=("cpuonly <0",),
+            )
+        )
+        build = PYTORCH_CUDA[cuda][0]
+        pkgs.append(
+            Pkg(
+                "pytorch-cuda",
+                cuda,
+                build,
+                build_number=int(build.rsplit("_", 1)[1]),
+                depends=(
+                    f"cuda-cudart >={cuda},<{_upper(cuda)}",
+                    f"cuda-runtime >={cuda},<{_upper(cuda)}",
+                ),
+            )
+        )
+    pkgs += [
+        Pkg(
+            "pytorch",
+            version,
+            f"py{python}_cpu_{cpu_build_number}",
+            build_number=cpu_build_number,
+            depends=(*common, "pytorch-mutex 1.0 cpu"),
+            constrains=("cpuonly",),
+        ),
+        Pkg("pytorch-mutex", "1.0", "cuda", build_number=100, subdir="noarch", noarch="generic"),
+        Pkg(
+            "pytorch-mutex",
+            "1.0",
+            "cpu",
+            subdir="noarch",
+            noarch="generic",
+            track_features="pytorch-mutex",
+        ),
+        Pkg(
+            "cpuonly",
+            "2.0",
+            "0",
+            subdir="noarch",
+            noarch="generic",
+            depends=("pytorch-mutex 1.0 cpu",),
+            track_features="cpuonly",
+        ),
+        Pkg(
+            "torchtriton",
+            triton,
+            f"py{python.replace('.', '')}",
+            depends=("filelock", py_pin, "pytorch"),
+        ),
+    ]
+    return pkgs
+
+
+def nvidia_builds(cudas: Iterable[str] = ("11.8", "12.1", "12.4")) -> list[Pkg]:
+    out = []
+    for cuda in cudas:
+        _build, runtime, cudart = PYTORCH_CUDA[cuda]
+        out.append(Pkg("cuda-cudart", cudart, "0"))
+        out.append(Pkg("cuda-runtime", runtime, "0", depends=(f"cuda-cudart >={cuda}",)))
+    return out
+
+
+def xformers_channel_builds(
+    version: str = "0.0.28.post3",
+    pytorch: str = "2.5.1",
+    pythons: Iterable[str] = ("3.10", "3.11"),
+    cudas: Iterable[str] = ("11.8", "12.1"),
+) -> list[Pkg]:
+    """xformers-channel builds ``py{py}_cu{cuda_build}_pyt{pytorch}`` (recipe facts: run
+    requirement ``pytorch {pytorch}.*`` and the pytorch-cuda range of its CUDA build)."""
+    out = []
+    seen = set()
+    for py in pythons:
+        major, minor = py.split(".")
+        for cuda in cudas:
+            cu, cuda_dep = XFORMERS_CU[cuda]
+            build = f"py{major}{minor}_cu{cu}_pyt{pytorch}"
+            if build in seen:
+                continue
+            seen.add(build)
+            out.append(
+                Pkg(
+                    "xformers",
+                    version,
+                    build,
+                    depends=(
+                        f"python >={py},<{major}.{int(minor) + 1}.0a0",
+                        f"pytorch {pytorch}.*",
+                        cuda_dep,
+                    ),
+                )
+            )
+    return out
+
+
+def conda_forge_base(pythons: Iterable[str] = ("3.10", "3.11", "3.12")) -> list[Pkg]:
+    builds = {
+        "3.10": ("3.10.14", "hd12c33a_0_cpython"),
+        "3.11": ("3.11.9", "hb806964_0_cpython"),
+        "3.12": ("3.12.5", "h2ad013b_0_cpython"),
+    }
+    out = [Pkg("python", *builds[p], build_number=0, fmt="conda") for p in pythons if p in builds]
+    out += [
+        noarch_python("pip", "24.2", depends=("python >=3.8",), build="pyh8b19718_1"),
+        noarch_python("filelock", "3.15.4", build="pyhd8ed1ab_0"),
+        noarch_python("jinja2", "3.1.4", build="pyhd8ed1ab_0"),
+        noarch_python("sympy", "1.13.0", build="pyh04b8f61_3"),
+        noarch_python("typing_extensions", "4.12.2", build="pyha770c72_0"),
+        Pkg("mkl", "2023.2.0", "h84fe81f_50496", build_number=50496),
+        Pkg("mkl", "2024.2.0", "ha957f24_665", build_number=665),
+        Pkg("blas", "1.0", "mkl", depends=("mkl",)),
+    ]
+    return out
+
+
+def write_pytorch_profile(
+    root: Path, pythons: Iterable[str] = ("3.11", "3.12"), **kw: Any
+) -> list[str]:
+    """Channels ``pytorch``, ``nvidia``, ``xformers``, ``conda-forge`` under ``root`` (each a
+    directory named like the real channel, so ``pytorch::`` specs follow it): pytorch 2.5.1
+    builds for ``pythons``, xformers 0.0.28.post3 for python 3.10/3.11 only (as on the real
+    xformers channel). Returns the ``file://`` URLs in profile priority order. ``kw`` goes to
+    :func:`pytorch_channel_builds`."""
+    pythons = tuple(pythons)
+    torch_builds = [p for py in pythons for p in pytorch_channel_builds(python=py, **kw)]
+    unique = list({(p.subdir, p.fn): p for p in torch_builds}.values())
+    chans = {
+        "pytorch": unique,
+        "nvidia": nvidia_builds(),
+        "xformers": xformers_channel_builds(pythons=("3.10", "3.11")),
+        "conda-forge": conda_forge_base(sorted({"3.10", "3.11", *pythons})),
+    }
+    return [write_channel(root / name, pkgs).as_uri() for name, pkgs in chans.items()]
+
+
+def conda_forge_gpu_builds(python: str = "3.12", cuda: str = "12.9") -> list[Pkg]:
+    """conda-forge pytorch 2.10.0 (CUDA build, build number 300, depends on ``__cuda`` and
+    ``cuda-version``), a CPU build of a *newer* pytorch (the trap), triton, xformers 0.0.34
+    (``pytorch >=2.10,<2.11.0a0`` + ``pytorch * cuda*``) and torchvision 0.25.0."""
+    nodot = cuda.replace(".", "")
+    py = python.replace(".", "")
+    py_pin = f"python >={python},<{python.split('.')[0]}.{int(python.split('.')[1]) + 1}.0a0"
+    cuda_pin = f"cuda-version >={cuda},<{int(cuda.split('.')[0]) + 1}"
+    return [
+        Pkg(
+            "pytorch",
+            "2.10.0",
+            f"cuda{nodot}_mkl_py{py}_h8f3b5e1_300",
+            build_number=300,
+            depends=("__cuda", cuda_pin, "filelock", py_pin, "triton ==3.6.0", "sympy"),
+            constrains=("pytorch-cpu <0.0a0",),
+        ),
+        Pkg(
+            "pytorch",
+            "2.11.0",
+            f"cpu_mkl_py{py}_h1c2d3e4_101",
+            build_number=101,
+            depends=("filelock", py_pin, "sympy"),
+            constrains=("pytorch-gpu <0.0a0",),
+        ),
+        Pkg("cuda-version", cuda, "h4f385c5_3", build_number=3, subdir="noarch", noarch="generic"),
+        Pkg("triton", "3.6.0", f"cuda{nodot}py{py}h5b1c2a3_0", depends=(py_pin, cuda_pin)),
+        Pkg(
+            "xformers",
+            "0.0.34",
+            f"cuda_{nodot}py310hf55b5f2_0",
+            depends=(
+                "__cuda",
+                cuda_pin,
+                "python >=3.10",
+                "pytorch >=2.10,<2.11.0a0",
+                "pytorch * cuda*",
+            ),
+        ),
+        Pkg(
+            "torchvision",
+            "0.25.0",
+            f"cuda_{nodot}_py{py}_h3a4b5c6_0",
+            depends=(py_pin, "pytorch >=2.10,<2.11.0a0", "pytorch * cuda*"),
+        ),
+    ]
+
+
+def write_conda_forge_profile(root: Path, python: str = "3.12", cuda: str = "12.9") -> list[str]:
+    """One ``conda-forge`` channel with the GPU stack and the base packages; returns its URL."""
+    pkgs = conda_forge_gpu_builds(python, cuda) + conda_forge_base((python,))
+    return [write_channel(root / "conda-forge", pkgs).as_uri()]

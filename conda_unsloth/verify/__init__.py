@@ -1,0 +1,104 @@
+"""Post-install verification: run ``probe.py`` inside an environment's own python and read its
+report.
+
+``probe.py`` and ``triton_kernel.py`` never import this package (the env under test need not
+contain it); ``report.py`` validates, renders and judges what the probe wrote.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..errors import VerifyError
+from . import probe
+from .report import VerifyReport, load
+
+PROBE = Path(__file__).with_name("probe.py")
+KERNEL = Path(__file__).with_name("triton_kernel.py")
+# How long the whole probe may take when no --timeout is given (each check has its own limit).
+OVERALL_TIMEOUT = 1800.0
+
+__all__ = ["KERNEL", "PROBE", "VerifyReport", "python_of", "run_probe", "run_verification"]
+
+
+def python_of(prefix: Path) -> Path:
+    """The interpreter of an environment (linux-64: ``<prefix>/bin/python``)."""
+    for name in ("python", "python3"):
+        exe = prefix / "bin" / name
+        if exe.is_file():
+            return exe
+    raise VerifyError(
+        f"{prefix} has no bin/python: verification runs inside the environment's own python",
+        hints=[f"conda install -p {prefix} python", f"conda unsloth doctor -p {prefix}"],
+    )
+
+
+def probe_command(
+    python: Path,
+    out: Path,
+    *,
+    expect_cuda: str | None = None,
+    checks: Sequence[str] = (),
+    timeout: float | None = None,
+) -> list[str]:
+    cmd = [str(python), "-I", str(PROBE), "--json", str(out), "--kernel", str(KERNEL)]
+    if expect_cuda:
+        cmd += ["--expect-cuda", expect_cuda]
+    if checks:
+        cmd += ["--checks", ",".join(checks)]
+    if timeout:
+        cmd += ["--timeout", f"{timeout:g}"]
+    return cmd
+
+
+def run_probe(
+    python: Path,
+    *,
+    expect_cuda: str | None = None,
+    checks: Sequence[str] = (),
+    timeout: float | None = None,
+) -> VerifyReport:
+    """Run the probe with ``python`` (``-I``: no user site, no PYTHONPATH) and load its report."""
+    with tempfile.TemporaryDirectory(prefix="conda-unsloth-verify-") as tmp:
+        out = Path(tmp) / "report.json"
+        cmd = probe_command(python, out, expect_cuda=expect_cuda, checks=checks, timeout=timeout)
+        n = len(probe.select(list(checks))) if checks else len(probe.CHECKS)
+        limit = (timeout * n + 120.0) if timeout else OVERALL_TIMEOUT
+        try:
+            proc = subprocess.run(
+                cmd,
+                capture_output=True,
+                text=True,
+                timeout=limit,
+                check=False,
+                stdin=subprocess.DEVNULL,
+            )
+        except subprocess.TimeoutExpired:
+            raise VerifyError(
+                f"the verification probe ran longer than {limit:g} s and was stopped",
+                hints=["--timeout S sets the limit of each check"],
+            ) from None
+        except OSError as exc:
+            raise VerifyError(f"cannot run {python}: {exc.strerror}") from None
+        if not out.is_file():
+            tail = (proc.stderr or proc.stdout or "").strip().splitlines()
+            why = tail[-1] if tail else "no output"
+            raise VerifyError(
+                f"the verification probe wrote no report (exit code {proc.returncode}): {why}",
+                hints=[f"run it by hand: {' '.join(cmd[:3])} --json -"],
+            )
+        return load(out)
+
+
+def run_verification(
+    prefix: Path,
+    *,
+    expect_cuda: str | None = None,
+    checks: Sequence[str] = (),
+    timeout: float | None = None,
+) -> VerifyReport:
+    """Verify the environment at ``prefix`` on this machine's GPU (used by ``create``)."""
+    return run_probe(python_of(prefix), expect_cuda=expect_cuda, checks=checks, timeout=timeout)

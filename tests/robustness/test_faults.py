@@ -86,7 +86,7 @@ def start_and_signal(
                 break
     assert proc.poll() is None, f"create ended before {when!r}: {''.join(seen)}"
     proc.send_signal(sig)
-    out, err = proc.communicate(timeout=120)
+    _out, err = proc.communicate(timeout=120)
     return proc.returncode, "".join(seen) + err
 
 
