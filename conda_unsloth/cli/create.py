@@ -96,6 +96,15 @@ def configure_parser(p: argparse.ArgumentParser, conda: bool = False) -> None:
         add_output_and_prompt_options(p)
 
 
+def _peak_rss_mb() -> float:
+    """Peak resident memory so far of this process and of its finished children (pip), MB."""
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return round(max(own, kids) / 1024, 1)
+
+
 def _progress(args: argparse.Namespace) -> Any:
     import sys
 
@@ -146,6 +155,7 @@ def execute(args: argparse.Namespace) -> int:
     say = _progress(args)
     t_start = time.monotonic()
     seconds: dict[str, float] = {}
+    peak_mb: dict[str, float] = {}
     prefix = prefixmod.new_prefix(args.name, args.prefix)
     install.recover(prefix, say)
     replacing = install.check_target(prefix, args.force)
@@ -194,6 +204,7 @@ def execute(args: argparse.Namespace) -> int:
         solved = solver.solve(env_spec, target, offline=args.offline)
         validate(solved, kb, target=target)
     seconds["solve"] = time.monotonic() - t0
+    peak_mb["solve"] = _peak_rss_mb()
 
     pip_reqs: list[str] = [] if args.from_lock else env_spec.pip_requirements()
     constraints = _constraints(
@@ -274,6 +285,7 @@ def execute(args: argparse.Namespace) -> int:
         say(f"installing {len(solved.records)} conda packages into {prefix}")
         install.install_records(list(solved.records), prefix, None, solved.platform)
         seconds["install"] = time.monotonic() - t0
+        peak_mb["install"] = _peak_rss_mb()
         t0 = time.monotonic()
         pip_installed: list[Any] = []
         if pip_reqs or solved.pip:
@@ -287,6 +299,7 @@ def execute(args: argparse.Namespace) -> int:
             )
             install.post_pip_checks(prefix)
         seconds["pip"] = time.monotonic() - t0
+        peak_mb["pip"] = _peak_rss_mb()
         marker_doc = {
             **base_marker,
             "status": "built",
@@ -300,6 +313,7 @@ def execute(args: argparse.Namespace) -> int:
         t0 = time.monotonic()
         verification = _verify(args, prefix, target, say)
         seconds["verify"] = time.monotonic() - t0
+        peak_mb["verify"] = _peak_rss_mb()
         marker.write(prefix, {**marker_doc, "status": "ok", "verification": verification})
     seconds["total"] = time.monotonic() - t_start
     result = {
@@ -310,6 +324,7 @@ def execute(args: argparse.Namespace) -> int:
         "pip_packages": [f"{p.name}=={p.version}" for p in pip_installed],
         "verification": verification,
         "seconds": {k: round(v, 3) for k, v in seconds.items()},
+        "peak_rss_mb": peak_mb,
         "marker": str(marker.path_for(prefix)),
     }
     if args.json:
