@@ -593,7 +593,9 @@ def _load(directory: str) -> Knowledge:
 def load(directory: str | Path | None = None) -> Knowledge:
     """Load and validate the knowledge base (cached per directory).
 
-    ``directory`` defaults to ``$CONDA_UNSLOTH_KNOWLEDGE`` or the bundled files.
+    ``directory`` defaults to ``$CONDA_UNSLOTH_KNOWLEDGE`` or the bundled files. The validated
+    result is also kept on disk (a pickle in the user cache, keyed by the files' sha256 and this
+    tool's version): parsing YAML is most of a plan's run time, the data rarely changes.
     """
     if directory is None:
         directory = os.environ.get(KNOWLEDGE_ENV) or default_dir()
@@ -603,4 +605,48 @@ def load(directory: str | Path | None = None) -> Knowledge:
             f"knowledge directory {path} does not exist",
             hints=[f"unset {KNOWLEDGE_ENV} to use the bundled knowledge base"],
         )
-    return _load(str(path.resolve()))
+    return _load_cached(str(path.resolve()))
+
+
+@cache
+def _load_cached(directory: str) -> Knowledge:
+    import hashlib
+    import pickle
+
+    from .. import __version__
+
+    digest = hashlib.sha256(f"{__version__}/{SUPPORTED_SCHEMA}/{directory}".encode())
+    try:
+        digest.update(Path(__file__).read_bytes())  # the loader's own shape of the data
+        for name in FILES:
+            digest.update((Path(directory) / name).read_bytes())
+    except OSError:
+        return _load(directory)  # _load reports the missing or unreadable file
+    cache_file = _cache_dir() / f"{digest.hexdigest()[:32]}.pickle"
+    try:
+        with open(cache_file, "rb") as fh:
+            kb = pickle.load(fh)
+        if isinstance(kb, Knowledge):
+            return kb
+    except Exception:  # a missing, unreadable or stale cache only costs a parse
+        pass
+    kb = _load(directory)
+    try:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")
+        with open(tmp, "wb") as fh:
+            pickle.dump(kb, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, cache_file)
+    except OSError:
+        pass  # a read-only cache is fine
+    return kb
+
+
+def _cache_dir() -> Path:
+    env = os.environ.get("CONDA_UNSLOTH_CACHE")
+    base = (
+        Path(env)
+        if env
+        else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "conda-unsloth"
+    )
+    return base / "knowledge"
