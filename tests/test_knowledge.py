@@ -176,3 +176,14 @@ def test_missing_and_non_utf8_files(kb_copy: Path) -> None:
 def test_missing_directory(tmp_path: Path) -> None:
     with pytest.raises(KnowledgeError, match="does not exist"):
         knowledge.load(tmp_path / "nope")
+
+
+def test_edits_are_seen_at_once_despite_the_cache(
+    kb_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CONDA_UNSLOTH_CACHE", str(tmp_path / "cache"))
+    assert knowledge.load(kb_copy).profiles["pytorch"].default_cuda == "12.1"
+    assert list((tmp_path / "cache" / "knowledge").glob("*.pickle")), "the parsed result is cached"
+    f = kb_copy / "compat.yaml"
+    f.write_text(f.read_text().replace("default_cuda: '12.1'", "default_cuda: '11.8'"))
+    assert knowledge.load(kb_copy).profiles["pytorch"].default_cuda == "11.8"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -426,7 +425,6 @@ def _profile(name: str, r: _Row) -> Profile:
     return profile
 
 
-@cache
 def _load(directory: str) -> Knowledge:
     d = Path(directory)
     compat = _read(d, "compat.yaml")
@@ -608,7 +606,9 @@ def load(directory: str | Path | None = None) -> Knowledge:
     return _load_cached(str(path.resolve()))
 
 
-@cache
+_MEMO: dict[str, Knowledge] = {}
+
+
 def _load_cached(directory: str) -> Knowledge:
     import hashlib
     import pickle
@@ -622,11 +622,15 @@ def _load_cached(directory: str) -> Knowledge:
             digest.update((Path(directory) / name).read_bytes())
     except OSError:
         return _load(directory)  # _load reports the missing or unreadable file
-    cache_file = _cache_dir() / f"{digest.hexdigest()[:32]}.pickle"
+    key = digest.hexdigest()[:32]
+    if key in _MEMO:
+        return _MEMO[key]
+    cache_file = _cache_dir() / f"{key}.pickle"
     try:
         with open(cache_file, "rb") as fh:
             kb = pickle.load(fh)
         if isinstance(kb, Knowledge):
+            _MEMO[key] = kb
             return kb
     except Exception:  # a missing, unreadable or stale cache only costs a parse
         pass
@@ -639,6 +643,7 @@ def _load_cached(directory: str) -> Knowledge:
         os.replace(tmp, cache_file)
     except OSError:
         pass  # a read-only cache is fine
+    _MEMO[key] = kb
     return kb
 
 
