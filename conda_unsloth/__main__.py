@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from typing import TYPE_CHECKING, NoReturn
@@ -50,5 +51,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def entry() -> NoReturn:
+    """Console-script entry point. py-rattler 0.28 can crash while the interpreter shuts down
+    after a failed fetch (SIGSEGV/SIGABRT instead of our exit code): once it was loaded, leave
+    with os._exit after flushing, so the exit code is always ours."""
+    rc = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if "rattler" in sys.modules:
+        os._exit(rc)
+    sys.exit(rc)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

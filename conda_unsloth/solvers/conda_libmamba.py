@@ -1,0 +1,190 @@
+"""The libmamba backend, through conda (the default inside ``conda unsloth``).
+
+conda's plugin manager hands us the libmamba ``Solver`` class
+(``context.plugin_manager.get_solver_backend("libmamba")``), so channels, mirrors, auth and the
+repodata cache behave exactly as in ``conda create``. The solve is made *for the target*: for
+its duration the subdir (``context._override("_subdir", ...)``), strict channel priority,
+offline mode and the virtual packages (``CONDA_OVERRIDE_CUDA`` / ``CONDA_OVERRIDE_GLIBC``,
+with conda's cached CUDA detection cleared) are overridden, and everything is restored
+afterwards, also on error. conda is imported only inside :meth:`CondaLibmambaSolver.solve`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import SolveError, UnslothError, UnsolvableError, UsageError
+from ..redact import redact_text, redact_url
+from .base import Record, SolvedEnv
+from .rattler import channel_url, pip_packages, rewrite_spec
+
+if TYPE_CHECKING:
+    from ..select import Target
+    from ..spec import EnvSpec
+
+NAME = "libmamba"
+
+
+def conda_available() -> bool:
+    return importlib.util.find_spec("conda") is not None
+
+
+def target_overrides(target: Target) -> dict[str, str | None]:
+    """The ``CONDA_OVERRIDE_*`` variables that make conda see ``target``'s virtual packages."""
+    out: dict[str, str | None] = {"CONDA_OVERRIDE_CUDA": None, "CONDA_OVERRIDE_GLIBC": None}
+    for vp in target.virtual_packages():
+        name, version = [*vp.split("="), ""][:2]
+        if name == "__cuda":
+            out["CONDA_OVERRIDE_CUDA"] = version
+        elif name == "__glibc":
+            out["CONDA_OVERRIDE_GLIBC"] = version
+    return out
+
+
+@contextmanager
+def scoped_env(values: Mapping[str, str | None]) -> Iterator[None]:
+    """Set (or, for None, unset) environment variables; restore the previous values after."""
+    saved = {k: os.environ.get(k) for k in values}
+    try:
+        for k, v in values.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        yield
+    finally:
+        for k, old in saved.items():
+            if old is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = old
+
+
+def _clear_cuda_cache() -> None:
+    try:
+        from conda.plugins.virtual_packages import cuda
+    except ImportError:  # pragma: no cover - very old conda
+        return
+    clear = getattr(getattr(cuda, "cached_cuda_version", None), "cache_clear", None)
+    if clear is not None:
+        clear()
+
+
+def _timestamp_ms(ts: Any) -> int | None:
+    if not ts:
+        return None
+    value = float(ts)
+    return int(value * 1000) if value < 1e11 else int(value)  # conda keeps seconds
+
+
+def to_record(prec: Any) -> Record:
+    noarch = getattr(prec, "noarch", None)
+    channel = getattr(prec.channel, "base_url", None) or str(prec.channel)
+    return Record(
+        name=prec.name,
+        version=str(prec.version),
+        build=prec.build,
+        build_number=int(prec.build_number or 0),
+        channel=redact_url(str(channel).rstrip("/")),
+        subdir=prec.subdir,
+        url=str(prec.url),
+        fn=prec.fn,
+        md5=prec.get("md5", None),
+        sha256=prec.get("sha256", None),
+        depends=tuple(prec.depends),
+        constrains=tuple(prec.constrains),
+        size=prec.get("size", None),
+        timestamp=_timestamp_ms(prec.get("timestamp", None)),
+        noarch=str(getattr(noarch, "value", noarch)) if noarch else None,
+        license=prec.get("license", None),
+    )
+
+
+def _qualified_specs(specs: list[str], channels: list[str]) -> list[str]:
+    """``chan::spec`` whose channel is not one of ``channels`` (``-c`` replaced them) follows
+    the solve's channel of the same name, like the rattler backend."""
+    out = []
+    for s in specs:
+        chan = s.split("::", 1)[0] if "::" in s else None
+        if chan is None or chan in channels:
+            out.append(s)
+            continue
+        urls = []
+        for c in channels:
+            try:
+                urls.append(channel_url(c))
+            except UnslothError:
+                urls.append(c)
+        out.append(rewrite_spec(s, urls, []))
+    return out
+
+
+class CondaLibmambaSolver:
+    name = NAME
+
+    def solve(self, spec: EnvSpec, target: Target, *, offline: bool = False) -> SolvedEnv:
+        from conda import __version__ as conda_version
+        from conda.base.constants import ChannelPriority
+        from conda.base.context import context
+        from conda.exceptions import (
+            CondaError,
+            CondaValueError,
+            PackagesNotFoundError,
+            UnsatisfiableError,
+        )
+        from conda.models.match_spec import MatchSpec
+
+        try:
+            backend = context.plugin_manager.get_solver_backend("libmamba")
+        except CondaValueError:
+            raise UsageError(
+                "conda's libmamba solver plugin (conda-libmamba-solver) is not installed",
+                hints=["conda install -n base conda-libmamba-solver", "or use --solver rattler"],
+            ) from None
+        channels = [c for c in spec.channels if c != "nodefaults"]
+        subdirs = (target.platform, "noarch")
+        specs = _qualified_specs(spec.conda_specs(), channels)
+        start = time.perf_counter()
+        with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="cu-solve-") as tmp:
+            stack.enter_context(scoped_env(target_overrides(target)))
+            stack.callback(_clear_cuda_cache)  # runs last: drop the target's cached __cuda
+            _clear_cuda_cache()
+            stack.enter_context(context._override("_subdir", target.platform))
+            stack.enter_context(context._override("channel_priority", ChannelPriority.STRICT))
+            stack.enter_context(context._override("offline", offline))
+            try:
+                solver = backend(
+                    str(Path(tmp) / "env"),
+                    channels,
+                    subdirs,
+                    specs_to_add=[MatchSpec(s) for s in specs],
+                    command="create",
+                )
+                precs = solver.solve_final_state()
+            except (UnsatisfiableError, PackagesNotFoundError) as exc:
+                raise UnsolvableError(
+                    redact_text(str(exc).strip()), virtual_packages=target.virtual_packages()
+                ) from None
+            except CondaError as exc:
+                raise SolveError(
+                    f"conda could not solve: {redact_text(str(exc).strip())}"
+                ) from None
+        records = [to_record(p) for p in precs if not p.name.startswith("__")]
+        return SolvedEnv(
+            platform=target.platform,
+            channels=tuple(redact_url(c) for c in channels),
+            records=tuple(sorted(records, key=lambda r: r.name)),
+            virtual_packages=tuple(target.virtual_packages()),
+            solver=f"libmamba (conda {conda_version})",
+            pip=pip_packages(spec),
+            pip_constraints=tuple(d.spec for d in spec.pip_constraints),
+            spec=spec,
+            seconds=time.perf_counter() - start,
+        )

@@ -1,0 +1,32 @@
+"""Fully pinned environment.yml: read back by our CEP-24 reader, every record pinned to
+name=version=build, channels in order, no credentials."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from conda_unsloth.exports.environment import export
+from conda_unsloth.redact import has_credentials
+from conda_unsloth.solvers.base import SolvedEnv
+from conda_unsloth.spec import read
+
+
+def test_round_trip_pins_everything(solved_env: SolvedEnv, tmp_path: Path) -> None:
+    text = export(solved_env)
+    path = tmp_path / "environment.yml"
+    path.write_text(text)
+    env = read(path)
+    assert env.name == "unsloth"
+    assert env.channels == [
+        "https://conda.anaconda.org/pytorch",
+        "https://mirror.example.org/nvidia",
+        "https://mirror.example.org/conda-forge",
+        "nodefaults",
+    ]
+    assert sorted(env.conda_specs()) == sorted(
+        f"{r.name}={r.version}={r.build}" for r in solved_env.records
+    )
+    assert "pytorch=2.5.1=py3.11_cuda12.1_cudnn9.1.0_0" in env.conda_specs()
+    assert env.pip_requirements() == ["unsloth==2024.12.12", "peft==0.14.0"]
+    assert not has_credentials(text)
+    assert text.startswith("# Fully pinned by conda-unsloth")

@@ -1,0 +1,315 @@
+"""The rattler backend on real local channels: the CUDA build of the target wins at every CUDA
+of both profiles (also against a CPU build with a higher build number or version), the
+solver's own explanation leads an unsatisfiable result, and bad channels are clear errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conda_unsloth.errors import SolveError, SpecError, UnsolvableError, UsageError
+from conda_unsloth.select import Target
+from conda_unsloth.solvers import get_solver
+from conda_unsloth.solvers.rattler import (
+    CHANNEL_ALIAS,
+    RattlerSolver,
+    cache_dir,
+    channel_url,
+    channel_urls,
+    pip_packages,
+    rewrite_spec,
+)
+from conda_unsloth.spec import Dep, EnvSpec
+from conda_unsloth.validate import ValidationError, explain_unsolvable, validate
+
+from .conftest import KB
+
+pytest.importorskip("rattler")
+
+
+def _target(cuda: str, platform: str = "linux-64") -> Target:
+    return Target(platform, cuda, (), None, "2.36", "--cuda")
+
+
+@pytest.mark.parametrize(
+    ("cuda", "pytorch_build", "xformers_build", "pytorch_cuda"),
+    [
+        ("11.8", "py3.11_cuda11.8_cudnn9.1.0_0", "py311_cu11.8.0_pyt2.5.1", "h7e8668a_5"),
+        ("12.1", "py3.11_cuda12.1_cudnn9.1.0_0", "py311_cu12.1.0_pyt2.5.1", "ha16c6d3_6"),
+        ("12.4", "py3.11_cuda12.4_cudnn9.1.0_0", "py311_cu12.1.0_pyt2.5.1", "hc786d27_7"),
+    ],
+    ids=["cuda11.8", "cuda12.1", "cuda12.4"],
+)
+def test_pytorch_profile_cuda_build_wins(
+    planned,
+    pytorch_channels: list[str],
+    cuda: str,
+    pytorch_build: str,
+    xformers_build: str,
+    pytorch_cuda: str,
+) -> None:
+    sel, spec = planned(pytorch_channels, cuda=cuda, python="3.11")
+    solved = RattlerSolver().solve(spec, sel.target)
+    pt, xf = solved.record("pytorch"), solved.record("xformers")
+    assert pt is not None and xf is not None
+    assert (pt.version, pt.build, pt.channel_name) == ("2.5.1", pytorch_build, "pytorch")
+    assert (xf.version, xf.build, xf.channel_name) == ("0.0.28.post3", xformers_build, "xformers")
+    pc = solved.record("pytorch-cuda")
+    assert pc is not None and (pc.version, pc.build) == (cuda, pytorch_cuda)
+    assert solved.record("pytorch-mutex").build == "cuda"  # type: ignore[union-attr]
+    assert solved.record("torchtriton").version == "3.1.0"  # type: ignore[union-attr]
+    assert solved.record("mkl").version == "2023.2.0"  # type: ignore[union-attr]  # mkl<2024.1
+    assert f"__cuda={cuda}=0" in solved.virtual_packages
+    assert solved.solver.startswith("rattler ")
+    assert [p.name for p in solved.pip][:2] == ["unsloth", "unsloth_zoo"]
+    assert pt.url.startswith(pytorch_channels[0] + "/linux-64/")
+    assert pt.sha256 is not None and len(pt.sha256) == 64 and pt.md5 is not None
+    validate(solved, KB, sel.target)  # the intended stack: no exception
+
+
+def test_conda_forge_profile_cuda_build_beats_newer_cpu_build(
+    planned, conda_forge_channels: list[str]
+) -> None:
+    sel, spec = planned(conda_forge_channels, profile="conda-forge", cuda="12.9")
+    solved = RattlerSolver().solve(spec, sel.target)
+    pt = solved.record("pytorch")
+    assert pt is not None
+    assert (pt.version, pt.build) == ("2.10.0", "cuda129_mkl_py312_h8f3b5e1_300")
+    assert solved.record("xformers").build == "cuda_129py310hf55b5f2_0"  # type: ignore[union-attr]
+    assert solved.record("triton").version == "3.6.0"  # type: ignore[union-attr]
+    validate(solved, KB, sel.target)
+
+
+def test_unpinned_cpu_trap_is_caught_by_validation(pytorch_channels: list[str]) -> None:
+    """Without the plan's build pins the higher-build-number CPU build wins; validation must
+    refuse it, naming the record."""
+    spec = EnvSpec(
+        None,
+        pytorch_channels,
+        [Dep("python=3.11"), Dep("pytorch=2.5.1"), Dep("pytorch-cuda=12.1")],
+    )
+    solved = RattlerSolver().solve(spec, _target("12.1"))
+    assert solved.record("pytorch").build == "py3.11_cpu_1"  # type: ignore[union-attr]
+    with pytest.raises(ValidationError) as info:
+        validate(solved, KB, _target("12.1"))
+    assert (
+        "pytorch 2.5.1 py3.11_cpu_1 (pytorch) is a CPU build; the target is CUDA 12.1"
+        in info.value.message
+    )
+    assert "pytorch-mutex 1.0 cpu (pytorch)" in info.value.message
+
+
+def test_unpinned_conda_forge_trap_newer_cpu_version(conda_forge_channels: list[str]) -> None:
+    spec = EnvSpec(None, conda_forge_channels, [Dep("python=3.12"), Dep("pytorch")])
+    solved = RattlerSolver().solve(spec, _target("12.9"))
+    with pytest.raises(
+        ValidationError,
+        match=r"pytorch 2\.11\.0 cpu_mkl_py312_h1c2d3e4_101 \(conda-forge\) is a CPU build",
+    ):
+        validate(solved, KB, _target("12.9"))
+
+
+def test_unsatisfiable_leads_with_solver_explanation_then_hint(
+    pytorch_channels: list[str],
+) -> None:
+    """python 3.12 exists for pytorch 2.5.1, but the xformers channel has no py312 build."""
+    spec = EnvSpec(
+        None,
+        pytorch_channels,
+        [
+            Dep("python=3.12"),
+            Dep("pytorch::pytorch=2.5.1=py3.12_cuda12.1_*"),
+            Dep("pytorch-cuda=12.1"),
+            Dep("xformers::xformers"),
+        ],
+    )
+    target = _target("12.1")
+    with pytest.raises(UnsolvableError) as info:
+        RattlerSolver().solve(spec, target)
+    err = explain_unsolvable(info.value, spec, target, KB)
+    assert err.message.startswith("Cannot solve the request because of:")
+    assert "xformers" in err.message
+    assert (
+        err.hints[0] == "xformers-channel builds exist only for python 3.9–3.11; use --python 3.11"
+    )
+
+
+def test_cuda_driver_too_old_is_unsolvable(conda_forge_channels: list[str]) -> None:
+    """conda-forge CUDA builds depend on __cuda: a target without it cannot get them."""
+    spec = EnvSpec(None, conda_forge_channels, [Dep("python=3.12"), Dep("pytorch=*=cuda*")])
+
+    class NoCudaTarget(Target):
+        def virtual_packages(self) -> list[str]:
+            return ["__linux=5.15=0", "__glibc=2.36=0", "__unix=0=0"]
+
+    t = NoCudaTarget("linux-64", "12.9", (), None, "2.36", "--cuda")
+    with pytest.raises(UnsolvableError, match="__cuda"):
+        RattlerSolver().solve(spec, t)
+
+
+# ----------------------------------------------------------------------------- channels
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("conda-forge", f"{CHANNEL_ALIAS}/conda-forge"),
+        ("pytorch", f"{CHANNEL_ALIAS}/pytorch"),
+        ("pytorch/label/nightly", f"{CHANNEL_ALIAS}/pytorch/label/nightly"),
+        ("https://example.org/chan/", "https://example.org/chan"),
+        ("file:///srv/chan", "file:///srv/chan"),
+        ("/srv/chan", "file:///srv/chan"),
+    ],
+    ids=["name", "pytorch", "label", "https", "file-url", "abs-path"],
+)
+def test_channel_url(given: str, expected: str) -> None:
+    assert channel_url(given) == expected
+
+
+def test_relative_path_channel_resolves_against_cwd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert channel_url("./local") == (tmp_path / "local").as_uri()
+
+
+def test_channel_urls_drop_nodefaults_and_expand_defaults(pytorch_channels: list[str]) -> None:
+    urls = channel_urls([pytorch_channels[0], "nodefaults", "defaults"], ["linux-64", "noarch"])
+    assert urls == [
+        pytorch_channels[0],
+        "https://repo.anaconda.com/pkgs/main",
+        "https://repo.anaconda.com/pkgs/r",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("pytorch::pytorch=2.5.1", "file:///c/pytorch::pytorch=2.5.1"),
+        ("xformers::xformers", "xformers"),
+        ("python=3.11", "python=3.11"),
+        ("file:///c/pytorch::torchtriton", "file:///c/pytorch::torchtriton"),
+    ],
+    ids=["name-follows-local-dir", "no-such-channel-dropped", "unqualified", "url-kept"],
+)
+def test_rewrite_spec(spec: str, expected: str) -> None:
+    notes: list[str] = []
+    assert rewrite_spec(spec, ["file:///c/pytorch", "file:///c/conda-forge"], notes) == expected
+    assert bool(notes) == (spec == "xformers::xformers")
+
+
+def test_missing_local_channel_is_a_spec_error(tmp_path: Path) -> None:
+    spec = EnvSpec(None, [str(tmp_path / "nope")], [Dep("python")])
+    with pytest.raises(SpecError, match="does not exist or is not a directory"):
+        RattlerSolver().solve(spec, _target("12.1"))
+
+
+def test_channel_without_noarch_is_a_spec_error(tmp_path: Path) -> None:
+    (tmp_path / "c" / "linux-64").mkdir(parents=True)
+    (tmp_path / "c" / "linux-64" / "repodata.json").write_text(json.dumps({"packages": {}}))
+    spec = EnvSpec(None, [(tmp_path / "c").as_uri()], [Dep("python")])
+    with pytest.raises(SpecError, match=r"noarch/repodata\.json is missing"):
+        RattlerSolver().solve(spec, _target("12.1"))
+
+
+def test_corrupt_repodata_is_a_spec_error(tmp_path: Path) -> None:
+    from tests.channels import Pkg, write_channel
+
+    chan = write_channel(tmp_path / "c", [Pkg("python", "3.11.9", "hb806964_0_cpython")])
+    (chan / "linux-64" / "repodata.json").write_text("{not json")
+    spec = EnvSpec(None, [chan.as_uri()], [Dep("python")])
+    with pytest.raises(SpecError) as info:
+        RattlerSolver().solve(spec, _target("12.1"))
+    assert info.value.message.startswith(
+        f"cannot read local channel repodata {chan / 'linux-64' / 'repodata.json'}: Expecting"
+    )
+
+
+def test_invalid_match_spec_is_a_spec_error(pytorch_channels: list[str]) -> None:
+    spec = EnvSpec(None, pytorch_channels, [Dep("python>>=3")])
+    with pytest.raises(SpecError, match="is not a valid package spec"):
+        RattlerSolver().solve(spec, _target("12.1"))
+
+
+def test_offline_with_empty_cache_never_fetches(tmp_path: Path) -> None:
+    spec = EnvSpec(None, ["conda-forge"], [Dep("python")])
+    with pytest.raises(SolveError) as info:
+        RattlerSolver(cache=tmp_path / "empty").solve(spec, _target("12.1"), offline=True)
+    assert info.value.message.startswith("offline: no cached repodata")
+    assert "dns" not in info.value.message.lower()
+
+
+def test_cache_dir_honours_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONDA_UNSLOTH_CACHE", str(tmp_path))
+    assert cache_dir() == tmp_path / "rattler"
+    monkeypatch.delenv("CONDA_UNSLOTH_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_dir() == tmp_path / "xdg" / "conda-unsloth" / "rattler"
+
+
+def test_pip_packages_from_pins() -> None:
+    spec = EnvSpec(
+        None,
+        [],
+        [],
+        pip=[
+            Dep("-c constraints.txt"),
+            Dep("unsloth==2024.12.12"),
+            Dep("peft>=0.7"),
+            Dep("trl[x]==0.12.2"),
+        ],
+    )
+    assert [(p.name, p.version) for p in pip_packages(spec)] == [
+        ("unsloth", "2024.12.12"),
+        ("trl", "0.12.2"),
+    ]
+
+
+# ----------------------------------------------------------------------------- get_solver
+
+
+def test_get_solver_defaults_to_rattler_outside_conda() -> None:
+    assert get_solver(None).name == "rattler"
+    assert get_solver("rattler").name == "rattler"
+
+
+def test_get_solver_libmamba_without_conda_is_usage_error() -> None:
+    pytest.importorskip("pytest")
+    import importlib.util
+
+    if importlib.util.find_spec("conda") is not None:
+        pytest.skip("conda is installed here")
+    with pytest.raises(UsageError, match="needs conda"):
+        get_solver("libmamba")
+
+
+def test_get_solver_unknown_name() -> None:
+    with pytest.raises(UsageError, match="is not a solver"):
+        get_solver("classic")
+
+
+def test_fast_record_conversion_matches_public_api(planned, pytorch_channels: list[str]) -> None:
+    """The fast path (native record fields) and rattler's public properties agree on every
+    field, for linux-64, noarch generic and noarch python records."""
+    import asyncio
+
+    import rattler
+
+    from conda_unsloth.solvers.rattler import to_record, to_record_public, virtual_packages
+
+    sel, spec = planned(pytorch_channels, cuda="12.1", python="3.11")
+    specs = [rattler.MatchSpec(rewrite_spec(s, pytorch_channels, [])) for s in spec.conda_specs()]
+    records = asyncio.run(
+        rattler.solve(
+            pytorch_channels,
+            specs,
+            platforms=["linux-64", "noarch"],
+            virtual_packages=virtual_packages(sel.target),
+            gateway=rattler.Gateway(cache_dir=Path(cache_dir())),
+        )
+    )
+    converted = [to_record(r) for r in records]
+    assert converted == [to_record_public(r) for r in records]
+    assert {r.noarch for r in converted} == {None, "generic", "python"}
