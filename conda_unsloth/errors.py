@@ -46,16 +46,12 @@ class UnslothError(_Base):  # type: ignore[valid-type,misc]
     return_code: int = 1
 
     def __init__(self, message: str, hints: Iterable[str] = (), **details: Any) -> None:
+        # CondaError formats with ``message % kwargs`` only when kwargs are passed: pass none,
+        # and set our fields afterwards (CondaError.__init__ assigns ``self.message`` itself).
+        super().__init__(message)
         self.message = message
         self.hints = tuple(hints)
         self.details = details
-        text = (
-            message
-            if not self.hints
-            else message + "\n" + "\n".join(f"hint: {h}" for h in self.hints)
-        )
-        # CondaError formats with ``message % kwargs`` only when kwargs are passed; we pass none.
-        super().__init__(text)
 
     def __str__(self) -> str:
         if not self.hints:
