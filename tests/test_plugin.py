@@ -11,21 +11,19 @@ import sys
 import pytest
 
 
-def test_plugin_imports_nothing_heavy_without_conda() -> None:
+def test_plugin_imports_nothing_heavy() -> None:
+    """Inside conda, conda's own modules are already loaded when our plugin module is imported:
+    load them first (when conda exists), then check what importing the plugin adds."""
     code = (
-        "import sys, json; before = set(sys.modules); import conda_unsloth.plugin as p; "
-        "new = sorted(set(sys.modules) - before); "
-        "print(json.dumps({'new': new, 'hookimpl': p.hookimpl is not None}))"
+        "import sys, json\n"
+        "try:\n    import conda.plugins, conda.plugins.types\nexcept ImportError:\n    pass\n"
+        "before = set(sys.modules)\n"
+        "import conda_unsloth.plugin as p\n"
+        "print(json.dumps({'new': sorted(set(sys.modules) - before), 'hookimpl': p.hookimpl is not None}))"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     doc = json.loads(proc.stdout)
-    heavy = [
-        m
-        for m in doc["new"]
-        if m.split(".")[0] in ("ruamel", "packaging", "rattler", "yaml", "json")
-        or (m.startswith("conda_unsloth.") and m != "conda_unsloth.plugin")
-    ]
-    assert heavy == [], f"plugin.py imported {heavy}"
+    assert set(doc["new"]) <= {"__future__", "conda_unsloth", "conda_unsloth.plugin"}, doc["new"]
     # without conda the module registers nothing; with conda it has conda's hook marker
     assert doc["hookimpl"] is (importlib.util.find_spec("conda") is not None)
 
