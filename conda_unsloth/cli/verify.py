@@ -1,0 +1,223 @@
+"""`conda unsloth verify`: run the GPU verification probe inside an environment, or write a
+Slurm job that runs it on a compute node."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import _common
+
+if TYPE_CHECKING:
+    import argparse
+
+NAME = "verify"
+ALIASES = ()
+ORDER = 30
+HELP = (
+    "verify an environment on the GPU (torch, CUDA arch, xformers, triton, bitsandbytes, unsloth)"
+)
+DESCRIPTION = """\
+Run the verification probe with the environment's own python (`PREFIX/bin/python -I probe.py`):
+torch is one CUDA build of the expected CUDA, the GPU is visible and has kernels in this torch,
+matmul in fp32/fp16/bf16 against float64, the xformers bias dispatch under inference_mode (the
+0.0.27 "Multiple dispatch failed" bug), the xformers C++/CUDA extension and
+memory_efficient_attention within xformers' tolerances, a Triton kernel, a bitsandbytes 4-bit
+round trip, and `import unsloth` on CUDA. Each failed check names a known issue and its fix.
+The report is stored in PREFIX/conda-meta/conda-unsloth-verify and the verdict in the
+env's marker. Exit code 0 only when every required check passed.
+
+On a login node without a GPU, --sbatch FILE writes a Slurm job that runs the same
+verification on a compute node (submit it with `sbatch FILE`).
+
+examples:
+  conda unsloth verify -n unsloth
+  conda unsloth verify -p /apps/unsloth/2024.9 --json
+  conda unsloth verify -n unsloth --checks xformers,seed --expect-cuda 12.1
+  conda unsloth verify -p /apps/unsloth/2024.9 --sbatch verify.sbatch --partition gpu --account proj1
+  conda unsloth verify -p /apps/unsloth/2024.9 --from-report /apps/unsloth/2024.9/conda-meta/conda-unsloth-verify
+"""
+
+
+def configure_parser(p: argparse.ArgumentParser, conda: bool = False) -> None:
+    _common.add_prefix_options(p, conda)
+    g = p.add_argument_group("verification")
+    g.add_argument(
+        "--checks",
+        action="append",
+        default=[],
+        metavar="LIST",
+        help="comma-separated checks, id prefixes or groups (repeatable; default: all; "
+        "--list-checks shows them)",
+    )
+    g.add_argument("--list-checks", action="store_true", help="list the checks and exit")
+    g.add_argument(
+        "--expect-cuda",
+        metavar="X.Y",
+        help="CUDA version torch must be built for (default: the target recorded in the env's "
+        "marker, if any)",
+    )
+    g.add_argument(
+        "--timeout",
+        type=float,
+        metavar="S",
+        help="seconds each check may take (default 120; 300 for import unsloth)",
+    )
+    g.add_argument(
+        "--report",
+        metavar="FILE",
+        help="where to store the JSON report (default PREFIX/conda-meta/conda-unsloth-verify)",
+    )
+    g.add_argument(
+        "--from-report",
+        metavar="FILE",
+        help="do not run the probe: show and record a report written earlier (e.g. by --sbatch)",
+    )
+    s = p.add_argument_group("Slurm (run the verification on a compute node)")
+    s.add_argument(
+        "--sbatch", metavar="FILE", help="write a Slurm batch script instead of running"
+    )
+    s.add_argument("--partition", metavar="P", help="#SBATCH --partition")
+    s.add_argument("--gres", metavar="GRES", help="#SBATCH --gres (default gpu:1)")
+    s.add_argument("--time", metavar="T", help="#SBATCH --time (default 00:10:00)")
+    s.add_argument("--account", metavar="A", help="#SBATCH --account")
+    s.add_argument(
+        "--force", action="store_true", help="replace FILE even if conda-unsloth did not write it"
+    )
+    _common.add_output_options(p, conda, dry_run=False)
+
+
+def _validate(args: argparse.Namespace) -> list[str]:
+    from ..errors import UsageError
+    from ..verify import probe
+
+    if args.expect_cuda is not None and not re.fullmatch(r"\d+\.\d+", args.expect_cuda):
+        raise UsageError(
+            f"--expect-cuda {args.expect_cuda!r} is not a CUDA version X.Y (e.g. 12.1)"
+        )
+    if args.timeout is not None and not args.timeout > 0:
+        raise UsageError(f"--timeout must be a positive number of seconds, not {args.timeout:g}")
+    tokens = [t.strip() for item in args.checks for t in item.split(",") if t.strip()]
+    try:
+        probe.select(tokens)
+    except ValueError as exc:
+        raise UsageError(str(exc), hints=["conda unsloth verify --list-checks"]) from None
+    slurm_only = [f"--{n}" for n in ("partition", "gres", "time", "account") if getattr(args, n)]
+    if slurm_only and not args.sbatch:
+        raise UsageError(f"{', '.join(slurm_only)} only apply with --sbatch FILE")
+    if args.sbatch and args.from_report:
+        raise UsageError("--sbatch and --from-report do not go together")
+    return tokens
+
+
+def _expect_cuda(args: argparse.Namespace, prefix: Path) -> str | None:
+    if args.expect_cuda:
+        return str(args.expect_cuda)
+    from .. import marker
+
+    data = marker.read(prefix) or {}
+    target = data.get("target")
+    cuda = target.get("cuda") if isinstance(target, dict) else None
+    return str(cuda) if isinstance(cuda, str) and re.fullmatch(r"\d+\.\d+", cuda) else None
+
+
+def _warn(msg: str, quiet: bool) -> None:
+    if not quiet:
+        print(f"conda-unsloth: warning: {msg}", file=sys.stderr)
+
+
+def execute(args: argparse.Namespace) -> int:
+    from ..prefix import resolve_existing
+    from ..verify import probe
+
+    if args.list_checks:
+        for c in probe.CHECKS:
+            print(f"{c.id:<26} {c.group:<9} {c.title}")
+        return 0
+    tokens = _validate(args)
+    prefix = resolve_existing(args.name, args.prefix)
+    if args.sbatch:
+        return _sbatch(args, prefix, tokens)
+    return _run(args, prefix, tokens)
+
+
+def _sbatch(args: argparse.Namespace, prefix: Path, tokens: list[str]) -> int:
+    from ..exports import slurm
+    from . import _shared
+
+    report = (
+        Path(args.report).expanduser().absolute() if args.report else slurm.default_report(prefix)
+    )
+    job = slurm.SlurmJob(
+        prefix=prefix,
+        report=report,
+        partition=args.partition,
+        gres=args.gres or "gpu:1",
+        time=args.time or "00:10:00",
+        account=args.account,
+        expect_cuda=_expect_cuda(args, prefix),
+        checks=tuple(tokens),
+        timeout=args.timeout,
+    )
+    out = slurm.write(job, Path(args.sbatch).expanduser(), force=args.force)
+    if args.json:
+        _shared.emit_json({"sbatch": str(out), "prefix": str(prefix), "report": str(report)})
+    else:
+        print(f"wrote {out}")
+        print(f"next: sbatch {out}   (report: {report})")
+        print(f"then: conda unsloth verify -p {prefix} --from-report {report}")
+    return 0
+
+
+def _run(args: argparse.Namespace, prefix: Path, tokens: list[str]) -> int:
+    from .. import marker
+    from ..exports import slurm
+    from ..spec import write_atomic
+    from ..verify import python_of, run_probe
+    from ..verify import report as reportmod
+    from . import _shared
+
+    kb = _shared.knowledge(args)
+    report_path = (
+        Path(args.report).expanduser().absolute() if args.report else slurm.default_report(prefix)
+    )
+    if args.from_report:
+        source = Path(args.from_report).expanduser().absolute()
+        report = reportmod.load(source)
+        report_path = source if not args.report else report_path
+    else:
+        python = python_of(prefix)
+        if not args.quiet and not args.json:
+            print(f"verifying {prefix} (this takes up to a minute on a GPU)", file=sys.stderr)
+        report = run_probe(
+            python, expect_cuda=_expect_cuda(args, prefix), checks=tokens, timeout=args.timeout
+        )
+    saved: Path | None = report_path
+    if not (args.from_report and report_path == Path(args.from_report).expanduser().absolute()):
+        try:
+            write_atomic(report_path, reportmod.dumps(report))
+        except OSError as exc:
+            saved = None
+            _warn(f"could not store the report in {report_path}: {exc.strerror}", args.quiet)
+    try:
+        marker.update(prefix, verification=reportmod.marker_record(report, saved))
+    except OSError as exc:
+        _warn(
+            f"could not record the verdict in {marker.path_for(prefix)}: {exc.strerror}",
+            args.quiet,
+        )
+    if args.json:
+        doc: dict[str, Any] = report.to_json()
+        doc["prefix"] = str(prefix)
+        doc["report_file"] = str(saved) if saved else None
+        doc["remedies"] = [r.to_json() for r in reportmod.remedies(report, kb)]
+        _shared.emit_json(doc)
+    else:
+        width = shutil.get_terminal_size((140, 24)).columns
+        print(reportmod.render(report, kb, width=max(width, 80)))
+        if saved:
+            print(f"report: {saved}")
+    return report.exit_code

@@ -1,0 +1,294 @@
+"""The verification report: its JSON schema, validation, verdict, rendering and remedies.
+
+The probe (``probe.py``, run inside the target env) writes a JSON document of schema
+``conda-unsloth/verify-report/1``::
+
+    {"schema": "conda-unsloth/verify-report/1", "probe_version": "1", "created": "...Z",
+     "seconds": 23.4, "ok": false, "exit_code": 1, "summary": {"pass": 9, ...},
+     "python": {...}, "host": {...}, "options": {...}, "versions": {"torch": "2.5.1", ...},
+     "checks": [{"id": "gpu.visible", "title": "...", "status": "fail", "required": true,
+                 "seconds": 0.4, "detail": "...", "remedy": "F5", "data": {...}}, ...]}
+
+The verdict is recomputed here from the checks (never taken from ``ok``): the env passes only
+when every required check passed or warned. Remedies come from the knowledge base
+(``knowledge.load().issues[remedy_id]``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..errors import VerifyError
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from ..knowledge import Knowledge, KnownIssue
+
+SCHEMA = "conda-unsloth/verify-report/1"
+STATUSES = ("pass", "fail", "skip", "warn")
+PASSING = ("pass", "warn")
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    id: str
+    title: str
+    status: str
+    required: bool
+    seconds: float
+    detail: str
+    remedy: str | None = None
+    data: dict[str, Any] = field(default_factory=dict, compare=True)
+
+    @property
+    def passed(self) -> bool:
+        return self.status in PASSING
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "title": self.title,
+            "status": self.status,
+            "required": self.required,
+            "seconds": self.seconds,
+            "detail": self.detail,
+            "remedy": self.remedy,
+            "data": self.data,
+        }
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    probe_version: str
+    created: str
+    seconds: float
+    checks: tuple[CheckResult, ...]
+    python: dict[str, Any] = field(default_factory=dict)
+    host: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, str | None] = field(default_factory=dict)
+    schema: str = SCHEMA
+
+    @property
+    def ok(self) -> bool:
+        return all(c.passed for c in self.checks if c.required)
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.ok else 1
+
+    def failed_required(self) -> list[CheckResult]:
+        return [c for c in self.checks if c.required and not c.passed]
+
+    def check(self, check_id: str) -> CheckResult | None:
+        return next((c for c in self.checks if c.id == check_id), None)
+
+    def summary(self) -> dict[str, int]:
+        return {s: sum(1 for c in self.checks if c.status == s) for s in STATUSES}
+
+    def device(self) -> str | None:
+        gpu = self.check("gpu.visible")
+        devices = gpu.data.get("devices") if gpu else None
+        if isinstance(devices, list) and devices and isinstance(devices[0], dict):
+            return str(devices[0].get("name"))
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema": self.schema,
+            "probe_version": self.probe_version,
+            "created": self.created,
+            "seconds": self.seconds,
+            "ok": self.ok,
+            "exit_code": self.exit_code,
+            "summary": self.summary(),
+            "python": self.python,
+            "host": self.host,
+            "options": self.options,
+            "versions": self.versions,
+            "checks": [c.to_json() for c in self.checks],
+        }
+
+
+def _bad(why: str, where: str) -> VerifyError:
+    return VerifyError(
+        f"verification report {where}: {why}",
+        hints=["re-run `conda unsloth verify` to produce a fresh report"],
+    )
+
+
+def _field(doc: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    if key not in doc:
+        raise _bad(f"missing '{key}'", where)
+    value = doc[key]
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
+        raise _bad(f"'{key}' has the wrong type ({type(value).__name__})", where)
+    return value
+
+
+def check_from_json(doc: Any, where: str = "check") -> CheckResult:
+    if not isinstance(doc, dict):
+        raise _bad("a check is not a JSON object", where)
+    status = _field(doc, "status", str, where)
+    if status not in STATUSES:
+        raise _bad(f"status '{status}' is not one of {', '.join(STATUSES)}", where)
+    remedy = doc.get("remedy")
+    if remedy is not None and not isinstance(remedy, str):
+        raise _bad("'remedy' must be a string or null", where)
+    data = doc.get("data", {})
+    if not isinstance(data, dict):
+        raise _bad("'data' must be an object", where)
+    return CheckResult(
+        id=_field(doc, "id", str, where),
+        title=str(doc.get("title", "")),
+        status=status,
+        required=_field(doc, "required", bool, where),
+        seconds=float(_field(doc, "seconds", (int, float), where)),
+        detail=_field(doc, "detail", str, where),
+        remedy=remedy,
+        data=data,
+    )
+
+
+def from_json(doc: Any, where: str = "document") -> VerifyReport:
+    """Validate and load a report document (VerifyError on anything malformed)."""
+    if not isinstance(doc, dict):
+        raise _bad("not a JSON object", where)
+    schema = doc.get("schema")
+    if schema != SCHEMA:
+        raise _bad(f"schema {schema!r} is not {SCHEMA!r}", where)
+    checks_doc = _field(doc, "checks", list, where)
+    checks = tuple(check_from_json(c, f"{where} checks[{i}]") for i, c in enumerate(checks_doc))
+    ids = [c.id for c in checks]
+    if len(set(ids)) != len(ids):
+        raise _bad("a check id is listed twice", where)
+
+    def obj(key: str) -> dict[str, Any]:
+        value = doc.get(key, {})
+        if not isinstance(value, dict):
+            raise _bad(f"'{key}' must be an object", where)
+        return value
+
+    return VerifyReport(
+        schema=schema,
+        probe_version=str(_field(doc, "probe_version", str, where)),
+        created=str(_field(doc, "created", str, where)),
+        seconds=float(_field(doc, "seconds", (int, float), where)),
+        checks=checks,
+        python=obj("python"),
+        host=obj("host"),
+        options=obj("options"),
+        versions=obj("versions"),
+    )
+
+
+def loads(text: str, where: str = "document") -> VerifyReport:
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:
+        raise _bad(f"not JSON ({exc})", where) from None
+    return from_json(doc, where)
+
+
+def load(path: Path) -> VerifyReport:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise VerifyError(f"cannot read verification report {path}: {exc.strerror}") from None
+    return loads(text, str(path))
+
+
+def dumps(report: VerifyReport) -> str:
+    return json.dumps(report.to_json(), indent=2) + "\n"
+
+
+@dataclass(frozen=True)
+class Remedy:
+    id: str
+    checks: tuple[str, ...]
+    issue: KnownIssue | None
+
+    def to_json(self) -> dict[str, Any]:
+        issue = self.issue
+        return {
+            "id": self.id,
+            "checks": list(self.checks),
+            "title": issue.title if issue else None,
+            "fix": issue.fix if issue else None,
+            "fix_commands": list(issue.fix_commands) if issue else [],
+            "source": issue.source if issue else None,
+        }
+
+
+def remedies(report: VerifyReport, kb: Knowledge) -> list[Remedy]:
+    """The known issues named by checks that did not pass, in check order."""
+    by_id: dict[str, list[str]] = {}
+    for c in report.checks:
+        if c.remedy and c.status in ("fail", "warn", "skip"):
+            by_id.setdefault(c.remedy, []).append(c.id)
+    return [Remedy(rid, tuple(ids), kb.issues.get(rid)) for rid, ids in by_id.items()]
+
+
+def marker_record(report: VerifyReport, report_file: Path | None) -> dict[str, Any]:
+    """What `conda unsloth verify` stores in the env's marker (same shape as create's)."""
+    return {
+        "verdict": "pass" if report.ok else "fail",
+        "time": report.created,
+        "failed": [c.id for c in report.failed_required()],
+        "seconds": report.seconds,
+        "device": report.device(),
+        "probe_version": report.probe_version,
+        "report": str(report_file) if report_file else None,
+    }
+
+
+def _one_line(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def render(report: VerifyReport, kb: Knowledge | None, *, width: int = 110) -> str:
+    """The human table, then one block per remedy, then the verdict line."""
+    rows = [
+        (
+            c.id + ("" if c.required else " (optional)"),
+            c.status.upper(),
+            f"{c.seconds:.1f}",
+            c.remedy or "",
+            c.detail,
+        )
+        for c in report.checks
+    ]
+    heads = ("check", "status", "s", "fix", "detail")
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(heads[:-1])]
+    used = sum(widths) + 2 * len(widths)
+    lines = ["  ".join(h.ljust(w) for h, w in zip(heads[:-1], widths, strict=True)) + "  detail"]
+    for r in rows:
+        cells = "  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True))
+        lines.append(cells + "  " + _one_line(r[-1], max(30, width - used)))
+    if kb is not None:
+        for rem in remedies(report, kb):
+            issue = rem.issue
+            lines.append("")
+            if issue is None:
+                lines.append(f"{rem.id} ({', '.join(rem.checks)}): not in this knowledge base")
+                continue
+            lines.append(f"{rem.id} {issue.title} ({', '.join(rem.checks)})")
+            lines.append(f"  fix: {_one_line(issue.fix, 400)}")
+            lines.extend(f"  run: {cmd}" for cmd in issue.fix_commands)
+    s = report.summary()
+    counts = ", ".join(f"{n} {k}" for k, n in s.items() if n)
+    failed = report.failed_required()
+    lines.append("")
+    if report.ok:
+        lines.append(f"verification PASSED in {report.seconds:.1f} s ({counts})")
+    else:
+        lines.append(
+            f"verification FAILED in {report.seconds:.1f} s ({counts}); required checks not "
+            f"passed: {', '.join(c.id for c in failed)}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,191 @@
+"""The report schema: validation, round trip, verdict, rendering with knowledge-base remedies."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+
+from conda_unsloth import knowledge
+from conda_unsloth.errors import VerifyError
+from conda_unsloth.verify import report as reportmod
+
+
+def check(
+    cid: str, status: str, required: bool = True, remedy: str | None = None
+) -> dict[str, Any]:
+    return {
+        "id": cid,
+        "title": f"title of {cid}",
+        "status": status,
+        "required": required,
+        "seconds": 0.25,
+        "detail": f"detail of {cid}",
+        "remedy": remedy,
+        "data": {"k": [1, 2.5, None, "x"]},
+    }
+
+
+def doc(*checks: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "schema": "conda-unsloth/verify-report/1",
+        "probe_version": "1",
+        "created": "2026-11-27T23:00:00Z",
+        "seconds": 12.5,
+        "ok": True,
+        "exit_code": 0,
+        "summary": {},
+        "python": {"version": "3.11.7"},
+        "host": {"hostname": "node1"},
+        "options": {"expect_cuda": "12.1"},
+        "versions": {"torch": "2.5.1", "xformers": None},
+        "checks": list(checks),
+    }
+
+
+def test_round_trip() -> None:
+    original = doc(
+        check("torch.import", "pass"),
+        check("gpu.visible", "fail", remedy="F5"),
+        check("sdpa.backends", "warn", required=False),
+        check("xformers.build", "skip", required=False),
+    )
+    rep = reportmod.from_json(original)
+    again = reportmod.loads(reportmod.dumps(rep))
+    assert again == rep
+    out = json.loads(reportmod.dumps(rep))
+    assert out["checks"] == original["checks"]
+    assert out["schema"] == "conda-unsloth/verify-report/1"
+    assert out["ok"] is False  # recomputed from the checks, not copied from the input
+    assert out["exit_code"] == 1
+    assert out["summary"] == {"pass": 1, "fail": 1, "skip": 1, "warn": 1}
+    assert out["versions"] == {"torch": "2.5.1", "xformers": None}
+
+
+@pytest.mark.parametrize(
+    ("checks", "ok"),
+    [
+        ([check("a", "pass"), check("b", "warn")], True),
+        ([check("a", "pass"), check("b", "skip", required=False)], True),
+        ([check("a", "pass"), check("b", "fail", required=False)], True),
+        ([check("a", "pass"), check("b", "skip")], False),
+        ([check("a", "pass"), check("b", "fail")], False),
+        ([], True),
+    ],
+    ids=["warn-ok", "optional-skip", "optional-fail", "required-skip", "required-fail", "empty"],
+)
+def test_verdict(checks: list[dict[str, Any]], ok: bool) -> None:
+    rep = reportmod.from_json(doc(*checks))
+    assert rep.ok is ok
+    assert rep.exit_code == (0 if ok else 1)
+
+
+def _mutate(path: list[Any], value: Any) -> dict[str, Any]:
+    d = doc(check("a", "pass"))
+    target: Any = d
+    for key in path[:-1]:
+        target = target[key]
+    if value is KeyError:
+        del target[path[-1]]
+    else:
+        target[path[-1]] = value
+    return d
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (_mutate(["schema"], "conda-unsloth/verify-report/2"), "schema"),
+        (_mutate(["checks"], KeyError), "missing 'checks'"),
+        (_mutate(["checks"], {"a": 1}), "'checks' has the wrong type"),
+        (_mutate(["checks", 0, "status"], "ok"), "status 'ok' is not one of"),
+        (_mutate(["checks", 0, "id"], KeyError), "missing 'id'"),
+        (_mutate(["checks", 0, "required"], "yes"), "'required' has the wrong type"),
+        (_mutate(["checks", 0, "seconds"], True), "'seconds' has the wrong type"),
+        (_mutate(["checks", 0, "remedy"], 5), "'remedy' must be a string or null"),
+        (_mutate(["checks", 0, "data"], [1]), "'data' must be an object"),
+        (_mutate(["checks", 0], "torch.import"), "a check is not a JSON object"),
+        (_mutate(["versions"], [1]), "'versions' must be an object"),
+        ([1, 2], "not a JSON object"),
+    ],
+    ids=[
+        "schema",
+        "no-checks",
+        "checks-type",
+        "status",
+        "no-id",
+        "required-type",
+        "seconds-bool",
+        "remedy-type",
+        "data-type",
+        "check-type",
+        "versions-type",
+        "not-object",
+    ],
+)
+def test_malformed_reports_are_refused(bad: Any, message: str) -> None:
+    with pytest.raises(VerifyError) as info:
+        reportmod.from_json(copy.deepcopy(bad))
+    assert message in info.value.message
+
+
+def test_duplicate_check_ids_are_refused() -> None:
+    with pytest.raises(VerifyError, match="listed twice"):
+        reportmod.from_json(doc(check("a", "pass"), check("a", "fail")))
+
+
+def test_not_json_is_refused() -> None:
+    with pytest.raises(VerifyError, match="not JSON"):
+        reportmod.loads("{not json", "r.json")
+
+
+def test_render_shows_table_remedies_and_verdict() -> None:
+    kb = knowledge.load()
+    rep = reportmod.from_json(
+        doc(
+            check("torch.cuda_build", "fail", remedy="F4"),
+            check("gpu.visible", "fail", remedy="F4"),
+            check("triton.kernel", "fail", remedy="F7"),
+            check("sdpa.backends", "pass", required=False),
+            check("odd.check", "fail", remedy="Z9"),
+        )
+    )
+    text = reportmod.render(rep, kb)
+    lines = text.splitlines()
+    assert lines[0].split() == ["check", "status", "s", "fix", "detail"]
+    assert any(line.split()[:4] == ["torch.cuda_build", "FAIL", "0.2", "F4"] for line in lines), (
+        text
+    )
+    assert any(line.startswith("sdpa.backends (optional)") for line in lines)
+    f4 = kb.issues["F4"]
+    assert f"F4 {f4.title} (torch.cuda_build, gpu.visible)" in lines
+    assert f"  run: {f4.fix_commands[0]}" in lines
+    assert f"F7 {kb.issues['F7'].title} (triton.kernel)" in lines
+    assert "Z9 (odd.check): not in this knowledge base" in lines
+    assert lines[-1].startswith("verification FAILED in 12.5 s")
+    assert lines[-1].endswith(
+        "required checks not passed: torch.cuda_build, gpu.visible, triton.kernel, odd.check"
+    )
+
+
+def test_remedies_as_json() -> None:
+    kb = knowledge.load()
+    rep = reportmod.from_json(doc(check("seed.dispatch", "fail", remedy="F1")))
+    [rem] = [r.to_json() for r in reportmod.remedies(rep, kb)]
+    assert rem["id"] == "F1"
+    assert rem["checks"] == ["seed.dispatch"]
+    assert rem["title"] == kb.issues["F1"].title
+    assert rem["fix_commands"] == list(kb.issues["F1"].fix_commands)
+
+
+def test_marker_record() -> None:
+    rep = reportmod.from_json(
+        doc(check("gpu.visible", "pass"), check("bnb.4bit", "fail", remedy="F11"))
+    )
+    rec = reportmod.marker_record(rep, None)
+    assert rec["verdict"] == "fail"
+    assert rec["failed"] == ["bnb.4bit"]
+    assert rec["time"] == "2026-11-27T23:00:00Z"
+    assert rec["report"] is None

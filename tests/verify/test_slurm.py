@@ -1,0 +1,214 @@
+"""`conda unsloth verify --sbatch`: the Slurm batch script. Its #SBATCH header is parsed the way
+sbatch reads it, and the script itself is run for real with bash (no Slurm needed: the probe runs
+on this CPU-only machine and writes the report where the job would)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from conda_unsloth import marker
+from conda_unsloth.errors import UsageError
+from conda_unsloth.exports import slurm
+from conda_unsloth.verify import KERNEL, PROBE
+from tests.conftest import Result
+from tests.verify.conftest import Env
+
+Cli = Callable[..., Result]
+
+# Long options of sbatch(1) this script may use (subset of the man page, written by hand).
+SBATCH_MAN = {
+    "account",
+    "cpus-per-task",
+    "gres",
+    "job-name",
+    "mem",
+    "nodes",
+    "ntasks",
+    "partition",
+    "time",
+}
+LINE = re.compile(r"#SBATCH --([a-z][a-z-]*)=(\S+)")
+
+
+def sbatch_header(text: str) -> list[tuple[str, str]]:
+    """#SBATCH directives as sbatch reads them: up to the first command line."""
+    out = []
+    for line in text.splitlines()[1:]:
+        if line.startswith("#SBATCH"):
+            m = LINE.fullmatch(line)
+            assert m, f"malformed #SBATCH line: {line!r}"
+            out.append((m.group(1), m.group(2)))
+        elif line.strip() and not line.startswith("#"):
+            break
+    return out
+
+
+def test_script_header_is_well_formed(cli: Cli, overlay_env: Env, tmp_path: Path) -> None:
+    out = tmp_path / "verify.sbatch"
+    r = cli(
+        "verify",
+        "-p",
+        str(overlay_env.prefix),
+        "--sbatch",
+        str(out),
+        "--partition",
+        "gpu",
+        "--account",
+        "proj-1",
+        "--gres",
+        "gpu:a100:1",
+        "--time",
+        "0-00:20:00",
+    )
+    assert r.code == 0, r.err
+    text = out.read_text()
+    assert text.startswith("#!/bin/bash\n")
+    header = sbatch_header(text)
+    assert dict(header) == {
+        "job-name": "unsloth-verify",
+        "partition": "gpu",
+        "account": "proj-1",
+        "gres": "gpu:a100:1",
+        "time": "0-00:20:00",
+        "nodes": "1",
+        "ntasks": "1",
+        "cpus-per-task": "4",
+        "mem": "16G",
+    }
+    assert {k for k, _ in header} <= SBATCH_MAN
+    assert len(header) == len({k for k, _ in header})
+    # no #SBATCH line after the first command (sbatch would ignore it)
+    body = text.split("set -euo pipefail", 1)[1]
+    assert "#SBATCH" not in body
+    assert out.stat().st_mode & 0o111
+    assert r.out.splitlines()[0] == f"wrote {out}"
+
+
+def test_defaults(overlay_env: Env, tmp_path: Path) -> None:
+    job = slurm.SlurmJob(prefix=overlay_env.prefix, report=tmp_path / "r.json")
+    header = dict(sbatch_header(slurm.render(job, "print(1)\n", "x = 1\n")))
+    assert header["gres"] == "gpu:1"
+    assert header["time"] == "00:10:00"
+    assert "partition" not in header
+    assert "account" not in header
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("partition", "gpu large"),
+        ("partition", "gpu'"),
+        ("account", "a;b"),
+        ("account", "$(id)"),
+        ("gres", "gpu 1"),
+        ("gres", "gpu:1\n#SBATCH --x=y"),
+        ("time", "10 min"),
+        ("time", "1:2:3:4"),
+        ("job_name", "my job"),
+        ("mem", "16 G"),
+    ],
+    ids=[
+        "partition-space",
+        "partition-quote",
+        "account-semicolon",
+        "account-subst",
+        "gres-space",
+        "gres-newline",
+        "time-space",
+        "time-shape",
+        "name-space",
+        "mem-space",
+    ],
+)
+def test_values_with_spaces_or_shell_characters_are_refused(
+    field: str, value: str, tmp_path: Path
+) -> None:
+    job = slurm.SlurmJob(prefix=tmp_path, report=tmp_path / "r.json", **{field: value})
+    with pytest.raises(UsageError, match="is not a valid sbatch value"):
+        slurm.render(job, "", "")
+
+
+def test_script_carries_the_probe_verbatim(overlay_env: Env, tmp_path: Path) -> None:
+    job = slurm.SlurmJob(prefix=overlay_env.prefix, report=tmp_path / "r.json")
+    text = slurm.render(job, PROBE.read_text(), KERNEL.read_text())
+    probe = text.split("<<'CONDA_UNSLOTH_PROBE_EOF'\n", 1)[1].split("\nCONDA_UNSLOTH_PROBE_EOF\n")[
+        0
+    ]
+    kernel = text.split("<<'CONDA_UNSLOTH_KERNEL_EOF'\n", 1)[1].split(
+        "\nCONDA_UNSLOTH_KERNEL_EOF\n"
+    )[0]
+    assert probe + "\n" == PROBE.read_text()
+    assert kernel + "\n" == KERNEL.read_text()
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_script_runs_and_writes_the_report(cli: Cli, overlay_env: Env, tmp_path: Path) -> None:
+    script = tmp_path / "job.sh"
+    report = tmp_path / "reports" / "verify.json"
+    report.parent.mkdir()
+    r = cli(
+        "verify",
+        "-p",
+        str(overlay_env.prefix),
+        "--sbatch",
+        str(script),
+        "--report",
+        str(report),
+        "--checks",
+        "torch,seed",
+        "--expect-cuda",
+        "12.1",
+        "--timeout",
+        "120",
+    )
+    assert r.code == 0, r.err
+    assert subprocess.run(["bash", "-n", str(script)], check=False).returncode == 0
+    proc = subprocess.run(
+        ["bash", str(script)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp_path), "SLURM_JOB_ID": "4242"},
+    )
+    assert proc.returncode == 1, proc.stderr  # CPU torch: the verification fails
+    assert f"conda-unsloth: report written to {report} (probe exit code 1)" in proc.stdout
+    doc = json.loads(report.read_text())
+    assert doc["options"]["expect_cuda"] == "12.1"
+    assert {c["id"]: c["status"] for c in doc["checks"]}["torch.cuda_build"] == "fail"
+    assert not list(report.parent.glob("*.tmp"))
+    assert not list(tmp_path.glob("conda-unsloth-verify.*"))  # job temp dir removed
+    # then the verdict is recorded from the report
+    r2 = cli("verify", "-p", str(overlay_env.prefix), "--from-report", str(report))
+    assert r2.code == 1
+    assert (marker.read(overlay_env.prefix) or {})["verification"]["verdict"] == "fail"
+
+
+def test_refuses_to_replace_a_foreign_file(cli: Cli, overlay_env: Env, tmp_path: Path) -> None:
+    out = tmp_path / "mine.sh"
+    out.write_text("#!/bin/bash\necho mine\n")
+    r = cli("verify", "-p", str(overlay_env.prefix), "--sbatch", str(out))
+    assert r.code == 2
+    assert "was not written by conda-unsloth" in r.err.splitlines()[0]
+    assert out.read_text() == "#!/bin/bash\necho mine\n"
+    r = cli("verify", "-p", str(overlay_env.prefix), "--sbatch", str(out), "--force")
+    assert r.code == 0
+    assert out.read_text().startswith("#!/bin/bash\n#SBATCH --job-name=unsloth-verify\n")
+    # our own file is replaced without --force
+    r = cli("verify", "-p", str(overlay_env.prefix), "--sbatch", str(out), "--time", "5")
+    assert r.code == 0
+    assert "#SBATCH --time=5\n" in out.read_text()
+
+
+def test_missing_directory_is_refused(cli: Cli, overlay_env: Env, tmp_path: Path) -> None:
+    out = tmp_path / "no" / "such" / "job.sh"
+    r = cli("verify", "-p", str(overlay_env.prefix), "--sbatch", str(out))
+    assert r.code == 2
+    assert "does not exist" in r.err.splitlines()[0]
+    assert not (tmp_path / "no").exists()
