@@ -355,15 +355,16 @@ def _verify(
         say("no GPU on this host: verification skipped (run `conda unsloth verify` on a GPU node)")
         return {"verdict": "skipped", "reason": "no GPU visible on this host", "time": now()}
     from ..errors import VerifyError
+    from ..exports.slurm import default_report
+    from ..spec import write_atomic
+    from ..verify import report as reportmod
     from ..verify import run_verification
 
     say("verifying on the GPU")
     report = run_verification(prefix, expect_cuda=target.cuda if target else None)
-    summary = {
-        "verdict": "pass" if report.ok else "fail",
-        "time": now(),
-        "failed": [c.id for c in report.failed_required()],
-    }
+    report_file = default_report(prefix)
+    write_atomic(report_file, reportmod.dumps(report))
+    summary = reportmod.marker_record(report, report_file)
     if not report.ok:
         raise VerifyError(
             "verification failed: " + ", ".join(summary["failed"]),

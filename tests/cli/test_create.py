@@ -307,3 +307,29 @@ def test_from_lock_installs_without_solving(
     assert r.code == 0, r.err
     assert (prefix / "conda-meta" / "pytorch-2.5.1-py3.11_cuda12.1_cudnn9.1.0_0.json").exists()
     assert env_run(prefix, "import torch; print(torch.__version__)").stdout.strip() == "2.5.1"
+
+
+def test_failed_verification_leaves_no_prefix_fake_gpu(
+    cli: Callable[..., Result], demo: Path, tmp_path: Path, fake_gpu: Callable[..., Path]
+) -> None:
+    """A GPU host (a stand-in nvidia-smi) makes create run the real probe inside the new env,
+    whose torch is a stand-in without CUDA: verification fails and the env is rolled back."""
+    fake_gpu(driver="550.54.14", cuda="12.4", gpus=(("NVIDIA A100-SXM4-80GB", "8.0"),))
+    prefix = tmp_path / "env"
+    r = cli(*args(demo, prefix))
+    assert r.code == 1
+    assert "verification failed: " in r.err and "gpu.visible" in r.err
+    assert not prefix.exists() and "Traceback" not in r.err
+
+
+def test_failed_verification_with_keep_failed_keeps_the_report_fake_gpu(
+    cli: Callable[..., Result], demo: Path, tmp_path: Path, fake_gpu: Callable[..., Path]
+) -> None:
+    fake_gpu(driver="550.54.14", cuda="12.4", gpus=(("NVIDIA A100-SXM4-80GB", "8.0"),))
+    prefix = tmp_path / "env"
+    assert cli(*args(demo, prefix, "--keep-failed")).code == 1
+    marker = json.loads((prefix / "conda-meta" / "conda-unsloth").read_text())
+    assert marker["status"] == "failed" and marker["failure"].startswith("verification failed: ")
+    report = json.loads((prefix / "conda-meta" / "conda-unsloth-verify").read_text())
+    assert report["schema"] == "conda-unsloth/verify-report/1"
+    assert any(c["status"] == "fail" for c in report["checks"])
