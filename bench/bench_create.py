@@ -30,9 +30,7 @@ def main() -> int:
 
     runs: list[dict[str, dict[str, float]]] = []
     with tempfile.TemporaryDirectory() as d:
-        demo = Path(d)
-        envbuild.build_channel(demo / "channel")
-        envbuild.wheelhouse(demo / "wheels")
+        demo = envbuild.build_demo(Path(d))
         env = {**os.environ, "CONDA_UNSLOTH_CACHE": str(demo / "cache"), "CONDA_UNSLOTH_NVML": "0"}
         for i in range(args.runs + 1):  # the first run fills the package cache; not counted
             prefix = demo / f"env{i}"
@@ -41,18 +39,7 @@ def main() -> int:
                     sys.executable,
                     "-m",
                     "conda_unsloth",
-                    "create",
-                    "-p",
-                    str(prefix),
-                    "-c",
-                    (demo / "channel").as_uri(),
-                    "--offline",
-                    "--pip-find-links",
-                    str(demo / "wheels"),
-                    "--cuda",
-                    "12.1",
-                    "--yes",
-                    "--json",
+                    *envbuild.create_args(demo, prefix, "--json"),
                 ],
                 capture_output=True,
                 text=True,

@@ -199,6 +199,31 @@ def wheelhouse(directory: Path, release: str = "2024.12.12") -> Path:
     return directory
 
 
+def build_demo(root: Path) -> Path:
+    """``root/channel`` and ``root/wheels``: everything an offline create needs."""
+    build_channel(root / "channel")
+    wheelhouse(root / "wheels")
+    return root
+
+
+def create_args(demo: Path, prefix: Path, *extra: str, wheels: Path | None = None) -> list[str]:
+    """`create` arguments for an offline run against ``build_demo(demo)``."""
+    return [
+        "create",
+        "-p",
+        str(prefix),
+        "-c",
+        (demo / "channel").as_uri(),
+        "--offline",
+        "--pip-find-links",
+        str(wheels or demo / "wheels"),
+        "--yes",
+        "--cuda",
+        "12.1",
+        *extra,
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     """`python -m tests.envbuild DIR`: build DIR/channel and DIR/wheels for an offline demo."""
     import argparse

@@ -22,10 +22,7 @@ from tests.conftest import Result, tree
 
 @pytest.fixture(scope="session")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("demo")
-    envbuild.build_channel(root / "channel")
-    envbuild.wheelhouse(root / "wheels")
-    return root
+    return envbuild.build_demo(tmp_path_factory.mktemp("demo"))
 
 
 @pytest.fixture(autouse=True)
@@ -34,20 +31,7 @@ def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def args(demo: Path, prefix: Path, *extra: str, wheels: Path | None = None) -> list[str]:
-    return [
-        "create",
-        "-p",
-        str(prefix),
-        "-c",
-        (demo / "channel").as_uri(),
-        "--offline",
-        "--pip-find-links",
-        str(wheels or demo / "wheels"),
-        "--yes",
-        "--cuda",
-        "12.1",
-        *extra,
-    ]
+    return envbuild.create_args(demo, prefix, *extra, wheels=wheels)
 
 
 def env_run(prefix: Path, code: str) -> subprocess.CompletedProcess[str]:

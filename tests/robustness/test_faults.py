@@ -20,30 +20,11 @@ from tests.conftest import tree
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("faults-demo")
-    envbuild.build_channel(root / "channel")
-    envbuild.wheelhouse(root / "wheels")
-    return root
+    return envbuild.build_demo(tmp_path_factory.mktemp("faults-demo"))
 
 
 def command(demo: Path, prefix: Path, *extra: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "conda_unsloth",
-        "create",
-        "-p",
-        str(prefix),
-        "-c",
-        (demo / "channel").as_uri(),
-        "--offline",
-        "--pip-find-links",
-        str(demo / "wheels"),
-        "--yes",
-        "--cuda",
-        "12.1",
-        *extra,
-    ]
+    return [sys.executable, "-m", "conda_unsloth", *envbuild.create_args(demo, prefix, *extra)]
 
 
 def environ(tmp: Path) -> dict[str, str]:
@@ -186,3 +167,32 @@ def test_disk_full_simulated_by_a_file_size_limit(demo: Path, tmp_path: Path) ->
     assert "conda-unsloth: error:" in proc.stderr and "Traceback" not in proc.stderr
     assert not prefix.exists()
     assert run(command(demo, prefix), tmp_path).returncode == 0 and ok_env(prefix)
+
+
+def test_sigterm_during_verification_leaves_nothing_fake_gpu(demo: Path, tmp_path: Path) -> None:
+    """A stand-in nvidia-smi makes this host look like a GPU node, so create runs the probe."""
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text(
+        "#!/bin/sh\ncase \"$1\" in\n  --query-gpu=*) echo '0, NVIDIA A100, 550.54.14, 8.0' ;;\n"
+        '  *) echo "Driver Version: 550.54.14   CUDA Version: 12.4" ;;\nesac\n'
+    )
+    smi.chmod(0o755)
+    prefix = tmp_path / "env"
+    cmd = command(demo, prefix)
+    env = {**environ(tmp_path), "CONDA_UNSLOTH_NVIDIA_SMI": str(smi)}
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if "verifying on the GPU" in line:
+            break
+    time.sleep(0.3)  # let the probe start its workers
+    proc.send_signal(signal.SIGTERM)
+    _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert not prefix.exists()
+    leftovers = subprocess.run(
+        ["pgrep", "-f", str(prefix)], capture_output=True, text=True, check=False
+    )
+    assert leftovers.stdout.strip() == "", "no probe process outlives the create"
