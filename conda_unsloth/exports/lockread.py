@@ -116,13 +116,17 @@ def _read_explicit(path: Path, text: str, platform: str) -> SolvedEnv:
     subdirs = {r.subdir for r in records} - {"noarch"}
     lock_platform = declared or (subdirs.pop() if len(subdirs) == 1 else platform)
     _check_platform(path, lock_platform, subdirs | ({declared} if declared else set()), platform)
-    channels = tuple(dict.fromkeys(r.channel for r in records))
+    return _solved(path, platform, records, [])
+
+
+def _solved(path: Path, platform: str, records: list[Record], pip: list[PipPackage]) -> SolvedEnv:
     return SolvedEnv(
         platform=platform,
-        channels=channels,
+        channels=tuple(dict.fromkeys(r.channel for r in records)),
         records=tuple(records),
         virtual_packages=(),
         solver=f"lock {path.name}",
+        pip=tuple(pip),
     )
 
 
@@ -194,12 +198,4 @@ def _read_conda_lock(path: Path, text: str, platform: str) -> SolvedEnv:
         records.append(rec)
     if not records:
         raise SpecError(f"lock {path}: no conda packages for {platform}")
-    channels = tuple(dict.fromkeys(r.channel for r in records))
-    return SolvedEnv(
-        platform=platform,
-        channels=channels,
-        records=tuple(records),
-        virtual_packages=(),
-        solver=f"lock {path.name}",
-        pip=tuple(pip),
-    )
+    return _solved(path, platform, records, pip)
