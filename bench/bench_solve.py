@@ -41,8 +41,9 @@ from conda_unsloth.solvers.rattler import (  # noqa: E402
 )
 from conda_unsloth.spec import Dep, EnvSpec, from_selection  # noqa: E402
 from tests.channels import Pkg, write_channel, write_conda_forge_profile, write_pytorch_profile  # noqa: E402
+from tests.realdata import REAL_CHANNELS  # noqa: E402
 
-REAL = Path(os.environ.get("CONDA_UNSLOTH_REAL_CHANNELS", "/work/shared/data/real-channels"))
+REAL = REAL_CHANNELS
 KB = knowledge.load()
 HOST = Host(platform="linux-64", glibc="2.36")
 

@@ -18,6 +18,7 @@ from conda_unsloth.rules import HostFacts, Package, evaluate
 from conda_unsloth.select import Request, select
 from tests import prefixes as P
 from tests.conftest import Result, tree
+from tests.realdata import REAL_CHANNELS
 
 KB = knowledge.load()
 Stack = tuple[list[P.Rec], list[P.Wheel]]
@@ -506,7 +507,7 @@ def test_subprocess_seed(tmp_path: Path) -> None:
 
 # ----------------------------------------------------------------------------- real data
 
-REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real-channels"
+REAL = REAL_CHANNELS
 REAL_SOLVE = REAL / "pixi-multi-machine" / "solve-real-only.json"
 
 

@@ -9,17 +9,17 @@ would pair with xformers 0.0.27, known issue F1)."""
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 
 import pytest
 
 from conda_unsloth.spec import Dep
 from conda_unsloth.validate import check_pytorch, check_rules, check_triton, check_xformers
+from tests.realdata import REAL_CHANNELS
 
 from .conftest import KB, plan
 
-REAL = Path(os.environ.get("CONDA_UNSLOTH_REAL_CHANNELS", "/work/shared/data/real-channels"))
+REAL = REAL_CHANNELS
 SET = REAL / "pixi-multi-machine"
 
 pytestmark = pytest.mark.skipif(
