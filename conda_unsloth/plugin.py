@@ -62,3 +62,25 @@ if hookimpl is not None:
         yield _types.CondaPostCommand(
             name="unsloth-guard", action=post_command, run_for=set(RUN_FOR)
         )
+
+    @hookimpl  # type: ignore[untyped-decorator]
+    def conda_environment_exporters() -> Iterator[Any]:
+        exporter = getattr(_types, "CondaEnvironmentExporter", None)
+        if exporter is None:  # conda < 25.7
+            return
+        import dataclasses
+        import functools
+
+        from .conda_exporters import EXPORTERS, export
+
+        fields = {f.name for f in dataclasses.fields(exporter)}
+        for name, (aliases, filenames, description) in EXPORTERS.items():
+            kwargs = {
+                "name": name,
+                "aliases": aliases,
+                "default_filenames": filenames,
+                "export": functools.partial(export, name),
+            }
+            if "description" in fields:
+                kwargs["description"] = description
+            yield exporter(**kwargs)

@@ -229,37 +229,13 @@ def solved_from_prefix(prefix: Path) -> SolvedEnv:
     )
 
 
-# ----------------------------------------------------------------------------- verb
-
-
-def execute(args: argparse.Namespace) -> int:
-    import sys
-
+def render_export(solved: SolvedEnv, fmt: str, env_prefix: Path) -> str:
+    """The export text of an installed env in ``fmt`` (shared with conda's exporter hook)."""
     from .. import prefix as prefixmod
     from ..errors import SpecError, UsageError
     from ..exports import condalock, environment, explicit
     from ..redact import has_credentials
-    from ..spec import check_writable, write_atomic
-    from . import _shared
 
-    fmt = _format(args.format, args.output)
-    out = Path(args.output).expanduser() if args.output else None
-    if out is not None:
-        check_writable(out)
-        if out.exists() and not args.force:
-            try:
-                head = out.read_text(encoding="utf-8", errors="replace")[:2000]
-            except OSError:
-                head = ""
-            if not any(m in head for m in GENERATED_MARKS):
-                raise UsageError(
-                    f"{out} exists and was not written by conda-unsloth; not replacing it",
-                    hints=[f"use -o OTHER_FILE, or --force to replace {out}"],
-                )
-    env_prefix = prefixmod.resolve_existing(args.name, args.prefix)
-    solved = solved_from_prefix(env_prefix)
-    if not solved.records:
-        raise SpecError(f"{env_prefix} has no conda packages to export")
     if fmt != "environment":
         missing = [r for r in solved.records if not r.url]
         if missing:
@@ -282,6 +258,39 @@ def execute(args: argparse.Namespace) -> int:
         text = environment.export(solved, name=env_name)
     if has_credentials(text):  # defence in depth: the writers redact, this proves it
         raise SpecError("refusing to write an export that still contains credentials")
+    return text
+
+
+# ----------------------------------------------------------------------------- verb
+
+
+def execute(args: argparse.Namespace) -> int:
+    import sys
+
+    from .. import prefix as prefixmod
+    from ..errors import SpecError, UsageError
+    from ..spec import check_writable, write_atomic
+    from . import _shared
+
+    fmt = _format(args.format, args.output)
+    out = Path(args.output).expanduser() if args.output else None
+    if out is not None:
+        check_writable(out)
+        if out.exists() and not args.force:
+            try:
+                head = out.read_text(encoding="utf-8", errors="replace")[:2000]
+            except OSError:
+                head = ""
+            if not any(m in head for m in GENERATED_MARKS):
+                raise UsageError(
+                    f"{out} exists and was not written by conda-unsloth; not replacing it",
+                    hints=[f"use -o OTHER_FILE, or --force to replace {out}"],
+                )
+    env_prefix = prefixmod.resolve_existing(args.name, args.prefix)
+    solved = solved_from_prefix(env_prefix)
+    if not solved.records:
+        raise SpecError(f"{env_prefix} has no conda packages to export")
+    text = render_export(solved, fmt, env_prefix)
     if out is not None:
         write_atomic(out, text)
     unlocked = [p for p in solved.pip if not (p.url and p.sha256)]
