@@ -153,9 +153,22 @@ def check_target(prefix: Path, force: bool) -> bool:
 
 
 def install_records(
-    records: list[Record], prefix: Path, cache_dir: Path | None, platform: str
+    records: list[Record],
+    prefix: Path,
+    cache_dir: Path | None,
+    platform: str,
+    *,
+    show_progress: bool = False,
 ) -> None:
-    """Link conda packages into ``prefix`` with py-rattler (downloads verified by sha256)."""
+    """Link conda packages into ``prefix``: inside conda with conda's own fetch-verify-link
+    transaction, standalone with py-rattler (downloads verified by sha256 either way)."""
+    if (
+        "conda" in sys.modules
+    ):  # inside conda (tested against a real conda, see test_conda_install)
+        from .conda_install import install_explicit
+
+        install_explicit(records, prefix)
+        return
     import asyncio
 
     import rattler
@@ -179,7 +192,9 @@ def install_records(
     cache = cache_dir or default_cache_dir() / "pkgs"
     try:
         asyncio.run(
-            rattler.install(rd, target_prefix=str(prefix), cache_dir=cache, show_progress=False)
+            rattler.install(
+                rd, target_prefix=str(prefix), cache_dir=cache, show_progress=show_progress
+            )
         )
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

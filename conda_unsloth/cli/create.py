@@ -4,6 +4,7 @@ marker → verify → report. Nothing is lost: see conda_unsloth/install.py."""
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -283,7 +284,13 @@ def execute(args: argparse.Namespace) -> int:
     ):
         t0 = time.monotonic()
         say(f"installing {len(solved.records)} conda packages into {prefix}")
-        install.install_records(list(solved.records), prefix, None, solved.platform)
+        install.install_records(
+            list(solved.records),
+            prefix,
+            None,
+            solved.platform,
+            show_progress=sys.stderr.isatty() and not (args.json or args.quiet),
+        )
         seconds["install"] = time.monotonic() - t0
         peak_mb["install"] = _peak_rss_mb()
         t0 = time.monotonic()
