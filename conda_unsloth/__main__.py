@@ -40,7 +40,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             for h in exc.hints:
                 print(f"hint: {h}", file=sys.stderr)
         return exc.return_code
-    except KeyboardInterrupt as exc:  # also install.Interrupted (SIGTERM), after its rollback
+    except (
+        KeyboardInterrupt
+    ) as exc:  # also prefixtx.Interrupted (SIGTERM/SIGHUP), after its rollback
         signum = getattr(exc, "signum", signal.SIGINT)
         print(
             f"conda-unsloth: interrupted (signal {signum}); nothing was left half-done",
@@ -48,6 +50,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 128 + signum
     except BrokenPipeError:
+        return 1
+    except OSError as exc:  # disk full, permissions, ... outside the places that name them
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"conda-unsloth: error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 1
 
 

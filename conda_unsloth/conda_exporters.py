@@ -1,7 +1,9 @@
 """`conda export --format unsloth-…` (conda >= 25.7's environment exporter plugins): the same
 explicit / conda-lock / environment exports as `conda unsloth export`, for the environment conda
 hands us. We read the prefix ourselves (records with hashes, pip wheels with their sha256 from
-our marker), so the output is identical to the verb's; channel credentials are redacted."""
+our marker), so the output is identical to the verb's; channel credentials are redacted. An
+installed environment can only be exported for its own platform: ``conda export --platform
+OTHER`` is refused (we do not re-solve)."""
 
 from __future__ import annotations
 
@@ -42,6 +44,12 @@ def export(name: str, env: Any) -> str:
     prefix = getattr(env, "prefix", None)
     if not prefix:
         raise UsageError("conda-unsloth exporters need an installed environment (-n/-p)")
-    return render_export(solved_from_prefix(Path(prefix)), FORMATS[name], Path(prefix)).rstrip(
-        "\n"
-    )
+    solved = solved_from_prefix(Path(prefix))
+    wanted = getattr(env, "platform", None)
+    if wanted and wanted != solved.platform:
+        raise UsageError(
+            f"--format {name} exports the installed {solved.platform} packages of {prefix}; "
+            f"it cannot export them for platform {wanted}",
+            hints=[f"drop --platform {wanted}, or solve for it: conda unsloth solve --lock ..."],
+        )
+    return render_export(solved, FORMATS[name], Path(prefix)).rstrip("\n")

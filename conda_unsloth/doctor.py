@@ -11,6 +11,7 @@ knowledge base, the unsloth release's own requirement ranges (``pip install --no
 from __future__ import annotations
 
 import os
+import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ from .rules import (
     base_version,
     bnb_ships_cuda,
     evaluate,
+    parse_version,
     provider,
     torch_cuda,
     unsloth_violations,
@@ -38,21 +40,40 @@ if TYPE_CHECKING:
 TORCH_BOUND = frozenset({"torch", "xformers", "triton", "python", "torchvision"})
 
 
+# A conda/pip spec made only of these characters is shown in double quotes, the way conda's
+# docs write them ("mkl<2024.1"): nothing in it is special inside double quotes. Anything else
+# (a version or build string read from a tampered record) is single-quoted by shlex.quote.
+_PLAIN_SPEC = re.compile(r"[A-Za-z0-9_.,<>=!*+~-]+")
+# Placeholders in knowledge-base fix commands: "-n NEW_ENV" (a new env), "-n ENV" (this one).
+_PLACEHOLDER = re.compile(r"-n (NEW_)?ENV\b")
+
+
+def quote_spec(spec: str) -> str:
+    """``spec`` as one shell word: ``"mkl<2024.1"`` when that is safe, else shlex.quote."""
+    # "!=" is safe in double quotes; any other "!" is bash history expansion
+    if _PLAIN_SPEC.fullmatch(spec) and "!" not in spec.replace("!=", ""):
+        return f'"{spec}"'
+    return shlex.quote(spec)
+
+
 @dataclass(frozen=True)
 class EnvRef:
-    """How commands refer to the env: ``-n NAME`` when it was named, else ``-p PREFIX``."""
+    """How commands refer to the env: ``-n NAME`` when it was named, else ``-p PREFIX``.
+    Every name and path is one shell word (shlex.quote), whatever the env is called."""
 
     prefix: Path
     name: str | None = None
 
     @property
     def flag(self) -> str:
-        return f"-n {self.name}" if self.name else f"-p {shlex.quote(str(self.prefix))}"
+        if self.name:
+            return f"-n {shlex.quote(self.name)}"
+        return f"-p {shlex.quote(str(self.prefix))}"
 
     @property
     def new_flag(self) -> str:
         if self.name:
-            return f"-n {self.name}-fixed"
+            return f"-n {shlex.quote(self.name + '-fixed')}"
         return f"-p {shlex.quote(str(self.prefix) + '-fixed')}"
 
     @property
@@ -64,7 +85,7 @@ class EnvRef:
         return shlex.quote(str(self.prefix / "bin" / "python"))
 
     def pip_install(self, *specs: str) -> str:
-        quoted = " ".join(f'"{s}"' for s in specs)
+        quoted = " ".join(quote_spec(s) for s in specs)
         return f"{self.python} -m pip install --no-deps {quoted}"
 
 
@@ -128,13 +149,17 @@ class Diagnosis:
 
 
 def host_facts() -> HostFacts | None:
-    """The GPU host's facts when a GPU/driver is present, else None (never raises)."""
+    """The GPU host's facts when a GPU/driver is present, else None. A driver CUDA or glibc
+    that is not a version is unknown (the host rules skip what they cannot compare); only a
+    malformed ``CONDA_OVERRIDE_CUDA`` is an error (``UsageError`` from host detection)."""
     from .host import detect
 
     h = detect()
     if not h.gpus and h.driver_cuda is None:
         return None
-    return HostFacts(driver_cuda=h.driver_cuda, archs=h.archs, glibc=h.glibc)
+    cuda = h.driver_cuda if h.driver_cuda and parse_version(h.driver_cuda) else None
+    glibc = h.glibc if h.glibc and parse_version(h.glibc) else None
+    return HostFacts(driver_cuda=cuda, archs=h.archs, glibc=glibc)
 
 
 def diagnose(
@@ -175,13 +200,13 @@ def fix_commands(
     torch, xf = ps.torch(), ps.get("xformers")
     if kind in ("version_in", "xformers_torch_mismatch", "xformers_newer_than_torch"):
         if xf is not None and torch is not None:
-            cmd = _xformers_fix(xf, torch, ps, kb, env)
-            if cmd is not None:
-                return [cmd]
+            choice = _xformers_fix(xf, torch, ps, kb, env)
+            if choice is not None:
+                return [choice[0]]
         return [rebuild(ps, kb, env, host)]
     if kind == "mkl_too_new":
         limit = str(f.issue.check.get("max", "2024.1"))
-        return [f'conda install {env.flag} "mkl<{limit}"']
+        return [f"conda install {env.flag} {quote_spec(f'mkl<{limit}')}"]
     if kind == "unsloth_requirements":
         return _unsloth_fix(ps, kb, env, host)
     if kind == "bnb_missing_cuda" and torch is not None:
@@ -193,7 +218,7 @@ def fix_commands(
             return [
                 f"{env.python} -m pip uninstall -y torch",
                 f"conda install {env.flag} --force-reinstall "
-                f'"pytorch={conda_torch.version}={conda_torch.build}"',
+                + quote_spec(f"pytorch={conda_torch.version}={conda_torch.build}"),
             ]
         return [rebuild(ps, kb, env, host)]
     if kind == "python_xformers_channel" and xf is not None:
@@ -215,13 +240,14 @@ def fix_commands(
 
 def _template(cmd: str, env: EnvRef) -> str:
     """A knowledge-base fix command with its placeholders filled in for this env."""
-    return cmd.replace("-n NEW_ENV", env.new_flag).replace("-n ENV", env.flag)
+    return _PLACEHOLDER.sub(lambda m: env.new_flag if m.group(1) else env.flag, cmd)
 
 
 def _xformers_fix(
     xf: Package, torch: Package, ps: PackageSet, kb: Knowledge, env: EnvRef
-) -> str | None:
-    """Install the xformers made for the installed torch (and free of known issues)."""
+) -> tuple[str, str] | None:
+    """The command that installs the xformers made for the installed torch (and free of known
+    issues), and that xformers version."""
     from packaging.version import Version
 
     tv = base_version(torch.version)
@@ -235,7 +261,7 @@ def _xformers_fix(
         if not wheels:
             return None
         best = max(wheels, key=lambda w: Version(w.version))
-        return env.pip_install(f"xformers=={best.version}")
+        return env.pip_install(f"xformers=={best.version}"), best.version
     prov = provider(xf)
     if prov is None or prov not in kb.profiles:
         return None
@@ -260,9 +286,11 @@ def _xformers_fix(
         build = profile.xformers_build.format(
             py_nodot=py.replace(".", ""), cuda_build=cuda_build, pytorch=tv
         )
-        channels = " ".join(f"-c {c}" for c in profile.channels)
-        return f'conda install {env.flag} {channels} "xformers={best_row.version}={build}"'
-    return f'conda install {env.flag} -c conda-forge "xformers={best_row.version}"'
+        channels = " ".join(f"-c {shlex.quote(c)}" for c in profile.channels)
+        spec = quote_spec(f"xformers={best_row.version}={build}")
+        return f"conda install {env.flag} {channels} {spec}", best_row.version
+    spec = quote_spec(f"xformers={best_row.version}")
+    return f"conda install {env.flag} -c conda-forge {spec}", best_row.version
 
 
 def _bad_xformers(kb: Knowledge) -> set[str]:
@@ -321,10 +349,9 @@ def _unsloth_fix(ps: PackageSet, kb: Knowledge, env: EnvRef, host: HostFacts | N
     for v in unsloth_violations(ps, kb):
         if v.requirement == "xformers" and torch is not None:
             # the xformers made for the installed torch, when it meets the range
-            cmd = _xformers_fix(v.installed, torch, ps, kb, env)
-            version = cmd.rsplit("==", 1)[-1].strip('"') if cmd and "==" in cmd else None
-            if cmd is not None and version is not None and _spec_has(v.spec, version):
-                extra.append(cmd)
+            choice = _xformers_fix(v.installed, torch, ps, kb, env)
+            if choice is not None and _spec_has(v.spec, choice[1]):
+                extra.append(choice[0])
                 continue
         if v.requirement in TORCH_BOUND or v.installed.installer != "pip":
             needs_rebuild = True
@@ -369,29 +396,29 @@ def rebuild(
         if _plannable(req, kb, host):
             flags = []
             if req.profile and req.profile != DEFAULT_PROFILE:
-                flags.append(f"--profile {req.profile}")
+                flags.append(f"--profile {shlex.quote(req.profile)}")
             if req.unsloth:
-                flags.append(f"--unsloth {req.unsloth}")
+                flags.append(f"--unsloth {shlex.quote(req.unsloth)}")
             if req.python:
-                flags.append(f"--python {req.python}")
+                flags.append(f"--python {shlex.quote(req.python)}")
             if req.cuda:
-                flags.append(f"--cuda {req.cuda}")
+                flags.append(f"--cuda {shlex.quote(req.cuda)}")
             return " ".join(["conda unsloth create", env.new_flag, *flags])
     return f"conda unsloth create {env.new_flag}"
 
 
 def _newer(a: str, b: str) -> bool:
-    from packaging.version import Version
-
-    return Version(a) > Version(b)
+    va, vb = parse_version(a), parse_version(b)
+    return va is not None and vb is not None and va > vb
 
 
 def _highest_cuda_at_most(kb: Knowledge, limit: str) -> str | None:
-    from packaging.version import Version
-
-    cudas = {c for p in kb.profiles.values() for c in p.cudas}
-    ok = [c for c in cudas if Version(c) <= Version(limit)]
-    return max(ok, key=Version) if ok else None
+    top = parse_version(limit)
+    if top is None:
+        return None
+    cudas = {c: parse_version(c) for p in kb.profiles.values() for c in p.cudas}
+    ok = [(v, c) for c, v in cudas.items() if v is not None and v <= top]
+    return max(ok)[1] if ok else None
 
 
 def _plannable(req: Any, kb: Knowledge, host: HostFacts | None) -> bool:

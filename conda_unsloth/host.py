@@ -3,7 +3,9 @@ capability, glibc, platform.
 
 Sources, in order: NVML through the driver's own ``libnvidia-ml.so.1`` (ctypes; no binding
 package needed), then ``nvidia-smi``. ``CONDA_OVERRIDE_CUDA`` overrides the driver's CUDA the way
-it overrides conda's ``__cuda`` virtual package (an empty value means "no CUDA driver").
+it overrides conda's ``__cuda`` virtual package (an empty value means "no CUDA driver"), and
+``CONDA_OVERRIDE_GLIBC`` the glibc version the same way (empty: unknown); a malformed value of
+either is a one-line ``UsageError`` (exit 2) when the host is detected.
 ``CONDA_UNSLOTH_NVML=0`` skips NVML and ``CONDA_UNSLOTH_NVIDIA_SMI`` names the ``nvidia-smi`` to
 run (empty: none) — for hosts where it is not on PATH, and for tests that stand in for a GPU.
 """
@@ -19,7 +21,12 @@ import subprocess
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import UsageError
+
 NVIDIA_SMI_TIMEOUT_S = 15
+# versions we can compare: CUDA 12.4 (as select.resolve_target needs), glibc 2.17 / 2.28.1
+_CUDA_OVERRIDE = re.compile(r"^\d+\.\d+$")
+_GLIBC_OVERRIDE = re.compile(r"^\d+\.\d+(\.\d+)?$")
 
 
 @dataclass(frozen=True)
@@ -161,10 +168,43 @@ def _nvidia_smi() -> tuple[str, str | None, tuple[Gpu, ...]] | None:
     return driver, (m.group(1) if m else None), tuple(gpus)
 
 
+def override(name: str, pattern: re.Pattern[str], what: str, example: str) -> str | None:
+    """The value of the ``CONDA_OVERRIDE_*`` variable ``name`` (stripped; ``""`` when set but
+    empty, None when unset). A value that is not a version raises :class:`UsageError`."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return None
+    value = raw.strip()
+    if value and not pattern.fullmatch(value):
+        raise UsageError(
+            f"{name}='{raw}' is not a {what} version like {example}",
+            hints=[f"export {name}={example}, or unset {name}"],
+        )
+    return value
+
+
+def cuda_override() -> str | None:
+    return override("CONDA_OVERRIDE_CUDA", _CUDA_OVERRIDE, "CUDA", "12.4")
+
+
+def glibc_override() -> str | None:
+    return override("CONDA_OVERRIDE_GLIBC", _GLIBC_OVERRIDE, "glibc", "2.28")
+
+
 def detect() -> Host:
-    """Detect the host. Never raises: unknown facts stay None."""
+    """Detect the host. Unknown facts stay None; raises only :class:`UsageError` for a
+    malformed ``CONDA_OVERRIDE_CUDA`` / ``CONDA_OVERRIDE_GLIBC``."""
+    cuda_env, glibc_env = cuda_override(), glibc_override()
     plat = conda_platform()
+    notes: list[str] = []
     glibc = glibc_version() if plat.startswith("linux") else None
+    if glibc_env is not None:
+        glibc = glibc_env or None
+        notes.append(
+            f"CONDA_OVERRIDE_GLIBC={glibc_env} overrides this host's glibc"
+            if glibc_env
+            else "CONDA_OVERRIDE_GLIBC is empty: this host's glibc is not used"
+        )
     found: tuple[str, str | None, tuple[Gpu, ...]] | None = None
     source = "none"
     if os.environ.get("CONDA_UNSLOTH_NVML", "1") != "0":
@@ -174,16 +214,14 @@ def detect() -> Host:
         found = _nvidia_smi()
         source = "nvidia-smi" if found else source
     driver, cuda, gpus = found if found else (None, None, ())
-    notes: list[str] = []
-    override = os.environ.get("CONDA_OVERRIDE_CUDA")
-    if override is not None:
-        if override.strip() == "":
+    if cuda_env is not None:
+        if cuda_env == "":
             cuda = None
             notes.append(
                 "CONDA_OVERRIDE_CUDA is empty: treating the host as having no CUDA driver"
             )
         else:
-            cuda = override.strip()
+            cuda = cuda_env
             notes.append(f"CONDA_OVERRIDE_CUDA={cuda} overrides the driver's CUDA version")
         source = "CONDA_OVERRIDE_CUDA"
     return Host(

@@ -22,7 +22,10 @@ exactly the package that is broken.
 from __future__ import annotations
 
 import json
+import os
 import re
+import shlex
+import stat
 from dataclasses import dataclass, field
 from email.parser import HeaderParser
 from pathlib import Path
@@ -38,7 +41,43 @@ NOT_RECORDS = frozenset({"conda-unsloth.json", "conda-unsloth"})
 _SUBDIR = re.compile(r"^(noarch|(linux|osx|win|emscripten|wasi|zos|freebsd)-[0-9a-z_]+)$")
 _TOKEN = re.compile(r"^/t/[^/]+")
 _EGG_NAME = re.compile(r"^(?P<name>[^-]+)-(?P<version>[^-]+?)(-py\d+(\.\d+)*)?(-[^-]+)?$")
-_MAX_HEADER_BYTES = 256 * 1024
+# Bounded reads: the header block of METADATA/PKG-INFO (Name and Version come first), the one
+# word in INSTALLER, and a conda record (pytorch's, with paths_data, is a few MB).
+_MAX_HEADER_BYTES = 1024 * 1024
+_MAX_INSTALLER_BYTES = 1024
+_MAX_RECORD_BYTES = 256 * 1024 * 1024
+_CHUNK = 16 * 1024
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+
+
+class NotRegularFile(OSError):
+    """A FIFO, socket or device where a file was expected: never opened for reading."""
+
+
+def read_regular(path: Path, limit: int, stop: bytes | None = None) -> bytes:
+    """At most ``limit`` bytes of ``path`` (up to and including ``stop`` when given), which must
+    be a regular file. A FIFO, socket or device is refused (``NotRegularFile``) before it is
+    opened for reading and checked again after (non-blocking open, so a FIFO swapped in between
+    cannot hang the read). ``OSError`` for anything unreadable."""
+    if not stat.S_ISREG(path.stat().st_mode):
+        raise NotRegularFile(f"{path} is not a regular file")
+    fd = os.open(path, _OPEN_FLAGS)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise NotRegularFile(f"{path} is not a regular file")
+        chunks: list[bytes] = []
+        size = 0
+        while size < limit:
+            chunk = os.read(fd, min(_CHUNK, limit - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+            if stop is not None and stop in b"".join(chunks[-2:]):
+                break
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -153,8 +192,8 @@ def _bad_record(prefix: Path, path: Path, why: str) -> PrefixError:
         f"conda record {path} is corrupt ({why}); cannot tell what is installed in {prefix}",
         hints=[
             f"restore or remove {path.name}, then reinstall that package: "
-            f"conda install --force-reinstall -p {prefix} PACKAGE",
-            f"conda doctor -p {prefix} reports other damage",
+            f"conda install --force-reinstall -p {shlex.quote(str(prefix))} PACKAGE",
+            f"conda doctor -p {shlex.quote(str(prefix))} reports other damage",
         ],
     )
 
@@ -164,11 +203,72 @@ def _text(data: dict[str, Any], key: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
+class _WrongType(Exception):
+    """A record field of the wrong JSON type (turned into ``_bad_record``)."""
+
+
+def _kind(value: object) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}
+    if value is None:
+        return "null"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return "a number"
+    return names.get(type(value), type(value).__name__)
+
+
+def _optional_text(data: dict[str, Any], key: str) -> str | None:
+    """A string field that may be absent or null, but is a string when it is there."""
+    value = data.get(key)
+    if value is None or isinstance(value, str):
+        return value
+    raise _WrongType(f"'{key}' is {_kind(value)}, not a string")
+
+
+def _string_list(value: object, where: str) -> list[str]:
+    if not isinstance(value, list):
+        raise _WrongType(f"'{where}' is {_kind(value)}, not a list")
+    for i, item in enumerate(value):
+        if not isinstance(item, str):
+            raise _WrongType(f"'{where}[{i}]' is {_kind(item)}, not a string")
+    return value
+
+
+def _record_files(data: dict[str, Any]) -> list[str]:
+    """The files a record lists: ``files`` (strings), else ``paths_data.paths[]._path``."""
+    if data.get("files") is not None:
+        return _string_list(data["files"], "files")
+    paths_data = data.get("paths_data")
+    if paths_data is None:
+        return []
+    if not isinstance(paths_data, dict):
+        raise _WrongType(f"'paths_data' is {_kind(paths_data)}, not an object")
+    paths = paths_data.get("paths")
+    if paths is None:
+        return []
+    if not isinstance(paths, list):
+        raise _WrongType(f"'paths_data.paths' is {_kind(paths)}, not a list")
+    files = []
+    for i, entry in enumerate(paths):
+        where = f"paths_data.paths[{i}]"
+        if not isinstance(entry, dict):
+            raise _WrongType(f"'{where}' is {_kind(entry)}, not an object")
+        key = "_path" if "_path" in entry else "relative_path"
+        value = entry.get(key)
+        if not isinstance(value, str):
+            raise _WrongType(f"'{where}.{key}' is {_kind(value)}, not a string")
+        files.append(value)
+    return files
+
+
 def read_record(prefix: Path, path: Path) -> CondaRecord:
     try:
-        raw = path.read_bytes()
+        raw = read_regular(path, _MAX_RECORD_BYTES + 1)
+    except NotRegularFile:
+        raise _bad_record(prefix, path, "not a regular file") from None
     except OSError as exc:
         raise _bad_record(prefix, path, f"cannot be read: {exc.strerror or exc}") from None
+    if len(raw) > _MAX_RECORD_BYTES:
+        raise _bad_record(prefix, path, f"larger than {_MAX_RECORD_BYTES // 2**20} MiB")
     try:
         data = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
@@ -177,34 +277,31 @@ def read_record(prefix: Path, path: Path) -> CondaRecord:
         raise _bad_record(
             prefix, path, f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
         ) from None
+    except RecursionError:
+        raise _bad_record(prefix, path, "JSON nested too deeply") from None
     if not isinstance(data, dict):
         raise _bad_record(prefix, path, f"a JSON {type(data).__name__}, not an object")
     values = {}
     for key in ("name", "version", "build"):
-        value = _text(data, key)
+        value = data.get(key)
+        if value is not None and not isinstance(value, str):
+            raise _bad_record(prefix, path, f"'{key}' is {_kind(value)}, not a string")
         if not value:
             raise _bad_record(prefix, path, f"no '{key}'")
         values[key] = value
-    files_field = data.get("files")
-    files: list[str] = []
-    if isinstance(files_field, list):
-        files = [f for f in files_field if isinstance(f, str)]
-    else:
-        paths_data = data.get("paths_data")
-        paths = paths_data.get("paths") if isinstance(paths_data, dict) else None
-        if isinstance(paths, list):
-            files = [
-                p["_path"] if "_path" in p else p.get("relative_path", "")
-                for p in paths
-                if isinstance(p, dict)
-            ]
+    try:
+        files = _record_files(data)
+        if data.get("depends") is not None:
+            _string_list(data["depends"], "depends")
+        channel = _optional_text(data, "channel") or _optional_text(data, "schannel") or ""
+        url = _optional_text(data, "url") or ""
+    except _WrongType as exc:
+        raise _bad_record(prefix, path, str(exc)) from None
     return CondaRecord(
         name=values["name"],
         version=values["version"],
         build=values["build"],
-        channel=channel_name(
-            _text(data, "channel") or _text(data, "schannel") or "", _text(data, "url") or ""
-        ),
+        channel=channel_name(channel, url),
         file=path,
         files=tuple(f.replace("\\", "/") for f in files if f),
     )
@@ -230,13 +327,13 @@ def find_site_packages(prefix: Path, python: str | None) -> list[Path]:
 
 
 def _headers(path: Path) -> tuple[str | None, str | None]:
-    """Name and Version from a METADATA / PKG-INFO file's header block."""
+    """Name and Version from a METADATA / PKG-INFO file's header block (read up to the first
+    blank line, at most 1 MiB; None, None for anything that is not a readable regular file)."""
     try:
-        with open(path, "rb") as fh:
-            head = fh.read(_MAX_HEADER_BYTES)
+        head = read_regular(path, _MAX_HEADER_BYTES, stop=b"\n\n")
     except OSError:
         return None, None
-    text = head.decode("utf-8", errors="replace").split("\n\n", 1)[0]
+    text = head.decode("utf-8", errors="replace").replace("\r\n", "\n").split("\n\n", 1)[0]
     msg = HeaderParser().parsestr(text)
     name, version = msg.get("Name"), msg.get("Version")
     return (str(name).strip() if name else None), (str(version).strip() if version else None)
@@ -266,9 +363,10 @@ def read_dist(path: Path) -> PythonDist | None:
     installer = ""
     if installer_file is not None:
         try:
-            installer = installer_file.read_text(encoding="utf-8", errors="replace").strip()
+            raw = read_regular(installer_file, _MAX_INSTALLER_BYTES)
         except OSError:
-            installer = ""
+            raw = b""
+        installer = raw.decode("utf-8", errors="replace").strip()
     return PythonDist(name=name, version=version, installer=installer.lower(), path=path)
 
 

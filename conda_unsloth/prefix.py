@@ -88,6 +88,9 @@ def new_prefix(name: str | None, prefix: str | None) -> Path:
         return Path(prefix).expanduser().absolute()
     if name:
         validate_name(name)
+        for d in envs_dirs():  # an env of that name anywhere on the search path is the one
+            if os.path.lexists(d / name):  # `conda activate NAME` would find: that is the target
+                return (d / name).absolute()
         for d in envs_dirs():
             if d.is_dir() and os.access(d, os.W_OK):
                 return (d / name).absolute()

@@ -123,6 +123,25 @@ def _ver(v: str) -> Version | None:
         return None
 
 
+def parse_version(v: object) -> Version | None:
+    """``v`` as a Version, None when it is not one (a host value like ``CONDA_OVERRIDE_CUDA=abc``
+    or a tampered record is unknown, never an exception)."""
+    if not isinstance(v, str):
+        return None
+    return _ver(v.strip())
+
+
+def _cuda_digits(digits: str) -> str | None:
+    """'121' -> '12.1'; None for fewer than two digits (no major.minor to read)."""
+    return f"{digits[:-1]}.{digits[-1]}" if len(digits) >= 2 else None
+
+
+def _arch(arch: str) -> tuple[int, int] | None:
+    """A compute capability '8.9' as (8, 9); None when it is not one."""
+    m = re.fullmatch(r"\s*(\d+)\.(\d+)\s*", arch)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
 def torch_cuda(pkg: Package) -> str | None:
     """The CUDA version a torch build targets ('12.1'), None for CPU or unknown."""
     m = _PYTORCH_CHANNEL_BUILD.match(pkg.build)
@@ -130,12 +149,10 @@ def torch_cuda(pkg: Package) -> str | None:
         return m.group(3)
     m = _CONDA_FORGE_BUILD.match(pkg.build)
     if m and m.group(2):
-        digits = m.group(2)
-        return f"{digits[:-1]}.{digits[-1]}"
+        return _cuda_digits(m.group(2))
     m = _LOCAL_CUDA.search(pkg.version)
     if m:
-        digits = m.group(1)
-        return f"{digits[:-1]}.{digits[-1]}"
+        return _cuda_digits(m.group(1))
     return None
 
 
@@ -196,10 +213,10 @@ def xformers_cuda_major(pkg: Package, kb: Knowledge) -> int | None:
     if m:
         return int(m.group(3).split(".")[0])
     m2 = _CONDA_FORGE_BUILD.match(pkg.build)
-    if m2 and m2.group(2):
+    if m2 and len(m2.group(2) or "") >= 2:
         return int(m2.group(2)[:-1])
     local = _LOCAL_CUDA.search(pkg.version)
-    if local:
+    if local and len(local.group(1)) >= 2:
         return int(local.group(1)[:-1])
     if pkg.installer == "pip":
         wheel = kb.xformers_wheel(base_version(pkg.version))
@@ -509,15 +526,24 @@ def _cuda_newer_than_driver(
     if host is None or host.driver_cuda is None or torch is None:
         return None
     tc = torch_cuda(torch)
-    if tc is None:
+    build_v, driver_v = parse_version(tc), parse_version(host.driver_cuda)
+    if tc is None or build_v is None or driver_v is None:
+        return None  # unknown: not a version we can compare
+    if build_v <= driver_v:
         return None
-    if Version(tc) > Version(host.driver_cuda):
-        return _hit(
-            f"torch {torch.version} is a CUDA {tc} build; the driver supports CUDA "
-            f"{host.driver_cuda} at most",
-            torch,
+    detail = (
+        f"torch {torch.version} is a CUDA {tc} build; the driver supports CUDA "
+        f"{host.driver_cuda} at most"
+    )
+    if build_v.major == driver_v.major:
+        # Strict on purpose: minor-version compatibility covers precompiled (SASS/cubin)
+        # kernels, not PTX; Triton emits PTX for the build's CUDA and an older driver's JIT
+        # rejects it ("PTX was compiled with an unsupported toolchain").
+        detail += (
+            f"; CUDA minor-version compatibility runs most kernels, but Triton-compiled "
+            f"kernels (Unsloth's) need a driver that supports CUDA {tc}"
         )
-    return None
+    return _hit(detail, torch)
 
 
 def arch_covered(arch: str, arch_list: str) -> bool:
@@ -525,7 +551,10 @@ def arch_covered(arch: str, arch_list: str) -> bool:
 
     SASS for X.y runs on X.z with z >= y (same major); PTX for A runs on any arch >= A.
     """
-    major, minor = (int(x) for x in arch.split("."))
+    parsed = _arch(arch)
+    if parsed is None:
+        return True  # not a compute capability: unknown, nothing to report
+    major, minor = parsed
     for entry in arch_list.split():
         ptx = entry.endswith("+PTX")
         base = entry.removesuffix("+PTX")
@@ -570,7 +599,7 @@ def _blackwell_old_xformers(
     xf = ps.get("xformers")
     if host is None or xf is None:
         return None
-    blackwell = [a for a in host.archs if int(a.split(".")[0]) in (10, 11, 12)]
+    blackwell = [a for a in host.archs if (_arch(a) or (0, 0))[0] in (10, 11, 12)]
     v = _ver(xf.version)
     if blackwell and v is not None and v <= Version(str(check.get("max_bad", "0.0.32.post2"))):
         return _hit(f"GPU sm_{blackwell[0].replace('.', '')} with xformers {xf.version}", xf)
@@ -580,9 +609,10 @@ def _blackwell_old_xformers(
 def _glibc_too_old(
     ps: PackageSet, check: dict[str, Any], kb: Knowledge, host: HostFacts | None
 ) -> Hit | None:
-    if host is None or host.glibc is None:
+    glibc = parse_version(host.glibc) if host is not None else None
+    if host is None or glibc is None:
         return None
-    if Version(host.glibc) >= Version(str(check.get("min", "2.28"))):
+    if glibc >= Version(str(check.get("min", "2.28"))):
         return None
     for p in ps.packages:
         v = _ver(p.version)

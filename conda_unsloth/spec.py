@@ -294,13 +294,26 @@ def read(path: Path) -> EnvSpec:
         raise SpecError(f"environment file {path}: 'variables' must be a mapping")
     constraints: list[Dep] = []
     for p in pip:
-        if p.spec.startswith("-c "):
-            cfile = (path.parent / p.spec[3:].strip()).resolve()
+        option = p.spec.strip()
+        if option.startswith("-") and not option.startswith("-c "):
+            raise SpecError(
+                f"environment file {path}: pip option '{option.split()[0]}' is not supported "
+                "(only '-c CONSTRAINTS_FILE'); list the requirements themselves",
+                hints=["index URLs go on the command line: --pip-index-url / --pip-find-links"],
+            )
+        if option.startswith("-c "):
+            cfile = (path.parent / option[3:].strip()).resolve()
             if not cfile.is_file():
                 raise SpecError(
                     f"environment file {path}: pip constraints file {cfile} is missing"
                 )
-            for line in cfile.read_text(encoding="utf-8").splitlines():
+            try:
+                text = cfile.read_bytes().decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise SpecError(
+                    f"pip constraints file {cfile} is not UTF-8 (byte {exc.start})"
+                ) from None
+            for line in text.splitlines():
                 line = line.split("#", 1)[0].strip()
                 if line:
                     constraints.append(Dep(line))

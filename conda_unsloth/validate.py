@@ -12,7 +12,8 @@ A solved environment passes only if:
 
 A violation raises :class:`ValidationError` naming the record (name version build channel).
 Unsatisfiable solves get domain hints from the knowledge base (:func:`explain_unsolvable`).
-No solver library is imported here: versions are matched with conda's spec rules below.
+Versions are matched with py-rattler's ``VersionSpec`` (conda's own rules) when it is installed,
+else with the conda-style comparison below (no solver library needed).
 """
 
 from __future__ import annotations
@@ -20,8 +21,6 @@ from __future__ import annotations
 import fnmatch
 import re
 from typing import TYPE_CHECKING
-
-from packaging.version import InvalidVersion, Version
 
 from .errors import SolveError, UnsolvableError
 from .rules import evaluate, is_cpu_torch, torch_cuda
@@ -35,6 +34,7 @@ if TYPE_CHECKING:
 TRITON_NAMES = ("torchtriton", "triton")
 _OPS = ("==", "!=", ">=", "<=", "~=", ">", "<", "=")
 _PYT_BUILD = re.compile(r"_pyt(\d+\.\d+(?:\.\d+)?)$")
+_SPEC_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 
 class ValidationError(SolveError):
@@ -46,11 +46,68 @@ class ValidationError(SolveError):
 # ----------------------------------------------------------------------------- conda specs
 
 
-def _version(v: str) -> Version | None:
-    try:
-        return Version(v)
-    except InvalidVersion:
-        return None
+_COMPONENT = re.compile(r"\d+|[a-z]+|\*")
+
+
+def _conda_key(v: str) -> tuple[tuple[tuple[int, int | str], ...], ...]:
+    """A sort key following conda's VersionOrder for the common cases: epoch, then dot/
+    underscore/dash separated components, each split into numbers and letters; a number
+    beats any string, ``dev`` sorts before every string and ``post`` after; ``+local`` last."""
+    text = v.strip().lower()
+    epoch, _, text = text.rpartition("!") if "!" in text else ("0", "", text)
+    main, _, local = text.partition("+")
+
+    def part(tok: str) -> tuple[int, int | str]:
+        if tok.isdigit():
+            return (2, int(tok))
+        if tok == "post":
+            return (3, 0)
+        if tok == "dev":
+            return (-1, 0)
+        return (1, tok)
+
+    def segments(s: str) -> tuple[tuple[tuple[int, int | str], ...], ...]:
+        out = []
+        for comp in re.split(r"[._-]", s):
+            toks = _COMPONENT.findall(comp)
+            if toks and not toks[0].isdigit():
+                toks.insert(0, "0")
+            out.append(tuple(part(t) for t in toks) or ((2, 0),))
+        return tuple(out)
+
+    return (
+        (part(epoch if epoch.isdigit() else "0"),),
+        *segments(main),
+        ((0, 0),),
+        *segments(local),
+    )
+
+
+def _compare(a: str, b: str) -> int:
+    """-1, 0 or 1: ``a`` against ``b`` in conda's order (trailing zero components ignored)."""
+    ka, kb = list(_conda_key(a)), list(_conda_key(b))
+    sep = ((0, 0),)
+    ia, ib = ka.index(sep), kb.index(sep)
+    ma, mb = ka[:ia], kb[:ib]
+    n = max(len(ma), len(mb))
+    ma += [((2, 0),)] * (n - len(ma))
+    mb += [((2, 0),)] * (n - len(mb))
+    for x, y in zip(ma + ka[ia:], mb + kb[ib:], strict=False):
+        m = max(len(x), len(y))
+        xx = list(x) + [(2, 0)] * (m - len(x))
+        yy = list(y) + [(2, 0)] * (m - len(y))
+        if xx != yy:
+            return -1 if _lt(xx, yy) else 1
+    return 0
+
+
+def _lt(x: list[tuple[int, int | str]], y: list[tuple[int, int | str]]) -> bool:
+    for (ra, va), (rb, vb) in zip(x, y, strict=True):
+        if ra != rb:
+            return ra < rb
+        if va != vb:
+            return str(va) < str(vb) if isinstance(va, str) else int(va) < int(vb)
+    return False
 
 
 def _prefix_match(version: str, prefix: str) -> bool:
@@ -69,31 +126,50 @@ def _term_matches(term: str, version: str) -> bool:
         return _prefix_match(version, value)
     if op == "!=" and value.endswith("*"):
         return not _prefix_match(version, value)
+    c = _compare(version, value)
     if op in ("", "=="):
-        a, b = _version(version), _version(value)
-        return a == b if a is not None and b is not None else version == value
-    a, b = _version(version), _version(value)
-    if a is None or b is None:
-        return False
+        return c == 0
     if op == "!=":
-        return a != b
+        return c != 0
     if op == ">=":
-        return a >= b
+        return c >= 0
     if op == "<=":
-        return a <= b
+        return c <= 0
     if op == ">":
-        return a > b
+        return c > 0
     if op == "<":
-        return a < b
+        return c < 0
     # ~=: at least value, same release prefix except the last component
     parts = value.split(".")
-    return a >= b and _prefix_match(version, ".".join(parts[:-1]))
+    return c >= 0 and _prefix_match(version, ".".join(parts[:-1]))
+
+
+def _rattler_matches(spec: str, version: str) -> bool | None:
+    """py-rattler's verdict (conda's rules), None when py-rattler is absent or cannot parse."""
+    try:
+        from rattler import Version, VersionSpec
+        from rattler.exceptions import InvalidVersionError, InvalidVersionSpecError
+    except ImportError:
+        return None
+    try:
+        return bool(VersionSpec(spec.strip()).matches(Version(version)))
+    except (InvalidVersionError, InvalidVersionSpecError):  # our own rules below
+        return None
 
 
 def version_matches(spec: str, version: str) -> bool:
     """Does ``version`` satisfy the conda version spec ``spec`` (``>=12.1,<12.2``,
     ``2.5.1.*``, ``3.1.0``, ``1.0|2.0``, ``*``)? A bare version is an exact match, as in a
-    ``depends`` line; ``=1.2`` and ``1.2.*`` are prefix matches."""
+    ``depends`` line; ``=1.2`` and ``1.2.*`` are prefix matches. Versions need not be PEP 440
+    (``1.1.1w`` satisfies ``>=1.1.1a``)."""
+    verdict = _rattler_matches(spec, version)
+    if verdict is not None:
+        return verdict
+    return conda_version_matches(spec, version)
+
+
+def conda_version_matches(spec: str, version: str) -> bool:
+    """:func:`version_matches` without py-rattler: conda's spec rules, our own comparison."""
     return any(
         all(_term_matches(t, version) for t in alt.split(",")) for alt in spec.strip().split("|")
     )
@@ -101,6 +177,13 @@ def version_matches(spec: str, version: str) -> bool:
 
 def dep_name(dep: str) -> str:
     return dep.split()[0] if dep.split() else ""
+
+
+def spec_name(spec: str) -> str:
+    """The package name of a conda match spec: ``chan/subdir::name[...]>=1 build`` -> name
+    (also ``xformers~=0.0.28``, ``xformers[version='>=0.0.28']``, ``xformers 0.0.28``)."""
+    m = _SPEC_NAME.match(spec.split("::", 1)[-1].strip())
+    return m.group(0) if m else ""
 
 
 def dep_admits(dep: str, rec: Record) -> bool:
@@ -198,9 +281,7 @@ def check_rules(solved: SolvedEnv, kb: Knowledge) -> list[str]:
 
 def violations(solved: SolvedEnv, kb: Knowledge, target: Target) -> list[str]:
     requested = solved.spec is not None and any(
-        dep_name(s.split("::", 1)[-1].replace("=", " ").replace("<", " ").replace(">", " "))
-        == "xformers"
-        for s in solved.spec.conda_specs()
+        spec_name(s) == "xformers" for s in solved.spec.conda_specs()
     )
     return (
         check_pytorch(solved, target)
@@ -230,7 +311,7 @@ def validate(solved: SolvedEnv, kb: Knowledge, target: Target) -> None:
 def _profile_of(spec: EnvSpec, kb: Knowledge) -> str | None:
     if spec.profile:
         return spec.profile
-    names = {dep_name(s.split("::", 1)[-1].replace("=", " ")) for s in spec.conda_specs()}
+    names = {spec_name(s) for s in spec.conda_specs()}
     if "pytorch-cuda" in names:
         return "pytorch"
     if "cuda-version" in names:

@@ -19,6 +19,7 @@ def _no_real_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CONDA_UNSLOTH_NVML", "0")
     monkeypatch.setenv("CONDA_UNSLOTH_NVIDIA_SMI", "")
     monkeypatch.delenv("CONDA_OVERRIDE_CUDA", raising=False)
+    monkeypatch.delenv("CONDA_OVERRIDE_GLIBC", raising=False)
     monkeypatch.delenv("CONDA_UNSLOTH_KNOWLEDGE", raising=False)
 
 

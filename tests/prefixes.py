@@ -24,10 +24,15 @@ transformers 4.45.1, trl 0.11.1).
 from __future__ import annotations
 
 import json
+import os
 import re
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -339,6 +344,61 @@ def write_prefix(prefix: Path, stack: tuple[list[Rec], list[Wheel]]) -> Path:
     return prefix
 
 
+# ----------------------------------------------------------------------------- hostile files
+
+
+def make_fifo(path: Path) -> Path:
+    """A named pipe at ``path`` (replacing a file there): opening it for reading blocks until a
+    writer comes, so code that opens it unchecked hangs."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() or path.is_symlink():
+        path.unlink()
+    os.mkfifo(path)
+    return path
+
+
+def _unblock(fifos: Iterable[Path]) -> None:
+    """Open each FIFO for writing (non-blocking) and close it: a reader stuck in open()
+    wakes up and sees end-of-file."""
+    for f in fifos:
+        try:
+            fd = os.open(f, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:  # no reader waiting on this one
+            continue
+        os.close(fd)
+
+
+def call_or_unhang(fn: Callable[[], T], fifos: Iterable[Path], grace: float = 60.0) -> T:
+    """``fn()``, failing (instead of hanging the test run) when it is still blocked after
+    ``grace`` seconds: then the FIFOs are opened for writing so the stuck reader returns, and
+    the test fails with a message. A hang detector, not a timing target."""
+    result: list[T] = []
+    error: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            result.append(fn())
+        except BaseException as exc:  # re-raised in the test's thread
+            error.append(exc)
+
+    worker = threading.Thread(target=target, daemon=True)
+    worker.start()
+    worker.join(grace)
+    hung = worker.is_alive()
+    if hung:
+        fifos = list(fifos)
+        for _ in range(50):
+            _unblock(fifos)
+            worker.join(0.2)
+            if not worker.is_alive():
+                break
+    if hung:
+        raise AssertionError(f"blocked on a FIFO for {grace:.0f}s (it opened a named pipe)")
+    if error:
+        raise error[0]
+    return result[0]
+
+
 __all__ = [
     "MKL_2023",
     "MKL_2024",
@@ -351,7 +411,9 @@ __all__ = [
     "PYTORCH_CUDA_121",
     "Rec",
     "Wheel",
+    "call_or_unhang",
     "healthy",
+    "make_fifo",
     "pytorch",
     "seed_pip",
     "seed_xformers_channel",

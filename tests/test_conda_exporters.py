@@ -50,3 +50,19 @@ def test_exporter_hook_with_real_conda() -> None:
 
     names = [e.name for e in plugin.conda_environment_exporters()]  # type: ignore[attr-defined]
     assert names == list(EXPORTERS)
+
+
+def test_other_platform_than_installed_is_refused(tmp_path: Path) -> None:
+    """conda's Environment carries the platform `conda export --platform` asked for; we export
+    installed packages and never re-solve, so another platform is a usage error."""
+    prefix = make_env(tmp_path)
+    with pytest.raises(UsageError) as info:
+        export(
+            "unsloth-explicit",
+            SimpleNamespace(prefix=str(prefix), name=None, platform="osx-arm64"),
+        )
+    assert info.value.message.endswith("cannot export them for platform osx-arm64")
+    same = export(
+        "unsloth-explicit", SimpleNamespace(prefix=str(prefix), name=None, platform="linux-64")
+    )
+    assert "@EXPLICIT" in same

@@ -3,15 +3,19 @@ computed for that env; healthy ones give none; bad input is one line, exit 2, no
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conda_unsloth import doctor, knowledge
 from conda_unsloth.rules import HostFacts, Package, evaluate
@@ -452,6 +456,26 @@ def test_cli_fake_gpu_host_rule(
     assert r2.code == 0
 
 
+def test_cli_only_warnings_exit_0(cli: Callable[..., Result], tmp_path: Path) -> None:
+    """Exit 1 is for error-level findings only: the same F10 as a warning exits 0."""
+    kb_dir = tmp_path / "kb"
+    shutil.copytree(
+        Path(knowledge.__file__).parent, kb_dir, ignore=shutil.ignore_patterns("*.py*")
+    )
+    issues = kb_dir / "known_issues.yaml"
+    text = issues.read_text(encoding="utf-8")
+    block = text.index("  - id: F10\n")
+    at = text.index("severity: error", block)
+    issues.write_text(text[:at] + "severity: warning" + text[at + 15 :], encoding="utf-8")
+    prefix = P.write_prefix(tmp_path / "env", P.swap(P.healthy(), conda=[P.MKL_2024]))
+    r = cli("doctor", "-p", str(prefix), "--knowledge", str(kb_dir), "--json")
+    doc = json.loads(r.out)
+    assert [(f["id"], f["severity"]) for f in doc["findings"]] == [("F10", "warning")]
+    assert r.code == 0 and doc["ok"] is True and doc["exit_code"] == 0
+    text_run = cli("doctor", "-p", str(prefix), "--knowledge", str(kb_dir))
+    assert text_run.code == 0 and "F10 (warning)" in text_run.out
+
+
 @pytest.mark.parametrize(
     "kind",
     ["missing", "file", "not-an-env", "corrupt-truncated", "corrupt-list", "corrupt-no-name"],
@@ -531,3 +555,256 @@ def test_real_solve_plus_seed_pip_stage(tmp_path: Path) -> None:
     d = diagnose(tmp_path, (recs, wheels))
     assert len(d.inventory.records) == len(solved) == 64
     assert ids(d) == ["F1", "U1"]
+
+
+# ----------------------------------------------------------------------------- hostile names
+
+HOSTILE_NAME = "u;touch${IFS}pwned"
+HOSTILE_BUILD = "py3.11_cuda12.1_cudnn9.1.0_0$(touch${IFS}pwned)"
+
+FAKE_TOOL = """#!/bin/sh
+# Stand-in for conda / the env's python, which are not installed here (fake_conda edge):
+# records its arguments, one per line, then a separator.
+for a in "$@"; do printf '%s\\n' "$a" >> "{log}"; done
+echo --- >> "{log}"
+"""
+
+
+def _run_fixes_fake_conda(cmds: list[str], tmp_path: Path, prefix: Path) -> list[list[str]]:
+    """Run each fix command with sh, with stand-ins for ``conda`` and ``PREFIX/bin/python``;
+    the argument lists they got, in order. Fails if the shell ran anything else."""
+    tools, work, log = tmp_path / "tools", tmp_path / "cwd", tmp_path / "argv.log"
+    for exe in (tools / "conda", prefix / "bin" / "python"):
+        exe.parent.mkdir(parents=True, exist_ok=True)
+        exe.write_text(FAKE_TOOL.format(log=log))
+        exe.chmod(0o755)
+    work.mkdir()
+    env = {**os.environ, "PATH": f"{tools}{os.pathsep}{os.environ['PATH']}"}
+    for cmd in cmds:
+        proc = subprocess.run(
+            ["sh", "-c", cmd], cwd=work, env=env, capture_output=True, text=True, check=False
+        )
+        assert proc.returncode == 0, (cmd, proc.stderr)
+    assert list(work.iterdir()) == [], f"a fix command ran something else: {cmds}"
+    calls = log.read_text().split("---\n")[:-1]
+    return [c.splitlines() for c in calls]
+
+
+def test_fix_for_a_hostile_env_name_is_one_shell_word_fake_conda(tmp_path: Path) -> None:
+    prefix = P.write_prefix(tmp_path / "env", P.swap(P.healthy(), conda=[P.MKL_2024]))
+    d = doctor.diagnose(prefix, KB, name=HOSTILE_NAME)
+    cmds = fixes(d, "F10")
+    assert cmds == [f"conda install -n '{HOSTILE_NAME}' \"mkl<2024.1\""]
+    calls = _run_fixes_fake_conda(cmds, tmp_path, prefix)
+    assert calls == [["install", "-n", HOSTILE_NAME, "mkl<2024.1"]]
+
+
+def test_rebuild_for_a_hostile_env_name_fake_conda(tmp_path: Path) -> None:
+    prefix = P.write_prefix(tmp_path / "env", P.seed_pip())
+    d = doctor.diagnose(prefix, KB, name=HOSTILE_NAME)
+    cmds = fixes(d, "F1")
+    calls = _run_fixes_fake_conda(cmds, tmp_path, prefix)
+    assert calls[0][:3] == ["unsloth", "create", "-n"]
+    assert calls[0][3] == HOSTILE_NAME + "-fixed"
+
+
+def test_fix_for_a_hostile_prefix_and_build_string_fake_conda(tmp_path: Path) -> None:
+    """A prefix path and a record's build string are data from disk: quoted, never run."""
+    torch = dataclasses.replace(P.pytorch("2.5.1", "3.11", "12.1"), build=HOSTILE_BUILD)
+    stack = P.swap(P.healthy(), conda=[torch], pip=[P.Wheel("torch", "2.4.0")])
+    prefix = P.write_prefix(tmp_path / "my env;touch${IFS}pwned", stack)
+    d = doctor.diagnose(prefix, KB)
+    cmds = fixes(d, "F12")
+    assert len(cmds) == 2
+    calls = _run_fixes_fake_conda(cmds, tmp_path, prefix)
+    assert calls == [
+        ["-m", "pip", "uninstall", "-y", "torch"],
+        ["install", "-p", str(prefix), "--force-reinstall", f"pytorch=2.5.1={HOSTILE_BUILD}"],
+    ]
+
+
+@pytest.mark.parametrize(
+    ("spec", "shown"),
+    [
+        ("mkl<2024.1", '"mkl<2024.1"'),
+        ("transformers!=4.47.0,>=4.46.1", '"transformers!=4.47.0,>=4.46.1"'),
+        (
+            "xformers=0.0.28.post3=py311_cu12.1.0_pyt2.5.1",
+            '"xformers=0.0.28.post3=py311_cu12.1.0_pyt2.5.1"',
+        ),
+        ("pytorch=2.5.1=$(reboot)", "'pytorch=2.5.1=$(reboot)'"),
+        ("x=1=`id`", "'x=1=`id`'"),
+        ('x=1="a"', "'x=1=\"a\"'"),
+        ("x==1!x", "'x==1!x'"),
+        ("x y", "'x y'"),
+    ],
+    ids=["lt", "ne", "build", "dollar", "backtick", "dquote", "bang", "space"],
+)
+def test_quote_spec_readable_when_safe_single_quoted_otherwise(spec: str, shown: str) -> None:
+    assert doctor.quote_spec(spec) == shown
+    assert shlex.split(shown) == [spec]
+
+
+@pytest.mark.parametrize(
+    ("name", "flag"),
+    [("unsloth", "-n unsloth"), ("my env", "-n 'my env'"), (HOSTILE_NAME, f"-n '{HOSTILE_NAME}'")],
+    ids=["plain", "space", "hostile"],
+)
+def test_env_ref_flags_are_one_shell_word(tmp_path: Path, name: str, flag: str) -> None:
+    ref = doctor.EnvRef(tmp_path, name)
+    assert ref.flag == flag
+    assert shlex.split(ref.new_flag) == ["-n", f"{name}-fixed"]
+    assert doctor._template("conda unsloth create -n NEW_ENV --cuda 12.4", ref) == (
+        f"conda unsloth create {ref.new_flag} --cuda 12.4"
+    )
+
+
+# ----------------------------------------------------------------------------- CUDA vs driver
+
+
+def test_f5_same_major_says_why_triton_needs_the_newer_driver_fake_gpu(tmp_path: Path) -> None:
+    d = diagnose(tmp_path, P.healthy(), HostFacts(driver_cuda="12.0", archs=("8.0",)))
+    assert ids(d) == ["F5"] and d.exit_code == 1
+    detail = d.findings[0].finding.detail
+    assert detail == (
+        "torch 2.5.1 is a CUDA 12.1 build; the driver supports CUDA 12.0 at most; CUDA "
+        "minor-version compatibility runs most kernels, but Triton-compiled kernels (Unsloth's) "
+        "need a driver that supports CUDA 12.1"
+    )
+
+
+def test_f5_older_major_has_no_minor_compat_text_fake_gpu(tmp_path: Path) -> None:
+    d = diagnose(tmp_path, P.healthy(), HostFacts(driver_cuda="11.8", archs=("8.0",)))
+    detail = d.findings[0].finding.detail
+    assert detail == ("torch 2.5.1 is a CUDA 12.1 build; the driver supports CUDA 11.8 at most")
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        HostFacts(driver_cuda="abc", archs=("8.0",)),
+        HostFacts(driver_cuda="", archs=("8.0",)),
+        HostFacts(driver_cuda="12.x", archs=("8.0",)),
+        HostFacts(driver_cuda="12.4", archs=("[N/A]",), glibc="2.35"),
+        HostFacts(driver_cuda="12.4", archs=("8.0",), glibc="unknown"),
+    ],
+    ids=["cuda-word", "cuda-empty", "cuda-x", "arch-na", "glibc-word"],
+)
+def test_malformed_host_values_are_unknown_not_errors_fake_gpu(
+    tmp_path: Path, host: HostFacts
+) -> None:
+    stack = P.swap(P.seed_pip(), pip=[P.Wheel("torch", "2.7.0"), P.Wheel("xformers", "0.0.29")])
+    d = diagnose(tmp_path, stack, host)
+    assert "F5" not in ids(d) and "F6" not in ids(d) and "F13" not in ids(d)
+    assert all(item.fix for item in d.findings)
+
+
+@given(
+    cuda=st.one_of(st.none(), st.text(max_size=8)),
+    arch=st.text(max_size=6),
+    glibc=st.one_of(st.none(), st.text(max_size=8)),
+)
+@settings(max_examples=150, deadline=None)
+def test_rules_never_raise_on_any_host_value(
+    cuda: str | None, arch: str, glibc: str | None
+) -> None:
+    host = HostFacts(driver_cuda=cuda, archs=(arch,), glibc=glibc)
+    pkgs = [
+        Package("pytorch", "2.5.1", "py3.11_cuda12.1_cudnn9.1.0_0", "pytorch"),
+        Package("xformers", "0.0.29", "", "pypi", "pip"),
+        Package("torch", "2.7.0", "", "pypi", "pip"),
+    ]
+    evaluate(pkgs, KB, host)
+
+
+@pytest.mark.parametrize(
+    ("torch", "xformers"),
+    [
+        (
+            Package("pytorch", "2.5.1", "cuda1_py311h0_300", "conda-forge"),
+            Package("xformers", "0.0.28.post3", "cuda1_py311h0_0", "conda-forge"),
+        ),
+        (
+            Package("torch", "2.5.1+cu1", "", "pypi", "pip"),
+            Package("xformers", "0.0.28+cu1", "", "pypi", "pip"),
+        ),
+    ],
+    ids=["conda-forge-build", "local-version"],
+)
+def test_one_digit_cuda_tag_is_unknown_not_an_error(torch: Package, xformers: Package) -> None:
+    host = HostFacts(driver_cuda="12.4", archs=("8.0",), glibc="2.35")
+    found = evaluate([torch, xformers], KB, host)
+    assert "F5" not in [f.id for f in found] and "F9" not in [f.id for f in found]
+
+
+def test_cli_malformed_override_cuda_is_bad_input(
+    cli: Callable[..., Result], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CONDA_OVERRIDE_CUDA", "abc")
+    prefix = P.write_prefix(tmp_path / "ok", P.healthy())
+    r = cli("doctor", "-p", str(prefix))
+    assert r.code == 2
+    assert r.err.splitlines()[0] == (
+        "conda-unsloth: error: CONDA_OVERRIDE_CUDA='abc' is not a CUDA version like 12.4"
+    )
+    assert "Traceback" not in r.err + r.out
+    rj = cli("doctor", "-p", str(prefix), "--json")
+    assert rj.code == 2 and json.loads(rj.out)["error"] == "UsageError"
+    assert cli("doctor", "-p", str(prefix), "--no-host").code == 0  # the host is not asked
+
+
+def test_cli_driver_reporting_no_cuda_version_fake_gpu(
+    cli: Callable[..., Result], tmp_path: Path, fake_gpu: Callable[..., Path]
+) -> None:
+    fake_gpu(driver="550.54.14", cuda="N/A", gpus=(("NVIDIA A100-SXM4-80GB", "8.0"),))
+    prefix = P.write_prefix(tmp_path / "ok", P.healthy())
+    r = cli("doctor", "-p", str(prefix), "--json")
+    assert r.code == 0, r.out + r.err
+    doc = json.loads(r.out)
+    assert doc["findings"] == [] and doc["host"]["driver_cuda"] is None
+    assert doc["host"]["archs"] == ["8.0"]
+
+
+# ----------------------------------------------------------------------------- hostile files
+
+
+def test_cli_fifo_metadata_does_not_hang(cli: Callable[..., Result], tmp_path: Path) -> None:
+    prefix = P.write_prefix(tmp_path / "seed", P.seed_pip())
+    sp = prefix / "lib" / "python3.11" / "site-packages"
+    fifos = [
+        P.make_fifo(sp / "xformers-0.0.27.dist-info" / "METADATA"),
+        P.make_fifo(sp / "unsloth-2024.9.post4.dist-info" / "INSTALLER"),
+    ]
+    r = P.call_or_unhang(lambda: cli("doctor", "-p", str(prefix), "--json"), fifos)
+    assert r.code == 1
+    assert [f["id"] for f in json.loads(r.out)["findings"]] == ["F1", "U1"]
+
+
+def test_cli_fifo_conda_record_is_exit_2(cli: Callable[..., Result], tmp_path: Path) -> None:
+    prefix = P.write_prefix(tmp_path / "env", P.healthy())
+    fifo = P.make_fifo(prefix / "conda-meta" / "bad-1.0-0.json")
+    r = P.call_or_unhang(lambda: cli("doctor", "-p", str(prefix)), [fifo])
+    assert r.code == 2
+    assert r.err.splitlines()[0] == (
+        f"conda-unsloth: error: conda record {fifo} is corrupt (not a regular file); "
+        f"cannot tell what is installed in {prefix}"
+    )
+    assert "Traceback" not in r.err
+    rj = P.call_or_unhang(lambda: cli("doctor", "-p", str(prefix), "--json"), [fifo])
+    assert rj.code == 2 and json.loads(rj.out)["error"] == "PrefixError"
+
+
+def test_two_thousand_pip_dists_diagnose(tmp_path: Path) -> None:
+    """Doctor on a huge site-packages: one bounded header read per distribution, rules on
+    names only (no timing assertion; bench/ is the place for timings)."""
+    prefix = P.write_prefix(tmp_path / "env", P.seed_pip())
+    sp = prefix / "lib" / "python3.11" / "site-packages"
+    for i in range(2000):
+        folder = sp / f"pkg{i:04d}-1.{i}.dist-info"
+        folder.mkdir()
+        (folder / "METADATA").write_text(f"Name: pkg{i:04d}\nVersion: 1.{i}\n\nlong text\n")
+        (folder / "INSTALLER").write_text("uv\n")
+    d = doctor.diagnose(prefix, KB)
+    assert ids(d) == ["F1", "U1"]
+    assert len(d.inventory.pip_dists()) == 2000 + len(P.seed_pip()[1])
+    assert len(d.to_json()["inventory"]["pip"]) == 2000 + len(P.seed_pip()[1])

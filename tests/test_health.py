@@ -72,18 +72,37 @@ def test_action_is_silent_for_an_env_without_torch_or_unsloth(
     assert capsys.readouterr().out == ""
 
 
-@pytest.mark.parametrize("kind", ["missing", "corrupt-record"])
+@pytest.mark.parametrize("kind", ["missing", "corrupt-record", "wrong-type-record", "fifo-record"])
 def test_action_never_raises_on_bad_prefix(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str
 ) -> None:
     target = tmp_path / "env"
-    if kind == "corrupt-record":
+    fifos = []
+    if kind != "missing":
         P.write_prefix(target, P.healthy())
-        (target / "conda-meta" / "bad-1.0-0.json").write_text("{")
-    health.action(str(target), False)
+        bad = target / "conda-meta" / "bad-1.0-0.json"
+    if kind == "corrupt-record":
+        bad.write_text("{")
+    elif kind == "wrong-type-record":
+        bad.write_text('{"name": "bad", "version": "1.0", "build": "0", "files": [{"a": 1}]}')
+    elif kind == "fifo-record":
+        fifos.append(P.make_fifo(bad))
+    P.call_or_unhang(lambda: health.action(str(target), False), fifos)
     out = capsys.readouterr().out
     assert out.startswith("❌ Unsloth stack: ")
     assert len(out.strip().splitlines()) == 1
+
+
+def test_action_fifo_metadata_does_not_hang_and_quotes_the_prefix(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prefix = P.write_prefix(tmp_path / "seed;touch pwned", P.seed_pip())
+    sp = prefix / "lib" / "python3.11" / "site-packages"
+    fifo = P.make_fifo(sp / "unsloth-2024.9.post4.dist-info" / "METADATA")
+    P.call_or_unhang(lambda: health.action(str(prefix), False), [fifo])
+    out = capsys.readouterr().out
+    assert out.startswith("❌ Unsloth stack: 2 known problem(s):")
+    assert f"details: conda unsloth doctor -p '{prefix}'" in out
 
 
 def test_fixer_healthy_does_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

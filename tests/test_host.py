@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from conda_unsloth import host
-from tests.conftest import Result
+from tests.conftest import Result, tree
 
 
 def test_no_driver_means_no_cuda() -> None:
@@ -68,3 +68,65 @@ def test_bad_conda_override_cuda_is_a_usage_error(
     r = cli("env", "-o", str(tmp_path / "e.yml"))
     assert r.code == 2 and "CONDA_OVERRIDE_CUDA='twelve' is not a CUDA version" in r.err
     assert not (tmp_path / "e.yml").exists()
+
+
+def test_conda_override_glibc_is_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONDA_OVERRIDE_GLIBC", "2.17")
+    h = host.detect()
+    assert h.glibc == "2.17"
+    assert "CONDA_OVERRIDE_GLIBC=2.17 overrides this host's glibc" in h.notes
+    monkeypatch.setenv("CONDA_OVERRIDE_GLIBC", "")
+    assert host.detect().glibc is None, "an empty override: this host's glibc is not used"
+
+
+@pytest.mark.parametrize(
+    ("var", "value", "message"),
+    [
+        (
+            "CONDA_OVERRIDE_CUDA",
+            "foo",
+            "CONDA_OVERRIDE_CUDA='foo' is not a CUDA version like 12.4",
+        ),
+        ("CONDA_OVERRIDE_CUDA", "12.x", "CONDA_OVERRIDE_CUDA='12.x' is not a CUDA version"),
+        ("CONDA_OVERRIDE_GLIBC", "new", "CONDA_OVERRIDE_GLIBC='new' is not a glibc version"),
+        ("CONDA_OVERRIDE_GLIBC", "2", "CONDA_OVERRIDE_GLIBC='2' is not a glibc version"),
+    ],
+    ids=["cuda-word", "cuda-x", "glibc-word", "glibc-major-only"],
+)
+def test_malformed_override_is_a_usage_error(
+    monkeypatch: pytest.MonkeyPatch, var: str, value: str, message: str
+) -> None:
+    from conda_unsloth.errors import UsageError
+
+    monkeypatch.setenv(var, value)
+    with pytest.raises(UsageError) as info:
+        host.detect()
+    assert info.value.message.startswith(message)
+
+
+@pytest.mark.parametrize(
+    ("var", "value"),
+    [("CONDA_OVERRIDE_CUDA", "foo"), ("CONDA_OVERRIDE_GLIBC", "2.x")],
+    ids=["cuda", "glibc"],
+)
+def test_doctor_with_malformed_override_one_line_exit_2(
+    cli: Callable[..., Result],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    var: str,
+    value: str,
+) -> None:
+    from tests.cli.test_export import make_env
+
+    prefix = make_env(tmp_path)
+    before = tree(tmp_path)
+    monkeypatch.setenv(var, value)
+    r = cli("doctor", "-p", str(prefix))
+    assert r.code == 2, (r.out, r.err)
+    first, *rest = r.err.splitlines()
+    assert first == f"conda-unsloth: error: {var}='{value}' is not a " + (
+        "CUDA version like 12.4" if var.endswith("CUDA") else "glibc version like 2.28"
+    )
+    assert all(ln.startswith("hint: ") for ln in rest)
+    assert "Traceback" not in r.err
+    assert tree(tmp_path) == before

@@ -4,7 +4,9 @@ packages told apart from pip-installed ones, corrupt records refused with the fi
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -230,3 +232,158 @@ def test_not_an_env(tmp_path: Path, make: object, words: str) -> None:
     with pytest.raises(PrefixError) as exc:
         inventory.read(target)
     assert words in exc.value.message and exc.value.return_code == 2
+
+
+def _record_with(prefix: Path, edit: Callable[[dict[str, Any]], None]) -> Path:
+    rec = prefix / "conda-meta" / "pytorch-2.5.1-py3.11_cuda12.1_cudnn9.1.0_0.json"
+    data = json.loads(rec.read_text(encoding="utf-8"))
+    edit(data)
+    rec.write_text(json.dumps(data), encoding="utf-8")
+    return rec
+
+
+def _paths_only(data: dict[str, Any]) -> None:
+    del data["files"]  # conda >= 4.4 records may carry paths_data alone
+
+
+def _set(*keys: str | int, value: object, paths_only: bool = False) -> Callable[..., None]:
+    def edit(data: dict[str, Any]) -> None:
+        if paths_only:
+            _paths_only(data)
+        node: Any = data
+        for k in keys[:-1]:
+            node = node[k]
+        node[keys[-1]] = value
+
+    return edit
+
+
+WRONG_TYPES = {
+    "paths-path-number": (
+        _set("paths_data", "paths", 0, "_path", value=5, paths_only=True),
+        "'paths_data.paths[0]._path' is a number",
+    ),
+    "paths-entry-string": (
+        _set("paths_data", "paths", 0, value="x", paths_only=True),
+        "'paths_data.paths[0]' is a string",
+    ),
+    "paths-not-a-list": (
+        _set("paths_data", "paths", value={"a": 1}, paths_only=True),
+        "'paths_data.paths' is an object",
+    ),
+    "paths-data-list": (_set("paths_data", value=[1], paths_only=True), "'paths_data' is a list"),
+    "files-string": (_set("files", value="lib/x.py"), "'files' is a string"),
+    "files-item-number": (_set("files", 1, value=7), "'files[1]' is a number"),
+    "depends-string": (_set("depends", value="python >=3.11"), "'depends' is a string"),
+    "depends-item-object": (
+        _set("depends", 0, value={"name": "blas"}),
+        "'depends[0]' is an object",
+    ),
+    "channel-number": (_set("channel", value=5), "'channel' is a number"),
+    "url-list": (_set("url", value=["https://x"]), "'url' is a list"),
+    "version-number": (_set("version", value=2.5), "'version' is a number"),
+    "build-bool": (_set("build", value=True), "'build' is a boolean"),
+}
+
+
+@pytest.mark.parametrize("kind", list(WRONG_TYPES), ids=list(WRONG_TYPES))
+def test_record_field_of_the_wrong_type_is_a_one_line_prefix_error(
+    tmp_path: Path, kind: str
+) -> None:
+    prefix = P.write_prefix(tmp_path / "env", P.healthy())
+    edit, why = WRONG_TYPES[kind]
+    rec = _record_with(prefix, edit)
+    before = tree(prefix)
+    with pytest.raises(PrefixError) as exc:
+        inventory.read(prefix)
+    assert exc.value.message.startswith(f"conda record {rec} is corrupt ({why}")
+    assert "\n" not in exc.value.message and exc.value.return_code == 2
+    assert tree(prefix) == before
+
+
+def test_record_with_paths_data_only_and_null_channel_is_read(tmp_path: Path) -> None:
+    prefix = P.write_prefix(tmp_path / "env", P.healthy())
+
+    def edit(data: dict[str, Any]) -> None:
+        _paths_only(data)
+        data["channel"] = None  # then the package url names the channel
+        data["depends"] = None
+
+    _record_with(prefix, edit)
+    inv = inventory.read(prefix)
+    torch = inv.record("pytorch")
+    assert torch is not None and torch.channel == "pytorch"
+    assert any(f.endswith("torch-2.5.1-py3.11.egg-info/PKG-INFO") for f in torch.files)
+    # the egg-info the record lists is still conda's, not a pip torch
+    assert ("torch", "pip") not in {(p.name, p.installer) for p in inv.packages()}
+
+
+# ----------------------------------------------------------------------------- hostile files
+
+SP = Path("lib/python3.11/site-packages")
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        "peft-0.14.0.dist-info/METADATA",
+        "peft-0.14.0.dist-info/INSTALLER",
+        "oldpkg-1.2-py3.11.egg-info",
+        "Other_Pkg-0.3-py3.11.egg-info/PKG-INFO",
+    ],
+    ids=["metadata", "installer", "egg-info-file", "pkg-info"],
+)
+def test_fifo_in_site_packages_is_not_opened(tmp_path: Path, where: str) -> None:
+    prefix = P.write_prefix(tmp_path / "env", P.healthy())
+    (prefix / SP / "Other_Pkg-0.3-py3.11.egg-info").mkdir()
+    fifo = P.make_fifo(prefix / SP / where)
+    inv = P.call_or_unhang(lambda: inventory.read(prefix), [fifo])
+    pip = {p.name: p for p in inv.packages() if p.installer == "pip"}
+    # what the FIFO stood for is unreadable: the folder name still gives name and version
+    assert pip["peft"].version == "0.14.0"
+    assert ("Other_Pkg", "0.3") in {(p.name, p.version) for p in pip.values()}
+    assert len(inv.records) == 7
+
+
+def test_fifo_conda_record_is_a_one_line_prefix_error(tmp_path: Path) -> None:
+    prefix = P.write_prefix(tmp_path / "env", P.healthy())
+    fifo = P.make_fifo(prefix / "conda-meta" / "bad-1.0-0.json")
+
+    def read() -> str:
+        try:
+            inventory.read(prefix)
+        except PrefixError as exc:
+            return exc.message
+        return "no error"
+
+    message = P.call_or_unhang(read, [fifo])
+    assert message.startswith(f"conda record {fifo} is corrupt (not a regular file)")
+
+
+def test_metadata_read_is_bounded_and_stops_at_the_headers(tmp_path: Path) -> None:
+    prefix = P.write_prefix(tmp_path / "env", P.healthy())
+    folder = P.write_wheel(prefix, P.Wheel("peft", "0.14.0"), "3.11")
+    # 8 MB of header continuation lines after Name/Version: only the first MiB is read
+    body = "Metadata-Version: 2.1\nName: peft\nVersion: 0.14.0\nKeywords: x\n" + " y\n" * 4_000_000
+    (folder / "METADATA").write_text(body, encoding="utf-8")
+    assert inventory.read_regular(folder / "METADATA", 1024 * 1024) == body.encode()[: 1024 * 1024]
+    pip = {p.name: p.version for p in inventory.read(prefix).packages() if p.installer == "pip"}
+    assert pip["peft"] == "0.14.0"
+    (folder / "METADATA").write_text("Name: peft\nVersion: 0.14.0\n\n" + "z" * 100_000)
+    head = inventory.read_regular(folder / "METADATA", 1024 * 1024, stop=b"\n\n")
+    assert head.startswith(b"Name: peft\nVersion: 0.14.0\n\n") and len(head) < 100_000
+
+
+def test_two_thousand_pip_dists_are_all_listed(tmp_path: Path) -> None:
+    """A huge site-packages is read one small header per distribution (no timing here)."""
+    prefix = P.write_prefix(tmp_path / "env", P.healthy())
+    sp = prefix / SP
+    for i in range(2000):
+        folder = sp / f"pkg{i:04d}-1.{i}.dist-info"
+        folder.mkdir()
+        (folder / "METADATA").write_text(f"Name: pkg{i:04d}\nVersion: 1.{i}\n\nlong text\n")
+        (folder / "INSTALLER").write_text("pip\n")
+    inv = inventory.read(prefix)
+    pip = [p for p in inv.packages() if p.installer == "pip"]
+    assert len(pip) == 2000 + len(P.healthy()[1])
+    assert {"pkg0000", "pkg1999", "unsloth"} <= {p.name for p in pip}

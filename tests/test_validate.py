@@ -14,6 +14,7 @@ from conda_unsloth.solvers.base import PipPackage, Record, SolvedEnv
 from conda_unsloth.spec import Dep, EnvSpec
 from conda_unsloth.validate import (
     ValidationError,
+    conda_version_matches,
     dep_admits,
     explain_unsolvable,
     unsolvable_hints,
@@ -218,6 +219,25 @@ def test_conda_forge_xformers_violations(xformers: Record, message: str) -> None
         validate(solved(replace(CF, xformers)), KB, T129)
 
 
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "xformers~=0.0.28",
+        "xformers[version='>=0.0.28']",
+        "xformers>=0.0.28",
+        "xformers 0.0.28.post3",
+        "conda-forge/linux-64::xformers",
+        "xformers",
+    ],
+    ids=["compatible-release", "bracket", "range", "space", "subdir-channel", "bare"],
+)
+def test_xformers_requested_in_any_spec_form(spec: str) -> None:
+    records = tuple(r for r in GOOD if r.name != "xformers")
+    assert violations(solved(records, EnvSpec(None, [], [Dep(spec)])), KB, T121) == [
+        "the solution has no xformers, but the spec asks for it"
+    ]
+
+
 def test_missing_xformers_only_a_violation_when_requested() -> None:
     records = tuple(r for r in GOOD if r.name != "xformers")
     assert violations(solved(records), KB, T121) == []
@@ -246,12 +266,21 @@ CASES = [
     ("2.4.*|2.5.*", "2.5.1", True),
     ("!=2.5.1", "2.5.1", False),
     ("<2024.1", "2023.2.0", True),
+    # not PEP 440: openssl-style letters, conda's dev/post ordering
+    (">=1.1.1a", "1.1.1w", True),
+    ("<1.1.1a", "1.1.1w", False),
+    ("1.1.1w", "1.1.1w", True),
+    (">=1.1.1a,<1.1.2", "1.1.1w", True),
+    ("<1.0", "1.0.dev1", True),
+    (">1.0", "1.0.post1", True),
+    (">=2.5.1", "2.5.1a1", False),
 ]
 
 
 @pytest.mark.parametrize(("spec", "version", "ok"), CASES, ids=[f"{s} {v}" for s, v, _ in CASES])
 def test_version_matches_agrees_with_rattler(spec: str, version: str, ok: bool) -> None:
     assert version_matches(spec, version) is ok
+    assert conda_version_matches(spec, version) is ok, "the comparison without py-rattler"
     rattler = pytest.importorskip("rattler")
     assert rattler.VersionSpec(spec).matches(rattler.Version(version)) is ok
 

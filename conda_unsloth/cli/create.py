@@ -4,8 +4,10 @@ marker → verify → report. Nothing is lost: see conda_unsloth/install.py."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -145,7 +147,7 @@ def _constraints(solved: SolvedEnv, extra: list[str]) -> list[str]:
 
 
 def execute(args: argparse.Namespace) -> int:
-    from .. import install, marker
+    from .. import install, marker, prefixtx
     from .. import prefix as prefixmod
     from .. import spec as specmod
     from ..errors import UsageError
@@ -158,8 +160,12 @@ def execute(args: argparse.Namespace) -> int:
     seconds: dict[str, float] = {}
     peak_mb: dict[str, float] = {}
     prefix = prefixmod.new_prefix(args.name, args.prefix)
-    install.recover(prefix, say)
-    replacing = install.check_target(prefix, args.force)
+    if prefixtx.pending(prefix):
+        if args.dry_run:
+            say(f"an earlier create of {prefix} was killed; a real run will finish its clean-up")
+        else:
+            prefixtx.recover(prefix, say)
+    replacing = prefixtx.check_target(prefix, args.force)
     if args.from_lock and args.file:
         raise UsageError("give either -f ENV_YML or --from-lock LOCK, not both")
     kb = _shared.knowledge(args)
@@ -207,11 +213,23 @@ def execute(args: argparse.Namespace) -> int:
     seconds["solve"] = time.monotonic() - t0
     peak_mb["solve"] = _peak_rss_mb()
 
-    pip_reqs: list[str] = [] if args.from_lock else env_spec.pip_requirements()
+    locked_pip: list[Any] | None = None
+    if args.from_lock:
+        unhashed = list(solved.extra.get("pip_requirements", []))
+        if unhashed:  # the lock pins pip packages without wheel hashes: resolve them (and the
+            # hashed ones) against conda's pins, as a plan would
+            pip_reqs = [p.requirement() for p in solved.pip] + unhashed
+            say(
+                "the lock's pip part has no wheel hashes: resolving it with pip against conda's pins"
+            )
+        else:
+            pip_reqs, locked_pip = [], list(solved.pip)
+    else:
+        pip_reqs = env_spec.pip_requirements()
     constraints = _constraints(
         solved, [] if args.from_lock else [d.spec for d in env_spec.pip_constraints]
     )
-    pip_shown = pip_reqs if not args.from_lock else [f"{p.name}=={p.version}" for p in solved.pip]
+    pip_shown = pip_reqs if locked_pip is None else [p.requirement() for p in locked_pip]
     plan_doc: dict[str, Any] = {
         "prefix": str(prefix),
         "replaces_existing": replacing,
@@ -252,7 +270,7 @@ def execute(args: argparse.Namespace) -> int:
         offline=args.offline,
         pip_find_links=tuple(args.pip_find_links),
         pip_index_url=args.pip_index_url,
-        require_hashes=bool(args.from_lock),
+        require_hashes=locked_pip is not None,
         progress=say,
     )
     verification: dict[str, Any] | None = None
@@ -278,9 +296,10 @@ def execute(args: argparse.Namespace) -> int:
         )
 
     with (
-        install.prefix_lock(prefix),
-        install.signals_raise(),
-        install.transaction(prefix, replacing, args.keep_failed, mark_failed),
+        prefixtx.prefix_lock(prefix),
+        prefixtx.signals_raise(),
+        _same_target(prefix, args.force, replacing),
+        prefixtx.transaction(prefix, replacing, args.keep_failed, mark_failed, say),
     ):
         t0 = time.monotonic()
         say(f"installing {len(solved.records)} conda packages into {prefix}")
@@ -295,14 +314,14 @@ def execute(args: argparse.Namespace) -> int:
         peak_mb["install"] = _peak_rss_mb()
         t0 = time.monotonic()
         pip_installed: list[Any] = []
-        if pip_reqs or solved.pip:
+        if pip_reqs or locked_pip:
             say("pip stage (--no-deps, conda's packages pinned)")
             pip_installed = install.pip_stage(
                 prefix,
                 pip_reqs,
                 constraints,
                 opts,
-                locked=list(solved.pip) if args.from_lock else None,
+                locked=locked_pip,
             )
             install.post_pip_checks(prefix)
         seconds["pip"] = time.monotonic() - t0
@@ -345,6 +364,18 @@ def execute(args: argparse.Namespace) -> int:
         name = args.name or str(prefix)
         print(f"next: conda activate {name}")
     return 0
+
+
+@contextlib.contextmanager
+def _same_target(prefix: Path, force: bool, replacing: bool) -> Iterator[None]:
+    """Under the lock, the prefix must still be what we planned against (another create may
+    have built it while we solved or asked)."""
+    from .. import prefixtx
+    from ..errors import PrefixError
+
+    if prefixtx.check_target(prefix, force) != replacing:
+        raise PrefixError(f"{prefix} changed while this create was planning; nothing was changed")
+    yield
 
 
 def _verify(

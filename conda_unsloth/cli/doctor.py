@@ -18,7 +18,9 @@ driver of this host, when there is one), and print each problem with the command
 for this environment.
 
 Exit status: 0 healthy (or only warnings), 1 an error-level problem was found, 2 bad input
-(no such environment, a corrupt conda-meta record).
+(no such environment, a corrupt or unreadable conda-meta record, a malformed
+CONDA_OVERRIDE_CUDA). With --json, stdout is one JSON document: the report or the error.
+Fix commands are printed with every env name, path and spec shell-quoted.
 
 examples:
   conda unsloth doctor -n unsloth_env

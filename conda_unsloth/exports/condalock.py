@@ -3,10 +3,12 @@ dependencies) and the pip packages of the environment.
 
 conda-lock's model requires an md5 for every conda entry and a non-empty url for every entry.
 pip packages carry ``manager: pip`` with their wheel url and sha256 when the solve knows them;
-pip pins without a wheel url (the solver does not resolve PyPI) cannot be valid entries and
-are recorded under ``metadata.custom_metadata`` (``pip_requirements``) instead, so the file
-stays loadable by ``conda-lock install`` and still names every pin. Credentials are removed
-from every URL.
+pip pins without a wheel url (the solver does not resolve PyPI) and requirements that are not
+``name==version`` pins (``unsloth``, ``transformers>=4.46``, ``pkg @ git+https://...``) cannot be
+valid entries and are recorded under ``metadata.custom_metadata`` (``pip_requirements``: a
+string, one requirement a line, since conda-lock's model takes only string values) instead, so
+the file stays loadable by ``conda-lock install`` and still names every requirement.
+Credentials are removed from every URL.
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 from .. import __version__
 from ..errors import SolveError
-from ..redact import redact_url
-from .explicit import ordered
+from ..redact import redact_text, redact_url
+from .explicit import ordered, pip_unpinned
 
 if TYPE_CHECKING:
     from ..solvers.base import Record, SolvedEnv
@@ -101,13 +103,14 @@ def to_dict(solved: SolvedEnv, sources: tuple[str, ...] = ("environment.yml",)) 
                 "optional": False,
             }
         )
+    unlocked += [redact_text(r) for r in pip_unpinned(solved)]
     custom = {
         "created_by": f"conda-unsloth {__version__}",
         "solver": solved.solver,
         "virtual_packages": " ".join(solved.virtual_packages),
     }
     if unlocked:
-        custom["pip_requirements"] = " ".join(unlocked)
+        custom["pip_requirements"] = "\n".join(unlocked)
     if solved.pip_constraints:
         custom["pip_constraints"] = " ".join(solved.pip_constraints)
     return {

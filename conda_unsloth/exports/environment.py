@@ -1,7 +1,7 @@
 """Fully pinned environment.yml: every conda package as ``name=version=build`` with the solve's
-channels in strict priority order, and the pip pins, so plain ``conda env create -f`` rebuilds
-the same stack (it still solves, but only one candidate fits each pin). Credentials are
-removed from channel URLs. Written with ruamel in conda's own style (``spec._yaml``).
+channels in strict priority order, and the pip part (the pins, then verbatim every requirement
+that is not a ``name==version`` pin), so plain ``conda env create -f`` rebuilds the same stack
+(it still solves, but only one candidate fits each pin). Credentials are removed from URLs. Written with ruamel in conda's own style (``spec._yaml``).
 """
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ import io
 from typing import TYPE_CHECKING, Final
 
 from .. import __version__
-from ..redact import redact_url
+from ..redact import redact_text, redact_url
+from .explicit import pip_unpinned
 
 if TYPE_CHECKING:
     from ..solvers.base import SolvedEnv
@@ -31,8 +32,11 @@ def export(solved: SolvedEnv, name: str | None = None) -> str:
         doc["name"] = env_name
     doc["channels"] = CommentedSeq([redact_url(c) for c in solved.channels] + ["nodefaults"])
     deps = CommentedSeq(f"{r.name}={r.version}={r.build}" for r in solved.records)
-    if solved.pip:
-        pip = CommentedSeq(f"{p.name}=={p.version}" for p in solved.pip)
+    unpinned = pip_unpinned(solved)
+    if solved.pip or unpinned:
+        pip = CommentedSeq(
+            [f"{p.name}=={p.version}" for p in solved.pip] + [redact_text(r) for r in unpinned]
+        )
         pip_map = CommentedMap()
         pip_map["pip"] = pip
         deps.append(pip_map)

@@ -1,9 +1,12 @@
 """``@EXPLICIT`` lock (CEP 23): one ``url#sha256`` line per conda package, dependencies first.
 
 conda installs such a file without solving (``conda create -n ENV --file FILE``); the hash is
-checked on download. The header carries the platform and the virtual packages the solve saw.
-pip packages cannot be part of an explicit file (conda ignores them); they are listed as
-comment lines so the file still tells the whole story. Credentials are removed from every URL.
+checked on download; conda reads the bare ``#<sha256>`` form only from conda 24.9 on (older
+conda refuses the line), which the header says. The header carries the platform and the virtual
+packages the solve saw. pip packages cannot be part of an explicit file (conda ignores them);
+they are listed as ``# pip REQUIREMENT`` comment lines, one requirement a line, so the file
+still tells the whole story: pins (with ``@ wheel-url#sha256=...`` when known) and, verbatim,
+requirements that are not ``name==version`` pins. Credentials are removed from every URL.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Final
 
 from .. import __version__
-from ..redact import redact_url
+from ..redact import redact_text, redact_url
 
 if TYPE_CHECKING:
     from ..solvers.base import Record, SolvedEnv
@@ -50,21 +53,32 @@ def line(rec: Record) -> str:
     return f"{url}#{digest}" if digest else url
 
 
+def pip_unpinned(solved: SolvedEnv) -> tuple[str, ...]:
+    """The env's pip requirements that are not ``name==version`` pins, verbatim (the solvers
+    put them in ``extra["pip_unpinned"]``); every lock format carries them."""
+    return tuple(str(r) for r in solved.extra.get("pip_unpinned", ()))
+
+
 def export(solved: SolvedEnv) -> str:
     lines = [
         "# This file may be used to create an environment using:",
         "# $ conda create --name <env> --file <this file>",
+        "# (needs conda >= 24.9 for the #<sha256> checksums; with an older conda use the",
+        "# conda-lock format)",
         f"# platform: {solved.platform}",
         f"# created-by: conda-unsloth {__version__} ({solved.solver})",
         f"# virtual packages: {' '.join(solved.virtual_packages)}",
         "@EXPLICIT",
     ]
     lines += [line(r) for r in ordered(solved.records)]
-    if solved.pip:
+    unpinned = pip_unpinned(solved)
+    if solved.pip or unpinned:
         lines.append("# pip packages (not installed by conda from this file; install with")
         lines.append("# pip install --no-deps after creating the environment):")
         for p in solved.pip:
             ref = f" @ {redact_url(p.url)}" if p.url else ""
             digest = f"#sha256={p.sha256}" if p.url and p.sha256 else ""
             lines.append(f"# pip {p.name}=={p.version}{ref}{digest}")
+        for req in unpinned:
+            lines.append(f"# pip {redact_text(req)}")
     return "\n".join(lines) + "\n"

@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from ..errors import SpecError
+from ..redact import redact_url
 from ..solvers.base import PipPackage, Record, SolvedEnv
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -38,7 +39,7 @@ def record_from_url(url: str, sha256: str | None, md5: str | None = None, **extr
         raise ValueError(url)
     fn, subdir = segments[-1], segments[-2]
     name, version, build = _split_fn(fn)
-    channel = url[: url.rindex("/" + subdir + "/")]
+    channel = redact_url(url[: url.rindex("/" + subdir + "/")])  # url keeps its token to download
     return Record(
         name=extra.get("name", name),
         version=extra.get("version", version),
@@ -81,6 +82,8 @@ def read_lock(path: Path, platform: str) -> SolvedEnv:
 def _read_explicit(path: Path, text: str, platform: str) -> SolvedEnv:
     declared = None
     records = []
+    pip: list[PipPackage] = []
+    pip_reqs: list[str] = []
     seen_explicit = False
     for n, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
@@ -88,6 +91,9 @@ def _read_explicit(path: Path, text: str, platform: str) -> SolvedEnv:
             continue
         if line.startswith("# platform:"):
             declared = line.split(":", 1)[1].strip()
+            continue
+        if line.startswith("# pip "):  # the pip part, as `solve --lock` writes it
+            _explicit_pip(line[len("# pip ") :].strip(), pip, pip_reqs)
             continue
         if line.startswith("#"):
             continue
@@ -109,17 +115,27 @@ def _read_explicit(path: Path, text: str, platform: str) -> SolvedEnv:
         try:
             rec = record_from_url(url, sha, md5)
         except ValueError:
-            raise SpecError(f"lock {path}: line {n} is not a package URL: {url[:80]}") from None
+            raise SpecError(
+                f"lock {path}: line {n} is not a package URL: {redact_url(url)[:80]}"
+            ) from None
         records.append(rec)
     if not seen_explicit or not records:
         raise SpecError(f"lock {path}: no @EXPLICIT package lines")
     subdirs = {r.subdir for r in records} - {"noarch"}
     lock_platform = declared or (subdirs.pop() if len(subdirs) == 1 else platform)
     _check_platform(path, lock_platform, subdirs | ({declared} if declared else set()), platform)
-    return _solved(path, platform, records, [])
+    return _solved(path, platform, records, pip, pip_reqs)
 
 
-def _solved(path: Path, platform: str, records: list[Record], pip: list[PipPackage]) -> SolvedEnv:
+def _solved(
+    path: Path,
+    platform: str,
+    records: list[Record],
+    pip: list[PipPackage],
+    pip_requirements: list[str],
+) -> SolvedEnv:
+    """``pip``: wheels the lock pins with a hash; ``pip_requirements`` (in ``extra``): pip
+    requirements it lists without one (installed by resolving them against conda's pins)."""
     return SolvedEnv(
         platform=platform,
         channels=tuple(dict.fromkeys(r.channel for r in records)),
@@ -127,7 +143,33 @@ def _solved(path: Path, platform: str, records: list[Record], pip: list[PipPacka
         virtual_packages=(),
         solver=f"lock {path.name}",
         pip=tuple(pip),
+        extra={"pip_requirements": pip_requirements} if pip_requirements else {},
     )
+
+
+_PIP_LINE = re.compile(
+    r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)==(?P<version>\S+?)"
+    r"(?: @ (?P<url>\S+?))?(?:#sha256=(?P<sha>[0-9a-f]{64}))?$"
+)
+
+
+def _explicit_pip(text: str, pip: list[PipPackage], reqs: list[str]) -> None:
+    """One ``# pip ...`` line: a pinned wheel with its hash, or a requirement; anything else
+    (prose in the comment block) is ignored."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    m = _PIP_LINE.match(text)
+    if m and m["url"] and m["sha"]:
+        pip.append(PipPackage(m["name"], m["version"], m["url"], m["sha"]))
+        return
+    if m:
+        reqs.append(f"{m['name']}=={m['version']}")
+        return
+    try:
+        Requirement(text)
+    except InvalidRequirement:
+        return
+    reqs.append(text)
 
 
 def _check_platform(path: Path, lock_platform: str, seen: set[str], platform: str) -> None:
@@ -158,7 +200,19 @@ def _read_conda_lock(path: Path, text: str, platform: str) -> SolvedEnv:
         or not isinstance(data.get("package"), list)
     ):
         raise SpecError(f"lock {path} is neither an @EXPLICIT file nor a conda-lock v1 file")
-    platforms = (data.get("metadata") or {}).get("platforms") or []
+    metadata = data.get("metadata")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise SpecError(f"lock {path}: 'metadata' must be a mapping")
+    metadata = metadata or {}
+    platforms = metadata.get("platforms") or []
+    if not isinstance(platforms, list):
+        raise SpecError(f"lock {path}: 'metadata.platforms' must be a list")
+    custom = metadata.get("custom_metadata") or {}
+    # conda-lock allows only string values there: one requirement a line
+    carried = custom.get("pip_requirements") if isinstance(custom, dict) else None
+    if carried is not None and not isinstance(carried, str):
+        raise SpecError(f"lock {path}: 'metadata.custom_metadata.pip_requirements' must be text")
+    pip_reqs = [ln.strip() for ln in (carried or "").splitlines() if ln.strip()]
     if platform not in platforms:
         raise SpecError(
             f"lock {path} is for {', '.join(map(str, platforms)) or 'no platform'}, not {platform}; refusing it",
@@ -180,15 +234,21 @@ def _read_conda_lock(path: Path, text: str, platform: str) -> SolvedEnv:
             raise SpecError(
                 f"lock {path}: package[{i}] ({pkg.get('name')}) has no url or no sha256"
             )
+        md5 = hashes.get("md5")
+        if md5 is not None and not (isinstance(md5, str) and _HEX32.match(md5)):
+            raise SpecError(f"lock {path}: package[{i}] ({pkg.get('name')}) has a malformed md5")
+        deps_map = pkg.get("dependencies") or {}
+        if not isinstance(deps_map, dict):
+            raise SpecError(f"lock {path}: package[{i}] 'dependencies' must be a mapping")
         if pkg.get("manager") == "pip":
             pip.append(PipPackage(str(pkg.get("name")), str(pkg.get("version")), url, sha))
             continue
         try:
-            deps = [f"{k} {v}".strip() for k, v in (pkg.get("dependencies") or {}).items()]
+            deps = [f"{k} {v}".strip() for k, v in deps_map.items()]
             rec = record_from_url(
                 url,
                 sha,
-                hashes.get("md5"),
+                md5,
                 name=str(pkg.get("name")),
                 version=str(pkg.get("version")),
                 depends=deps,
@@ -198,4 +258,6 @@ def _read_conda_lock(path: Path, text: str, platform: str) -> SolvedEnv:
         records.append(rec)
     if not records:
         raise SpecError(f"lock {path}: no conda packages for {platform}")
-    return _solved(path, platform, records, pip)
+    locked = {p.name for p in pip}
+    unhashed = [r for r in pip_reqs if r.split("==")[0].strip() not in locked]
+    return _solved(path, platform, records, pip, unhashed)

@@ -47,15 +47,19 @@ class Record:
 
         return Package(self.name, self.version, self.build, self.channel_name, "conda")
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, *, redact: bool = True) -> dict[str, Any]:
+        """The record as data; channel tokens and passwords in the URL are redacted unless the
+        caller needs the real URL to download (the installer)."""
+        from ..redact import redact_url
+
         return {
             "name": self.name,
             "version": self.version,
             "build": self.build,
             "build_number": self.build_number,
-            "channel": self.channel,
+            "channel": redact_url(self.channel) if redact else self.channel,
             "subdir": self.subdir,
-            "url": self.url,
+            "url": redact_url(self.url) if redact else self.url,
             "fn": self.fn,
             "md5": self.md5,
             "sha256": self.sha256,
@@ -75,6 +79,13 @@ class PipPackage:
     version: str
     url: str | None = None
     sha256: str | None = None
+    direct: bool = False  # a direct URL requirement (`name @ url`), not from an index
+
+    def requirement(self) -> str:
+        """The requirements-file line that installs exactly this (hash added by the caller)."""
+        if self.direct and self.url:
+            return f"{self.name} @ {self.url}"
+        return f"{self.name}=={self.version}"
 
     def to_package(self) -> Package:
         from ..rules import Package

@@ -4,9 +4,13 @@ conda's plugin manager hands us the libmamba ``Solver`` class
 (``context.plugin_manager.get_solver_backend("libmamba")``), so channels, mirrors, auth and the
 repodata cache behave exactly as in ``conda create``. The solve is made *for the target*: for
 its duration the subdir (``context._override("_subdir", ...)``), strict channel priority,
-offline mode and the virtual packages (``CONDA_OVERRIDE_CUDA`` / ``CONDA_OVERRIDE_GLIBC``,
-with conda's cached CUDA detection cleared) are overridden, and everything is restored
-afterwards, also on error. conda is imported only inside :meth:`CondaLibmambaSolver.solve`.
+offline mode (``--offline`` or conda's own ``offline`` setting) and the virtual packages
+(``CONDA_OVERRIDE_CUDA`` / ``_GLIBC`` / ``_LINUX`` from the target, ``CONDA_OVERRIDE_ARCHSPEC``
+set to the platform's baseline microarchitecture, with conda's cached CUDA detection cleared)
+are overridden, and everything is restored afterwards, also on error. The solved env reports
+the virtual packages conda actually presented to the solver. Channels come only from the spec
+(or -c): none is an error, never a silent fall-back to the user's condarc channels. conda is
+imported only inside :meth:`CondaLibmambaSolver.solve`.
 """
 
 from __future__ import annotations
@@ -23,13 +27,24 @@ from typing import TYPE_CHECKING, Any
 from ..errors import SolveError, UnslothError, UnsolvableError, UsageError
 from ..redact import redact_text, redact_url
 from .base import Record, SolvedEnv
-from .rattler import channel_url, pip_packages, rewrite_spec
+from .rattler import channel_url, pip_packages, rewrite_spec, solved_extra
 
 if TYPE_CHECKING:
     from ..select import Target
     from ..spec import EnvSpec
 
 NAME = "libmamba"
+# The baseline microarchitecture per platform, as conda's __archspec build string: the solve
+# is for the target, not for this host's CPU.
+ARCHSPEC_BASELINE = {
+    "linux-64": "x86_64",
+    "linux-aarch64": "aarch64",
+    "linux-ppc64le": "ppc64le",
+    "linux-s390x": "s390x",
+    "osx-64": "x86_64",
+    "osx-arm64": "arm64",
+    "win-64": "x86_64",
+}
 
 
 def conda_available() -> bool:
@@ -37,14 +52,22 @@ def conda_available() -> bool:
 
 
 def target_overrides(target: Target) -> dict[str, str | None]:
-    """The ``CONDA_OVERRIDE_*`` variables that make conda see ``target``'s virtual packages."""
-    out: dict[str, str | None] = {"CONDA_OVERRIDE_CUDA": None, "CONDA_OVERRIDE_GLIBC": None}
+    """The ``CONDA_OVERRIDE_*`` variables that make conda see ``target``'s virtual packages
+    (None: unset it, so nothing of this host leaks into the solve)."""
+    out: dict[str, str | None] = {
+        "CONDA_OVERRIDE_CUDA": None,
+        "CONDA_OVERRIDE_GLIBC": None,
+        "CONDA_OVERRIDE_LINUX": None,
+        "CONDA_OVERRIDE_ARCHSPEC": ARCHSPEC_BASELINE.get(target.platform),
+    }
     for vp in target.virtual_packages():
         name, version = [*vp.split("="), ""][:2]
         if name == "__cuda":
             out["CONDA_OVERRIDE_CUDA"] = version
         elif name == "__glibc":
             out["CONDA_OVERRIDE_GLIBC"] = version
+        elif name == "__linux":
+            out["CONDA_OVERRIDE_LINUX"] = version
     return out
 
 
@@ -126,12 +149,57 @@ def _qualified_specs(specs: list[str], channels: list[str]) -> list[str]:
     return out
 
 
+def solve_channels(spec: EnvSpec) -> list[str]:
+    """The spec's channels without ``nodefaults``; none left is a SpecError (conda would
+    otherwise fall back to the user's condarc channels), as in the rattler backend."""
+    from ..errors import SpecError
+
+    channels = [c for c in spec.channels if c != "nodefaults"]
+    if not channels:
+        raise SpecError(
+            "no channels to solve with", hints=["give channels in the file or with -c CHANNEL"]
+        )
+    return channels
+
+
+def vp_label(rec: Any) -> str:
+    """A conda virtual package record as ``name=version=build``."""
+    return f"{rec.name}={rec.version}={rec.build}"
+
+
+@contextmanager
+def target_scope(context: Any, target: Target, *, offline: bool) -> Iterator[tuple[str, ...]]:
+    """conda's context and environment set up for solving ``target`` (subdir, strict priority,
+    offline, virtual packages); yields the virtual packages conda now presents to a solver.
+    Everything is restored on exit, also on error."""
+    from conda.base.constants import ChannelPriority
+
+    with ExitStack() as stack:
+        stack.enter_context(scoped_env(target_overrides(target)))
+        stack.callback(_clear_cuda_cache)  # runs last: drop the target's cached __cuda
+        _clear_cuda_cache()
+        stack.enter_context(context._override("_subdir", target.platform))
+        stack.enter_context(context._override("channel_priority", ChannelPriority.STRICT))
+        stack.enter_context(context._override("offline", bool(offline or context.offline)))
+        records = getattr(context.plugin_manager, "get_virtual_package_records", None)
+        if records is None:  # pragma: no cover - conda < 24.x
+            yield tuple(target.virtual_packages())
+        else:
+            yield tuple(vp_label(r) for r in records())
+
+
 class CondaLibmambaSolver:
     name = NAME
 
+    def __init__(self, backend: Any = None) -> None:
+        # The solver class; None: conda's libmamba plugin. Any conda ``Solver`` subclass with
+        # the same constructor works (the tests pass conda's classic solver where
+        # conda-libmamba-solver is not installed).
+        self.backend = backend
+
     def solve(self, spec: EnvSpec, target: Target, *, offline: bool = False) -> SolvedEnv:
+        channels = solve_channels(spec)
         from conda import __version__ as conda_version
-        from conda.base.constants import ChannelPriority
         from conda.base.context import context
         from conda.exceptions import (
             CondaError,
@@ -141,24 +209,26 @@ class CondaLibmambaSolver:
         )
         from conda.models.match_spec import MatchSpec
 
-        try:
-            backend = context.plugin_manager.get_solver_backend("libmamba")
-        except CondaValueError:
-            raise UsageError(
-                "conda's libmamba solver plugin (conda-libmamba-solver) is not installed",
-                hints=["conda install -n base conda-libmamba-solver", "or use --solver rattler"],
-            ) from None
-        channels = [c for c in spec.channels if c != "nodefaults"]
+        backend = self.backend
+        if backend is None:
+            try:
+                backend = context.plugin_manager.get_solver_backend("libmamba")
+            except CondaValueError:
+                raise UsageError(
+                    "conda's libmamba solver plugin (conda-libmamba-solver) is not installed",
+                    hints=[
+                        "conda install -n base conda-libmamba-solver",
+                        "or use --solver rattler",
+                    ],
+                ) from None
+        label = "libmamba" if self.backend is None else getattr(backend, "__name__", "solver")
         subdirs = (target.platform, "noarch")
         specs = _qualified_specs(spec.conda_specs(), channels)
         start = time.perf_counter()
-        with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="cu-solve-") as tmp:
-            stack.enter_context(scoped_env(target_overrides(target)))
-            stack.callback(_clear_cuda_cache)  # runs last: drop the target's cached __cuda
-            _clear_cuda_cache()
-            stack.enter_context(context._override("_subdir", target.platform))
-            stack.enter_context(context._override("channel_priority", ChannelPriority.STRICT))
-            stack.enter_context(context._override("offline", offline))
+        with (
+            tempfile.TemporaryDirectory(prefix="cu-solve-") as tmp,
+            target_scope(context, target, offline=offline) as seen,
+        ):
             try:
                 solver = backend(
                     str(Path(tmp) / "env"),
@@ -170,7 +240,7 @@ class CondaLibmambaSolver:
                 precs = solver.solve_final_state()
             except (UnsatisfiableError, PackagesNotFoundError) as exc:
                 raise UnsolvableError(
-                    redact_text(str(exc).strip()), virtual_packages=target.virtual_packages()
+                    redact_text(str(exc).strip()), virtual_packages=list(seen)
                 ) from None
             except CondaError as exc:
                 raise SolveError(
@@ -181,10 +251,11 @@ class CondaLibmambaSolver:
             platform=target.platform,
             channels=tuple(redact_url(c) for c in channels),
             records=tuple(sorted(records, key=lambda r: r.name)),
-            virtual_packages=tuple(target.virtual_packages()),
-            solver=f"libmamba (conda {conda_version})",
+            virtual_packages=seen,
+            solver=f"{label} (conda {conda_version})",
             pip=pip_packages(spec),
             pip_constraints=tuple(d.spec for d in spec.pip_constraints),
             spec=spec,
             seconds=time.perf_counter() - start,
+            extra=solved_extra(spec, []),
         )

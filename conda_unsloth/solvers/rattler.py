@@ -38,7 +38,6 @@ CACHE_ENV = "CONDA_UNSLOTH_CACHE"
 CHANNEL_ALIAS = "https://conda.anaconda.org"
 DEFAULTS = ("https://repo.anaconda.com/pkgs/main", "https://repo.anaconda.com/pkgs/r")
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(/label/[A-Za-z0-9_.-]+)?$")
-_PIP_PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==([^;\s]+)")
 _GATEWAYS: dict[tuple[str, bool], Any] = {}
 
 
@@ -257,14 +256,51 @@ def to_record_public(r: Any) -> Record:
     )
 
 
+def pip_pin(requirement: str) -> tuple[str, str] | None:
+    """``(name, version)`` when ``requirement`` is exactly ``name==version`` (no extras, no
+    marker, no URL, no wildcard), else None."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    try:
+        req = Requirement(requirement.strip())
+    except InvalidRequirement:
+        return None
+    specs = list(req.specifier)
+    if req.extras or req.marker is not None or req.url or len(specs) != 1:
+        return None
+    (only,) = specs
+    if only.operator != "==" or only.version.endswith("*"):
+        return None
+    return req.name, only.version
+
+
 def pip_packages(spec: EnvSpec) -> tuple[PipPackage, ...]:
-    """The pip part of the env: every ``name==version`` requirement of the spec."""
+    """The pinned pip part of the env: every ``name==version`` requirement of the spec."""
     out = []
     for req in spec.pip_requirements():
-        m = _PIP_PIN.match(req.strip())
-        if m:
-            out.append(PipPackage(m.group(1), m.group(2)))
+        pin = pip_pin(req)
+        if pin is not None:
+            out.append(PipPackage(*pin))
     return tuple(out)
+
+
+def pip_unpinned(spec: EnvSpec) -> tuple[str, ...]:
+    """Every pip requirement of the spec that is not a plain ``name==version`` pin
+    (``unsloth``, ``transformers>=4.46``, ``unsloth_zoo @ git+https://...``), verbatim. The
+    solvers do not resolve PyPI, so locks carry these as given (``SolvedEnv.extra``
+    ``["pip_unpinned"]``) rather than dropping them."""
+    return tuple(r.strip() for r in spec.pip_requirements() if pip_pin(r) is None)
+
+
+def solved_extra(spec: EnvSpec, notes: list[str]) -> dict[str, Any]:
+    """``SolvedEnv.extra`` shared by both backends: solver notes and unpinned pip requirements."""
+    extra: dict[str, Any] = {}
+    if notes:
+        extra["notes"] = notes
+    unpinned = pip_unpinned(spec)
+    if unpinned:
+        extra["pip_unpinned"] = unpinned
+    return extra
 
 
 def virtual_packages(target: Target) -> list[Any]:
@@ -426,5 +462,5 @@ class RattlerSolver:
             pip_constraints=tuple(d.spec for d in spec.pip_constraints),
             spec=spec,
             seconds=seconds,
-            extra={"notes": notes} if notes else {},
+            extra=solved_extra(spec, notes),
         )

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conda_unsloth import install
+from conda_unsloth import install, prefixtx
 from tests import envbuild
 from tests.conftest import Result, tree
 
@@ -170,7 +170,7 @@ def test_second_concurrent_create_is_refused(
     cli: Callable[..., Result], demo: Path, tmp_path: Path
 ) -> None:
     prefix = tmp_path / "env"
-    with install.prefix_lock(prefix):  # a first create holds the prefix
+    with prefixtx.prefix_lock(prefix):  # a first create holds the prefix
         r = cli(*args(demo, prefix))
     assert (
         r.code == 2
@@ -287,10 +287,26 @@ def test_from_lock_installs_without_solving(
     cli: Callable[..., Result], demo: Path, tmp_path: Path, lock: Path
 ) -> None:
     prefix = tmp_path / "env"
-    r = cli("create", "-p", str(prefix), "--from-lock", str(lock), "--yes", "--offline", "--json")
+    r = cli(
+        "create",
+        "-p",
+        str(prefix),
+        "--from-lock",
+        str(lock),
+        "--yes",
+        "--offline",
+        "--json",
+        "--pip-find-links",
+        str(demo / "wheels"),
+    )
     assert r.code == 0, r.err
     assert (prefix / "conda-meta" / "pytorch-2.5.1-py3.11_cuda12.1_cudnn9.1.0_0.json").exists()
     assert env_run(prefix, "import torch; print(torch.__version__)").stdout.strip() == "2.5.1"
+    # the lock's pip part (pins without wheel hashes) is installed too: unsloth is there
+    assert (
+        env_run(prefix, "import unsloth; print(unsloth.__version__)").stdout.strip()
+        == "2024.12.12"
+    )
 
 
 def test_failed_verification_leaves_no_prefix_fake_gpu(

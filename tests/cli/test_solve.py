@@ -248,3 +248,153 @@ def test_subprocess_bad_channel_no_traceback(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert proc.stderr.startswith("conda-unsloth: error: channel ")
+
+
+# ----------------------------------------------------------------------------- review fixes
+
+
+def _env_file(path: Path, channels: list[str], deps: list[str], pip: list[str] = ()) -> Path:  # type: ignore[assignment]
+    text = "channels:\n" + "".join(f"  - {u}\n" for u in channels) + "dependencies:\n"
+    text += "".join(f"  - {d}\n" for d in deps)
+    if pip:
+        text += "  - pip:\n" + "".join(f"      - '{p}'\n" for p in pip)
+    path.write_text(text)
+    return path
+
+
+def test_range_cuda_pin_validates_against_the_solved_cuda(
+    cli: Callable[..., Result], cf_channels: list[str], tmp_path: Path
+) -> None:
+    env = _env_file(
+        tmp_path / "environment.yml",
+        cf_channels,
+        ["python=3.12", "pytorch", "cuda-version>=12.6,<13", "xformers"],
+    )
+    r = cli("solve", "-f", str(env), "--json")
+    assert r.code == 0, r.err
+    doc = json.loads(r.out)
+    assert doc["target"]["cuda"] == "12.9"
+    builds = {p["name"]: p["build"] for p in doc["packages"]}
+    assert builds["pytorch"] == "cuda129_mkl_py312_h8f3b5e1_300"
+    assert any(n.startswith("target CUDA 12.9: from the solved pytorch") for n in doc["notices"])
+
+
+def test_validation_failure_from_file_hints_at_cuda_flag(
+    cli: Callable[..., Result], pt_channels: list[str], tmp_path: Path
+) -> None:
+    env = _env_file(
+        tmp_path / "environment.yml",
+        pt_channels,
+        ["python=3.11", "pytorch=2.5.1", "pytorch-cuda=12.1"],
+    )
+    r = cli("solve", "-f", str(env))
+    assert r.code == 1
+    assert r.err.splitlines()[-1] == (
+        "hint: the target CUDA was 12.1 ('pytorch-cuda=12.1' in environment.yml); choose it "
+        f"with conda unsloth solve -f {env} --cuda X.Y"
+    )
+    assert "Traceback" not in r.err
+
+
+def test_unpinned_pip_requirements_reach_the_lock_with_a_notice(
+    cli: Callable[..., Result], pt_channels: list[str], tmp_path: Path
+) -> None:
+    env = _env_file(
+        tmp_path / "environment.yml",
+        pt_channels,
+        [
+            "python=3.11",
+            "pytorch::pytorch=2.5.1=py3.11_cuda12.1_*",
+            "pytorch-cuda=12.1",
+            "pytorch-mutex=1.0=cuda",
+            "mkl<2024.1",
+        ],
+        ["peft==0.14.0", "unsloth", "transformers>=4.46"],
+    )
+    lock = tmp_path / "explicit.txt"
+    r = cli("solve", "-f", str(env), "--lock", str(lock))
+    assert r.code == 0, r.err
+    text = lock.read_text()
+    assert "# pip peft==0.14.0\n# pip unsloth\n# pip transformers>=4.46\n" in text
+    assert "notice: 2 pip requirement(s) are not name==version pins" in r.err
+    assert ["unsloth", "(not", "pinned)", "pypi", "(pip)"] in [
+        ln.split() for ln in r.out.splitlines()
+    ]
+
+
+def test_conda_override_glibc_reaches_the_solve(
+    cli: Callable[..., Result],
+    pt_channels: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CONDA_OVERRIDE_GLIBC", "2.17")
+    r = cli("solve", "--cuda", "12.1", *chan_args(pt_channels), "--json")
+    assert r.code == 0, r.err
+    assert "__glibc=2.17=0" in json.loads(r.out)["virtual_packages"]
+
+
+def test_json_carries_the_notices(cli: Callable[..., Result], pt_channels: list[str]) -> None:
+    r = cli("solve", "--cuda", "12.1", *chan_args(pt_channels), "--json")
+    assert r.code == 0, r.err
+    doc = json.loads(r.out)
+    assert "no GPU architecture known: kernels not checked (use --gpu-arch 8.0)" in doc["notices"]
+
+
+@pytest.mark.parametrize(
+    ("name", "marker"),
+    [
+        ("env.lock.yml", "version: 1"),
+        ("explicit.txt", "@EXPLICIT"),
+        ("environment.yaml", "dependencies:"),
+        ("stack.lock", "@EXPLICIT"),
+    ],
+    ids=["lock-in-yml-name", "explicit-default-name", "yaml", "other-suffix"],
+)
+def test_format_from_name_like_export(
+    cli: Callable[..., Result], pt_channels: list[str], tmp_path: Path, name: str, marker: str
+) -> None:
+    lock = tmp_path / name
+    r = cli("solve", "--cuda", "12.1", *chan_args(pt_channels), "--lock", str(lock), "-q")
+    assert r.code == 0, r.err
+    assert marker in lock.read_text()
+
+
+def test_lock_refuses_to_replace_a_foreign_file(
+    cli: Callable[..., Result], pt_channels: list[str], tmp_path: Path
+) -> None:
+    lock = tmp_path / "explicit.txt"
+    lock.write_text("my notes, not a lock\n")
+    before = tree(tmp_path)
+    r = cli("solve", "--cuda", "12.1", *chan_args(pt_channels), "--lock", str(lock))
+    assert r.code == 2
+    assert r.err.splitlines()[0] == (
+        f"conda-unsloth: error: --lock {lock} exists and was not written by conda-unsloth; "
+        "not replacing it"
+    )
+    assert tree(tmp_path) == before
+    r = cli("solve", "--cuda", "12.1", *chan_args(pt_channels), "--lock", str(lock), "--force")
+    assert r.code == 0, r.err
+    assert "@EXPLICIT" in lock.read_text()
+    # a file conda-unsloth wrote is replaced without --force
+    r = cli("solve", "--cuda", "12.4", *chan_args(pt_channels), "--lock", str(lock))
+    assert r.code == 0, r.err
+    assert "cuda12.4" in lock.read_text()
+
+
+@pytest.mark.parametrize("force", [False, True], ids=["plain", "force"])
+def test_lock_never_replaces_the_input_file(
+    cli: Callable[..., Result], pt_channels: list[str], tmp_path: Path, force: bool
+) -> None:
+    env = _env_file(
+        tmp_path / "environment.yml",
+        pt_channels,
+        ["python=3.11", "pytorch::pytorch=2.5.1=py3.11_cuda12.1_*", "pytorch-cuda=12.1"],
+    )
+    env.write_text("# generated by conda-unsloth\n" + env.read_text())
+    before = tree(tmp_path)
+    args = ["--force"] if force else []
+    r = cli("solve", "-f", str(env), "--lock", str(tmp_path / "." / "environment.yml"), *args)
+    assert r.code == 2
+    assert r.err.splitlines()[0].endswith("is the -f input; refusing to overwrite it")
+    assert "Traceback" not in r.err
+    assert tree(tmp_path) == before

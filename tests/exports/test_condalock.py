@@ -73,3 +73,29 @@ def test_dependencies_mapping(
 ) -> None:
     rec = dataclasses.replace(solved_env.records[0], depends=depends)
     assert dependencies(rec) == expected
+
+
+def test_unpinned_pip_requirements_one_per_line_in_custom_metadata(
+    solved_env: SolvedEnv, tmp_path: Path
+) -> None:
+    solved = dataclasses.replace(
+        solved_env,
+        extra={"pip_unpinned": ("transformers >= 4.46", "zoo @ git+https://u:p@github.com/u/z")},
+    )
+    text = export(solved)
+    assert not has_credentials(text)
+    from ruamel.yaml import YAML
+
+    doc = YAML(typ="safe", pure=True).load(text)
+    assert doc["metadata"]["custom_metadata"]["pip_requirements"].splitlines() == [
+        "unsloth==2024.12.12",
+        "transformers >= 4.46",
+        "zoo @ git+https://github.com/u/z",
+    ]
+    lockfile = pytest.importorskip("conda_lock.lockfile")
+    path = tmp_path / "conda-lock.yml"
+    path.write_text(text)
+    lock = lockfile.parse_conda_lock_file(path)
+    assert lock.metadata.custom_metadata["pip_requirements"].splitlines()[1] == (
+        "transformers >= 4.46"
+    )

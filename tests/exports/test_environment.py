@@ -3,6 +3,7 @@ name=version=build, channels in order, no credentials."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from conda_unsloth.exports.environment import export
@@ -30,3 +31,21 @@ def test_round_trip_pins_everything(solved_env: SolvedEnv, tmp_path: Path) -> No
     assert env.pip_requirements() == ["unsloth==2024.12.12", "peft==0.14.0"]
     assert not has_credentials(text)
     assert text.startswith("# Fully pinned by conda-unsloth")
+
+
+def test_unpinned_pip_requirements_are_kept(solved_env: SolvedEnv, tmp_path: Path) -> None:
+    solved = dataclasses.replace(
+        solved_env,
+        extra={
+            "pip_unpinned": ("unsloth", "transformers>=4.46", "zoo @ git+https://github.com/u/z")
+        },
+    )
+    path = tmp_path / "environment.yml"
+    path.write_text(export(solved))
+    assert read(path).pip_requirements() == [
+        "unsloth==2024.12.12",
+        "peft==0.14.0",
+        "unsloth",
+        "transformers>=4.46",
+        "zoo @ git+https://github.com/u/z",
+    ]

@@ -3,6 +3,7 @@ line against CEP 23's regex; dependencies come first; no credentials survive."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pytest
@@ -60,3 +61,23 @@ def test_pip_packages_are_comments(solved_env: SolvedEnv) -> None:
         + "9" * 64
         in text
     )
+
+
+UNPINNED = ("unsloth", "transformers>=4.46", "unsloth_zoo @ git+https://tok3n@github.com/u/z.git")
+
+
+def test_unpinned_pip_requirements_are_comment_lines(solved_env: SolvedEnv) -> None:
+    solved = dataclasses.replace(solved_env, extra={"pip_unpinned": UNPINNED})
+    text = export(solved)
+    pip_lines = [ln for ln in text.splitlines() if ln.startswith("# pip ")]
+    assert pip_lines[-3:] == [
+        "# pip unsloth",
+        "# pip transformers>=4.46",
+        "# pip unsloth_zoo @ git+https://github.com/u/z.git",
+    ]
+    assert not has_credentials(text)
+
+
+def test_header_says_which_conda_reads_sha256_lines(solved_env: SolvedEnv) -> None:
+    header = export(solved_env).split("@EXPLICIT", 1)[0]
+    assert "needs conda >= 24.9" in header

@@ -7,8 +7,15 @@ import os
 
 import pytest
 
+from conda_unsloth.errors import SpecError
 from conda_unsloth.select import Target
-from conda_unsloth.solvers.conda_libmamba import _qualified_specs, scoped_env, target_overrides
+from conda_unsloth.solvers.conda_libmamba import (
+    CondaLibmambaSolver,
+    _qualified_specs,
+    scoped_env,
+    target_overrides,
+)
+from conda_unsloth.spec import Dep, EnvSpec
 
 T121 = Target("linux-64", "12.1", (), None, "2.36", "--cuda")
 
@@ -17,12 +24,24 @@ def test_target_overrides_come_from_the_target_not_the_host() -> None:
     assert target_overrides(T121) == {
         "CONDA_OVERRIDE_CUDA": "12.1",
         "CONDA_OVERRIDE_GLIBC": "2.36",
+        "CONDA_OVERRIDE_LINUX": "5.15",
+        "CONDA_OVERRIDE_ARCHSPEC": "x86_64",
     }
-    driver = Target("linux-64", "12.1", (), "12.4", None, "driver")
+    driver = Target("linux-aarch64", "12.1", (), "12.4", None, "driver")
     assert target_overrides(driver) == {
         "CONDA_OVERRIDE_CUDA": "12.4",
         "CONDA_OVERRIDE_GLIBC": "2.28",
+        "CONDA_OVERRIDE_LINUX": "5.15",
+        "CONDA_OVERRIDE_ARCHSPEC": "aarch64",
     }
+
+
+@pytest.mark.parametrize("channels", [[], ["nodefaults"]], ids=["no-channels", "only-nodefaults"])
+def test_no_channels_is_a_spec_error_not_the_condarc_channels(channels: list[str]) -> None:
+    """Checked before conda is even imported: runs with or without conda."""
+    with pytest.raises(SpecError) as info:
+        CondaLibmambaSolver().solve(EnvSpec(None, channels, [Dep("python=3.11")]), T121)
+    assert info.value.message == "no channels to solve with"
 
 
 def test_scoped_env_restores_also_on_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -86,6 +105,80 @@ def test_libmamba_pytorch_profile(libmamba, tmp_path, cuda: str) -> None:  # typ
     assert pt is not None and pt.build == f"py3.11_cuda{cuda}_cudnn9.1.0_0"
     assert solved.solver.startswith("libmamba (conda ")
     validate(solved, kb, sel.target)
+
+
+@pytest.fixture
+def conda_context():  # type: ignore[no-untyped-def]
+    pytest.importorskip("conda", reason="needs a real conda installation")
+    from conda.base.context import context
+
+    return context
+
+
+@pytest.mark.conda
+@pytest.mark.parametrize(
+    ("condarc_offline", "flag", "expected"),
+    [(True, False, True), (False, True, True), (False, False, False)],
+    ids=["condarc-offline", "flag-offline", "online"],
+)
+def test_scope_keeps_condas_own_offline_setting(
+    conda_context, condarc_offline: bool, flag: bool, expected: bool
+) -> None:  # type: ignore[no-untyped-def]
+    from conda_unsloth.solvers.conda_libmamba import target_scope
+
+    with conda_context._override("offline", condarc_offline):
+        with target_scope(conda_context, T121, offline=flag):
+            assert conda_context.offline is expected
+        assert conda_context.offline is condarc_offline
+
+
+@pytest.mark.conda
+def test_scope_presents_the_targets_virtual_packages_not_the_hosts(
+    conda_context, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    from conda_unsloth.solvers.conda_libmamba import target_scope
+
+    monkeypatch.setenv("CONDA_OVERRIDE_ARCHSPEC", "zen4")
+    monkeypatch.setenv("CONDA_OVERRIDE_LINUX", "6.8.0")
+    with target_scope(conda_context, T121, offline=False) as seen:
+        vps = {v.split("=", 1)[0]: v for v in seen}
+        assert vps["__cuda"] == "__cuda=12.1=0"
+        assert vps["__glibc"] == "__glibc=2.36=0"
+        assert vps["__linux"] == "__linux=5.15=0"
+        assert vps["__archspec"] == "__archspec=1=x86_64"
+        assert conda_context.subdir == "linux-64"
+    assert os.environ["CONDA_OVERRIDE_ARCHSPEC"] == "zen4"
+    assert os.environ["CONDA_OVERRIDE_LINUX"] == "6.8.0"
+
+
+@pytest.mark.conda
+# conda's own local-channel reader leaves a repodata.json handle for the GC to close
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_solve_reports_the_virtual_packages_it_used_classic_backend(
+    conda_context, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    """The whole adapter on real local channels, with conda's classic solver standing in for
+    the libmamba plugin where conda-libmamba-solver is not installed."""
+    from conda.core.solve import Solver as Classic
+
+    from tests.channels import write_pytorch_profile
+
+    spec = EnvSpec(
+        None,
+        write_pytorch_profile(tmp_path),
+        [Dep("python=3.11"), Dep("pytorch=2.5.1"), Dep("pytorch-cuda=12.1")],
+        pip=[Dep("unsloth"), Dep("peft==0.14.0")],
+    )
+    before = dict(os.environ)
+    solved = CondaLibmambaSolver(backend=Classic).solve(spec, T121)
+    assert dict(os.environ) == before
+    assert "__archspec=1=x86_64" in solved.virtual_packages
+    assert "__linux=5.15=0" in solved.virtual_packages
+    assert "__cuda=12.1=0" in solved.virtual_packages
+    pt = solved.record("pytorch")
+    assert pt is not None and pt.build == "py3.11_cuda12.1_cudnn9.1.0_0"
+    assert [(p.name, p.version) for p in solved.pip] == [("peft", "0.14.0")]
+    assert solved.extra["pip_unpinned"] == ("unsloth",)
 
 
 @pytest.mark.conda

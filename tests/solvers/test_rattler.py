@@ -19,6 +19,7 @@ from conda_unsloth.solvers.rattler import (
     channel_url,
     channel_urls,
     pip_packages,
+    pip_unpinned,
     rewrite_spec,
 )
 from conda_unsloth.spec import Dep, EnvSpec
@@ -259,12 +260,46 @@ def test_pip_packages_from_pins() -> None:
             Dep("unsloth==2024.12.12"),
             Dep("peft>=0.7"),
             Dep("trl[x]==0.12.2"),
+            Dep("accelerate == 1.2.1"),
         ],
     )
     assert [(p.name, p.version) for p in pip_packages(spec)] == [
         ("unsloth", "2024.12.12"),
-        ("trl", "0.12.2"),
+        ("accelerate", "1.2.1"),
     ]
+
+
+UNPINNED = [
+    "unsloth",
+    "transformers>=4.46",
+    "unsloth_zoo @ git+https://github.com/unslothai/unsloth-zoo.git",
+    "trl[x]==0.12.2",
+    'peft==0.14.0; python_version < "3.13"',
+    "torch==2.5.*",
+]
+
+
+def test_pip_requirements_that_are_not_pins_are_kept_verbatim() -> None:
+    spec = EnvSpec(
+        None,
+        [],
+        [],
+        pip=[Dep("-c constraints.txt"), Dep("accelerate==1.2.1")] + [Dep(r) for r in UNPINNED],
+    )
+    assert [(p.name, p.version) for p in pip_packages(spec)] == [("accelerate", "1.2.1")]
+    assert pip_unpinned(spec) == tuple(UNPINNED)
+
+
+def test_solve_carries_unpinned_pip_requirements(pytorch_channels: list[str]) -> None:
+    spec = EnvSpec(
+        None,
+        pytorch_channels,
+        [Dep("python=3.11")],
+        pip=[Dep("peft==0.14.0"), Dep("unsloth"), Dep("transformers>=4.46")],
+    )
+    solved = RattlerSolver().solve(spec, _target("12.1"))
+    assert [(p.name, p.version) for p in solved.pip] == [("peft", "0.14.0")]
+    assert solved.extra["pip_unpinned"] == ("unsloth", "transformers>=4.46")
 
 
 # ----------------------------------------------------------------------------- get_solver
