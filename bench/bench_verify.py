@@ -8,6 +8,10 @@ run, with the same interpreter.
 Default interpreter: $CONDA_UNSLOTH_BENCH_PYTHON, else a venv with the CPU build of torch 2.13.0
 in ~/.cache/conda-unsloth/bench-torch-cpu (``pip install torch==2.13.0``). Prints a table, then
 one JSON document (machine, versions, numbers, the command that reproduces it).
+
+``--no-isolate`` runs the interpreter without ``-I`` (PYTHONPATH and the user site count), for
+an env whose packages come in through PYTHONPATH (``scripts/gpu-check.sh --no-venv``). A probe
+run that writes no report (exit code 2, a crash) stops the benchmark with exit code 1.
 """
 
 from __future__ import annotations
@@ -47,9 +51,9 @@ def default_python() -> Path:
     return py
 
 
-def has_module(python: Path, name: str) -> bool:
+def has_module(python: Path, name: str, isolate: list[str]) -> bool:
     code = f"import importlib.util,sys; sys.exit(0 if importlib.util.find_spec({name!r}) else 1)"
-    return subprocess.run([str(python), "-I", "-c", code], check=False).returncode == 0
+    return subprocess.run([str(python), *isolate, "-c", code], check=False).returncode == 0
 
 
 def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, int]:
@@ -81,9 +85,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checks", default="", help="probe --checks")
     p.add_argument("--expect-cuda", help="probe --expect-cuda")
     p.add_argument("--json-out", type=Path, help="also write the JSON document here")
+    p.add_argument(
+        "--no-isolate",
+        action="store_true",
+        help="run without python -I (honour PYTHONPATH, e.g. gpu-check.sh --no-venv)",
+    )
     args = p.parse_args(argv)
     python = args.python or default_python()
-    baseline_mod = "unsloth" if has_module(python, "unsloth") else "torch"
+    isolate = [] if args.no_isolate else ["-I"]
+    baseline_mod = "unsloth" if has_module(python, "unsloth", isolate) else "torch"
     offline = {
         **os.environ,
         "UNSLOTH_DISABLE_CPU_FALLBACK": "1",
@@ -98,17 +108,26 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "r.json"
-        cmd = [str(python), "-I", str(PROBE), "--json", str(out), "--kernel", str(KERNEL)]
+        cmd = [str(python), *isolate, str(PROBE), "--json", str(out), "--kernel", str(KERNEL)]
         if args.checks:
             cmd += ["--checks", args.checks]
         if args.expect_cuda:
             cmd += ["--expect-cuda", args.expect_cuda]
         for _ in range(args.repeat):
             # alternate the two so page-cache warmth favours neither
-            secs, _rc = timed([str(python), "-I", "-c", f"import {baseline_mod}"], offline)
+            secs, _rc = timed([str(python), *isolate, "-c", f"import {baseline_mod}"], offline)
             bare_wall.append(secs)
-            secs, _rc = timed(cmd)
+            out.unlink(missing_ok=True)  # never read a report of an earlier repeat
+            secs, rc = timed(cmd)
             probe_wall.append(secs)
+            if rc not in (0, 1) or not out.is_file():
+                print(
+                    f"bench_verify: the probe failed (exit code {rc}, "
+                    f"{'no report' if not out.is_file() else 'report written'}): "
+                    + " ".join(shlex.quote(a) for a in cmd),
+                    file=sys.stderr,
+                )
+                return 1
             report = json.loads(out.read_text())
             for c in report["checks"]:
                 per_check.setdefault(c["id"], []).append(float(c["seconds"]))
@@ -131,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
             "hostname": platform.node(),
         },
         "python": str(python),
+        "isolated": not args.no_isolate,
         "versions": report.get("versions", {}),
         "repeat": args.repeat,
         "probe_total_s": {"median": med(probe_wall), "all": probe_wall},

@@ -124,8 +124,12 @@ echo "probe exit code $rc, wall $(echo "$end - $start" | bc 2>/dev/null || echo 
 cat "$OUTDIR/probe.txt"
 
 if [ "$BENCH" = 1 ]; then
-  "$PY" "$ROOT/bench/bench_verify.py" --python "$RUN_PY" --repeat 1 \
-    ${EXPECT:+--expect-cuda "$EXPECT"} --json-out "$OUTDIR/bench.json" > "$OUTDIR/bench.txt" 2>&1 \
+  bench_args=(--python "$RUN_PY" --repeat 1 --json-out "$OUTDIR/bench.json")
+  [ -z "$EXPECT" ] || bench_args+=(--expect-cuda "$EXPECT")
+  [ -z "$CHECKS" ] || bench_args+=(--checks "$CHECKS")
+  # without a venv the wheels come in through PYTHONPATH: the bench must not run with -I
+  [ -n "$ISOLATE" ] || bench_args+=(--no-isolate)
+  "$PY" "$ROOT/bench/bench_verify.py" "${bench_args[@]}" > "$OUTDIR/bench.txt" 2>&1 \
     || echo "bench failed (see $OUTDIR/bench.txt)" >&2
 fi
 exit "$rc"

@@ -14,6 +14,8 @@ from . import _common
 if TYPE_CHECKING:
     import argparse
 
+    from ..verify.report import VerifyReport
+
 NAME = "verify"
 ALIASES = ()
 ORDER = 30
@@ -28,7 +30,9 @@ matmul in fp32/fp16/bf16 against float64, the xformers bias dispatch under infer
 memory_efficient_attention within xformers' tolerances, a Triton kernel, a bitsandbytes 4-bit
 round trip, and `import unsloth` on CUDA. Each failed check names a known issue and its fix.
 The report is stored in PREFIX/conda-meta/conda-unsloth-verify and the verdict in the
-env's marker. Exit code 0 only when every required check passed.
+env's marker ("partial" when --checks ran only some checks). Exit code 0 only when every
+required check passed. Without a usable GPU the GPU checks fail (F18; F5 for a driver that is
+too old; F4 for a CPU build of torch).
 
 On a login node without a GPU, --sbatch FILE writes a Slurm job that runs the same
 verification on a compute node (submit it with `sbatch FILE`).
@@ -74,7 +78,8 @@ def configure_parser(p: argparse.ArgumentParser, conda: bool = False) -> None:
     g.add_argument(
         "--from-report",
         metavar="FILE",
-        help="do not run the probe: show and record a report written earlier (e.g. by --sbatch)",
+        help="do not run the probe: show and record a report written earlier (e.g. by --sbatch); "
+        "a report of another environment is refused unless --force",
     )
     s = p.add_argument_group("Slurm (run the verification on a compute node)")
     s.add_argument(
@@ -82,10 +87,18 @@ def configure_parser(p: argparse.ArgumentParser, conda: bool = False) -> None:
     )
     s.add_argument("--partition", metavar="P", help="#SBATCH --partition")
     s.add_argument("--gres", metavar="GRES", help="#SBATCH --gres (default gpu:1)")
-    s.add_argument("--time", metavar="T", help="#SBATCH --time (default 00:10:00)")
+    s.add_argument(
+        "--time",
+        metavar="T",
+        help="#SBATCH --time (default: the longest group's per-check timeouts added up, plus "
+        "5 minutes; 00:23:00 for all checks)",
+    )
     s.add_argument("--account", metavar="A", help="#SBATCH --account")
     s.add_argument(
-        "--force", action="store_true", help="replace FILE even if conda-unsloth did not write it"
+        "--force",
+        action="store_true",
+        help="replace FILE even if conda-unsloth did not write it; with --from-report, accept a "
+        "report written by another environment's python",
     )
     _common.add_output_options(p, conda, dry_run=False)
 
@@ -151,12 +164,13 @@ def _sbatch(args: argparse.Namespace, prefix: Path, tokens: list[str]) -> int:
     report = (
         Path(args.report).expanduser().absolute() if args.report else slurm.default_report(prefix)
     )
+    slurm.check_report_dir(report, explicit=bool(args.report))
     job = slurm.SlurmJob(
         prefix=prefix,
         report=report,
         partition=args.partition,
         gres=args.gres or "gpu:1",
-        time=args.time or "00:10:00",
+        time=args.time or slurm.default_time(tuple(tokens), args.timeout),
         account=args.account,
         expect_cuda=_expect_cuda(args, prefix),
         checks=tuple(tokens),
@@ -170,6 +184,39 @@ def _sbatch(args: argparse.Namespace, prefix: Path, tokens: list[str]) -> int:
         print(f"next: sbatch {out}   (report: {report})")
         print(f"then: conda unsloth verify -p {prefix} --from-report {report}")
     return 0
+
+
+def _same_path(a: str, b: Path) -> bool:
+    try:
+        return Path(a).resolve() == b.resolve()
+    except (OSError, RuntimeError):
+        return Path(a) == b
+
+
+def _load_from_report(source: Path, prefix: Path, *, force: bool) -> VerifyReport:
+    """A report given with --from-report: malformed, empty, or from another env's python is
+    bad input (exit 2); ``--force`` accepts another env's report."""
+    from ..errors import UsageError, VerifyError
+    from ..verify import report as reportmod
+
+    try:
+        report = reportmod.load(source)
+    except VerifyError as exc:
+        raise UsageError(exc.message, hints=list(exc.hints)) from None
+    where = report.python.get("prefix")
+    if isinstance(where, str) and where and not _same_path(where, prefix):
+        if not force:
+            raise UsageError(
+                f"--from-report {source} was written by the python of {where}, not of {prefix}",
+                hints=[
+                    f"conda unsloth verify -p {where} --from-report {source}",
+                    "--force records it anyway",
+                ],
+            )
+        _warn(
+            f"--from-report {source} was written by the python of {where}, not of {prefix}", False
+        )
+    return report
 
 
 def _run(args: argparse.Namespace, prefix: Path, tokens: list[str]) -> int:
@@ -186,7 +233,7 @@ def _run(args: argparse.Namespace, prefix: Path, tokens: list[str]) -> int:
     )
     if args.from_report:
         source = Path(args.from_report).expanduser().absolute()
-        report = reportmod.load(source)
+        report = _load_from_report(source, prefix, force=args.force)
         report_path = source if not args.report else report_path
     else:
         python = python_of(prefix)
@@ -211,6 +258,7 @@ def _run(args: argparse.Namespace, prefix: Path, tokens: list[str]) -> int:
         )
     if args.json:
         doc: dict[str, Any] = report.to_json()
+        doc["verdict"] = report.verdict
         doc["prefix"] = str(prefix)
         doc["report_file"] = str(saved) if saved else None
         doc["remedies"] = [r.to_json() for r in reportmod.remedies(report, kb)]

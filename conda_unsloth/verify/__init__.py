@@ -7,6 +7,9 @@ contain it); ``report.py`` validates, renders and judges what the probe wrote.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 import tempfile
 from collections.abc import Sequence
@@ -54,37 +57,63 @@ def probe_command(
     return cmd
 
 
+def _stop(proc: subprocess.Popen[str], grace: float = 15.0) -> None:
+    """SIGTERM the probe's process group (it kills its workers and writes a partial report),
+    then SIGKILL what is left."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 30.0)):
+        with contextlib.suppress(OSError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=wait)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    for pipe in (proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
+
+
 def run_probe(
     python: Path,
     *,
     expect_cuda: str | None = None,
     checks: Sequence[str] = (),
     timeout: float | None = None,
+    overall_timeout: float | None = None,
 ) -> VerifyReport:
-    """Run the probe with ``python`` (``-I``: no user site, no PYTHONPATH) and load its report."""
+    """Run the probe with ``python`` (``-I``: no user site, no PYTHONPATH) and load its report.
+
+    The probe runs in its own session; on a timeout or an exception here (Ctrl-C) its process
+    group is terminated, so no probe or worker outlives the call."""
     with tempfile.TemporaryDirectory(prefix="conda-unsloth-verify-") as tmp:
         out = Path(tmp) / "report.json"
         cmd = probe_command(python, out, expect_cuda=expect_cuda, checks=checks, timeout=timeout)
         n = len(probe.select(list(checks))) if checks else len(probe.CHECKS)
-        limit = (timeout * n + 120.0) if timeout else OVERALL_TIMEOUT
+        limit = overall_timeout or ((timeout * n + 120.0) if timeout else OVERALL_TIMEOUT)
         try:
-            proc = subprocess.run(
+            proc = subprocess.Popen(
                 cmd,
-                capture_output=True,
-                text=True,
-                timeout=limit,
-                check=False,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
                 stdin=subprocess.DEVNULL,
+                text=True,
+                start_new_session=True,
             )
+        except OSError as exc:
+            raise VerifyError(f"cannot run {python}: {exc.strerror}") from None
+        try:
+            stdout, stderr = proc.communicate(timeout=limit)
         except subprocess.TimeoutExpired:
+            _stop(proc)
             raise VerifyError(
                 f"the verification probe ran longer than {limit:g} s and was stopped",
                 hints=["--timeout S sets the limit of each check"],
             ) from None
-        except OSError as exc:
-            raise VerifyError(f"cannot run {python}: {exc.strerror}") from None
+        except BaseException:  # KeyboardInterrupt: stop the probe and its workers, re-raise
+            _stop(proc)
+            raise
         if not out.is_file():
-            tail = (proc.stderr or proc.stdout or "").strip().splitlines()
+            tail = (stderr or stdout or "").strip().splitlines()
             why = tail[-1] if tail else "no output"
             raise VerifyError(
                 f"the verification probe wrote no report (exit code {proc.returncode}): {why}",

@@ -13,14 +13,21 @@ groups at once: ``import unsloth`` alone takes ~36 s on an H100, so it runs besi
 checks. Every check has its own timeout: a hung check is killed, reported ``fail`` ("timed out
 after N s"), and the rest of its group goes on in a fresh worker.
 
+No worker outlives the supervisor: SIGTERM / SIGINT kill every worker's process group and the
+probe writes a partial report (``"interrupted": "SIGTERM"``; the checks not completed fail). A
+worker that hangs before its first check is bounded by that check's timeout, one that hangs
+after its last result is killed ``EXIT_GRACE`` seconds later.
+
 Each check reports ``id``, ``status`` (pass/fail/skip/warn), ``seconds``, ``detail``, ``remedy``
 (a known-issue id of conda-unsloth's knowledge base, or null), ``required`` and ``data``.
 Exit code: 0 when every required check passed (or warned), 1 otherwise, 2 for bad arguments.
 
 Required checks: all, except ``sdpa.backends`` (information), the xformers checks when xformers
 is not installed (Unsloth then uses PyTorch SDPA), and ``matmul.bf16`` /
-``xformers.attention.bf16`` on GPUs without bf16. A missing triton, bitsandbytes or unsloth is a
-failure: an Unsloth stack needs them.
+``xformers.attention.bf16`` on GPUs without native bf16 (compute capability < 8.0). A missing
+triton, bitsandbytes or unsloth is a failure: an Unsloth stack needs them; so is an xformers
+that is installed but does not import. Checks that need a GPU fail without one: F18 (no GPU
+visible), F5 (driver too old), F4 (a CPU build of torch).
 """
 
 from __future__ import annotations
@@ -87,6 +94,23 @@ class Skip(Exception):
         self.remedy = remedy
 
 
+class Failed(Exception):
+    """A check that cannot run where it must (e.g. no GPU): reported ``fail`` with a remedy."""
+
+    def __init__(self, detail: str, remedy: str | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.remedy = remedy
+
+
+class Interrupted(BaseException):
+    """SIGTERM / SIGINT reached the supervisor: stop the workers, write a partial report."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
 class Outcome:
     def __init__(
         self,
@@ -127,6 +151,85 @@ def error_text(exc: BaseException) -> str:
         parts.append(f"{type(cur).__name__}: {cur}")
         cur = cur.__cause__ or cur.__context__
     return " <- ".join(parts)
+
+
+def root_cause(exc: BaseException) -> BaseException:
+    """The innermost exception of a ``__cause__`` / ``__context__`` chain."""
+    seen = {id(exc)}
+    cur = exc
+    while True:
+        nxt = cur.__cause__ or cur.__context__
+        if nxt is None or id(nxt) in seen:
+            return cur
+        seen.add(id(nxt))
+        cur = nxt
+
+
+def with_cause(exc: BaseException) -> str:
+    """The first line of ``exc`` and, when it has one, of its innermost cause."""
+    root = root_cause(exc)
+    if root is exc:
+        return first_line(exc)
+    return f"{first_line(exc)} (cause: {first_line(root)})"
+
+
+def no_gpu_remedy(torch: Any, notes: str) -> str:
+    """Known-issue id when torch sees no usable GPU: F4 CPU build, F5 driver too old, F18."""
+    if not getattr(torch.version, "cuda", None):
+        return "F4"
+    if "too old" in notes or "InsufficientDriver" in notes or "insufficient driver" in notes:
+        return "F5"
+    return "F18"
+
+
+def triton_remedy(text: str) -> tuple[str | None, str]:
+    """(known-issue id, extra detail) for a failed Triton kernel."""
+    low = text.lower()
+    if "c compiler" in low or "failed to find c compiler" in low:
+        return None, "Triton needs a C compiler (gcc/CC) at run time"
+    if "libcuda" in text:
+        return "F7", ""
+    return None, ""
+
+
+def matmul_remedy(text: str) -> str | None:
+    return "F6" if "no kernel image" in text else None
+
+
+def unsloth_remedy(text: str, torch_cuda: str | None) -> str | None:
+    low = text.lower()
+    if "cannot find any torch accelerator" in low or "no gpu" in low or "gpu not" in low:
+        return "F18" if torch_cuda else "F4"
+    return None
+
+
+def attention_remedy(
+    text: str,
+    load_exc_text: str | None,
+    extension_remedy: str | None,
+    capability_major: int | None,
+) -> str | None:
+    """Known-issue id for an exception of ``memory_efficient_attention``."""
+    if "Multiple dispatch failed" in text:
+        return "F1"
+    if load_exc_text is not None:
+        return extension_remedy or "F2"
+    if capability_major is not None and capability_major >= 10 and "invalid argument" in text:
+        return "F8"
+    return None
+
+
+def bf16_native(torch: Any, index: int = 0) -> bool:
+    """Native bf16 (compute capability >= 8.0). ``torch.cuda.is_bf16_supported()`` also says
+    True on sm_7x where recent torch emulates bf16."""
+    try:
+        major = int(torch.cuda.get_device_capability(index)[0])
+    except Exception:
+        try:
+            return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+        except TypeError:
+            return bool(torch.cuda.is_bf16_supported())
+    return major >= 8
 
 
 def import_remedy(exc: BaseException) -> str | None:
@@ -202,9 +305,15 @@ class Ctx:
         return self._cuda
 
     def need_gpu(self) -> Any:
+        """torch, when a CUDA device is usable; else ``Failed`` (F4 CPU torch, F5, F18)."""
         torch = self.torch()
         if not self.cuda():
-            raise Skip("needs a CUDA device; none is usable (see gpu.visible)")
+            remedy = no_gpu_remedy(torch, "; ".join(self.cuda_warnings))
+            why = {
+                "F4": f"torch {torch.__version__} is a CPU build",
+                "F5": "the NVIDIA driver is too old",
+            }.get(remedy, "no GPU is visible to this process")
+            raise Failed(f"needs a CUDA device; none is usable: {why} (see gpu.visible)", remedy)
         return torch
 
     def device(self) -> str:
@@ -303,7 +412,7 @@ def check_gpu_visible(ctx: Ctx) -> Outcome:
                 "F4",
                 driver=driver,
             )
-        if "too old" in notes:
+        if no_gpu_remedy(torch, notes) == "F5":
             return fail(
                 f"the NVIDIA driver {driver or ''} is too old: {notes}", "F5", driver=driver
             )
@@ -316,7 +425,7 @@ def check_gpu_visible(ctx: Ctx) -> Outcome:
         if mask is not None:
             where += f"; CUDA_VISIBLE_DEVICES={mask!r}"
         return fail(
-            f"no GPU usable: {where}" + (f"; {notes}" if notes else ""), "F5", driver=driver
+            f"no GPU usable: {where}" + (f"; {notes}" if notes else ""), "F18", driver=driver
         )
     devices = []
     for i in range(torch.cuda.device_count()):
@@ -386,7 +495,11 @@ def check_gpu_arch(ctx: Ctx) -> Outcome:
         x = torch.arange(1024, device="cuda", dtype=torch.float32)
         total = float((x * 2).sum().item())
     except Exception as exc:
-        return fail(f"a tiny CUDA kernel failed: {first_line(exc)}", "F6", arch_list=arch_list)
+        return fail(
+            f"a tiny CUDA kernel failed: {first_line(exc)}",
+            matmul_remedy(error_text(exc)),
+            arch_list=arch_list,
+        )
     if total != 1023.0 * 1024.0:
         return fail(f"a tiny CUDA kernel computed {total}, expected {1023.0 * 1024.0}", "F6")
     return ok("; ".join(served), arch_list=arch_list)
@@ -394,11 +507,15 @@ def check_gpu_arch(ctx: Ctx) -> Outcome:
 
 def _matmul(ctx: Ctx, dtype_name: str) -> Outcome:
     torch = ctx.torch()
-    on_gpu = ctx.cuda()
+    # a CUDA build of torch that sees no GPU fails (F18/F5): a CPU matmul proves nothing about
+    # a GPU env; a CPU build is already F4 (torch.cuda_build) and runs the numerics on the CPU
+    on_gpu = bool(getattr(torch.version, "cuda", None))
+    if on_gpu:
+        ctx.need_gpu()
     device = "cuda" if on_gpu else "cpu"
     dtype = getattr(torch, dtype_name)
-    if on_gpu and dtype_name == "bfloat16" and not torch.cuda.is_bf16_supported():
-        raise Skip("this GPU has no native bf16", required=False)
+    if on_gpu and dtype_name == "bfloat16" and not bf16_native(torch):
+        raise Skip("this GPU has no native bf16 (compute capability < 8.0)", required=False)
     n = 1024 if on_gpu else 256
     gen = torch.Generator(device=device).manual_seed(0)
     a = torch.randn(n, n, dtype=torch.float64, device=device, generator=gen)
@@ -412,7 +529,8 @@ def _matmul(ctx: Ctx, dtype_name: str) -> Outcome:
             torch.cuda.synchronize()
     except Exception as exc:
         return fail(
-            f"{dtype_name} matmul on {device} raised {first_line(exc)}", "F6" if on_gpu else None
+            f"{dtype_name} matmul on {device} raised {first_line(exc)}",
+            matmul_remedy(error_text(exc)),
         )
     finally:
         torch.backends.cuda.matmul.allow_tf32 = tf32
@@ -500,9 +618,9 @@ def _xformers(ctx: Ctx) -> Any:
     ctx.torch()
     try:
         return importlib.import_module("xformers")
-    except Exception as exc:
-        raise Skip(
-            f"import xformers failed: {first_line(exc)}", remedy=import_remedy(exc) or "F2"
+    except Exception as exc:  # installed but broken: a failure, not a skip
+        raise Failed(
+            f"import xformers failed: {with_cause(exc)}", import_remedy(exc) or "F2"
         ) from exc
 
 
@@ -608,7 +726,7 @@ def check_xformers_extension(ctx: Ctx) -> Outcome:
     text = error_text(load_exc) if load_exc is not None else "xformers._has_cpp_library is False"
     return fail(
         f"xformers {version}: C++/CUDA extension not loaded ({built}; you have torch "
-        f"{torch.__version__}): {first_line(load_exc) if load_exc is not None else text}",
+        f"{torch.__version__}): {with_cause(load_exc) if load_exc is not None else text}",
         _extension_remedy(torch, xformers, text),
         xformers=version,
         error=text[:2000],
@@ -679,8 +797,8 @@ def _violations(torch: Any, got: Any, ref: Any, atol: float, rtol: float) -> tup
 def _attention(ctx: Ctx, dtype_name: str) -> Outcome:
     xformers = _xformers(ctx)
     torch = ctx.need_gpu()
-    if dtype_name == "bfloat16" and not torch.cuda.is_bf16_supported():
-        raise Skip("this GPU has no native bf16", required=False)
+    if dtype_name == "bfloat16" and not bf16_native(torch):
+        raise Skip("this GPU has no native bf16 (compute capability < 8.0)", required=False)
     version = getattr(xformers, "__version__", "?")
     xops = importlib.import_module("xformers.ops")
     dtype = getattr(torch, dtype_name)
@@ -699,10 +817,17 @@ def _attention(ctx: Ctx, dtype_name: str) -> Outcome:
         torch.cuda.synchronize()
     except Exception as exc:
         text = error_text(exc)
-        remedy = "F8" if cap[0] >= 10 and "invalid argument" in text else "F3"
+        cpp_lib = sys.modules.get("xformers._cpp_lib")
+        load_exc = getattr(cpp_lib, "_cpp_library_load_exception", None)
+        load_text = error_text(load_exc) if isinstance(load_exc, BaseException) else None
+        ext_remedy = (
+            _extension_remedy(torch, xformers, load_text) if load_text is not None else None
+        )
+        detail = f"xformers {version} memory_efficient_attention {dtype_name}: {first_line(exc)}"
+        if load_exc is not None and isinstance(load_exc, BaseException):
+            detail += f"; the C++/CUDA extension did not load: {with_cause(load_exc)}"
         return fail(
-            f"xformers {version} memory_efficient_attention {dtype_name}: {first_line(exc)[:300]}",
-            remedy,
+            detail[:900], attention_remedy(text, load_text, ext_remedy, int(cap[0])), error=text
         )
     tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -734,8 +859,8 @@ def _attention(ctx: Ctx, dtype_name: str) -> Outcome:
         f"max abs {summary}; {bad_total} elements outside tolerance"
     )
     data = {"results": results, "tolerances_from": tol_source}
-    if bad_total:
-        return fail(text, "F3", **data)
+    if bad_total:  # a numerical mismatch: no known issue explains it
+        return fail(text, None, **data)
     return ok(text, **data)
 
 
@@ -765,11 +890,15 @@ def check_triton_kernel(ctx: Ctx) -> Outcome:
         spec.loader.exec_module(module)
         exact, detail = module.run_add(torch, "cuda")
     except Exception as exc:
+        text = error_text(exc)
+        remedy, extra = triton_remedy(text)
         return fail(
-            f"triton kernel failed: {first_line(exc)[:400]}", "F7", error=error_text(exc)[:2000]
+            f"triton kernel failed: {with_cause(exc)[:400]}" + (f"; {extra}" if extra else ""),
+            remedy,
+            error=text[:2000],
         )
     if not exact:
-        return fail(detail + " (result differs from torch)", "F7")
+        return fail(detail + " (result differs from torch)", None)
     return ok(detail, kernel=str(kernel_path))
 
 
@@ -823,10 +952,8 @@ def check_unsloth_import(ctx: Ctx) -> Outcome:
     except BaseException as exc:
         text = error_text(exc)
         torch = sys.modules.get("torch")
-        remedy = import_remedy(exc)
-        if "accelerator" in text or "GPU" in text:
-            cpu = torch is not None and not getattr(torch.version, "cuda", None)
-            remedy = "F4" if cpu else "F5"
+        torch_cuda = getattr(torch.version, "cuda", None) if torch is not None else None
+        remedy = unsloth_remedy(text, torch_cuda) or import_remedy(exc)
         return fail(f"import unsloth failed: {first_line(exc)[:400]}", remedy, error=text[:2000])
     device_type = getattr(unsloth, "DEVICE_TYPE", None)
     if device_type is None:
@@ -835,7 +962,7 @@ def check_unsloth_import(ctx: Ctx) -> Outcome:
     version = getattr(unsloth, "__version__", dist_version("unsloth"))
     if device_type != "cuda":
         return fail(
-            f"unsloth {version} imported with DEVICE_TYPE={device_type!r}, not 'cuda'", "F5"
+            f"unsloth {version} imported with DEVICE_TYPE={device_type!r}, not 'cuda'", "F18"
         )
     return ok(f"unsloth {version} imported, DEVICE_TYPE='cuda'", version=version)
 
@@ -940,6 +1067,8 @@ def run_one(spec: Spec, ctx: Ctx) -> dict[str, Any]:
         out = spec.func(ctx)
     except Skip as s:
         out = Outcome("skip", s.detail, remedy=s.remedy, required=s.required)
+    except Failed as f:
+        out = fail(f.detail, f.remedy)
     except BaseException as exc:  # a check must never take the worker down
         if isinstance(exc, KeyboardInterrupt):
             raise
@@ -986,16 +1115,64 @@ def worker(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- supervisor
 
 
+class Supervisor:
+    """The live worker processes of one probe run, so that a signal can stop them all."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.stopped = False
+        self.procs: set[subprocess.Popen[bytes]] = set()
+
+    def spawn(
+        self, cmd: list[str], env: dict[str, str], log: Any
+    ) -> subprocess.Popen[bytes] | None:
+        with self.lock:
+            if self.stopped:
+                return None
+            proc = subprocess.Popen(
+                cmd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,  # its own process group: killpg takes its children too
+            )
+            self.procs.add(proc)
+            return proc
+
+    def done(self, proc: subprocess.Popen[bytes]) -> None:
+        with self.lock:
+            self.procs.discard(proc)
+
+    def stop(self) -> None:
+        """No new workers; kill every live one (and its process group)."""
+        with self.lock:
+            self.stopped = True
+            procs = list(self.procs)
+        for proc in procs:
+            kill_group(proc)
+
+
+# after a worker reported its last result: how long it may take to exit before it is killed
+EXIT_GRACE = 10.0
+
+
 class GroupRunner:
     """Runs one group's checks in worker processes, with a timeout per check."""
 
     def __init__(
-        self, specs: list[Spec], args: argparse.Namespace, workdir: Path, index: int
+        self,
+        specs: list[Spec],
+        args: argparse.Namespace,
+        workdir: Path,
+        index: int,
+        supervisor: Supervisor | None = None,
     ) -> None:
         self.specs = specs
         self.args = args
         self.workdir = workdir
         self.index = index
+        self.supervisor = supervisor or Supervisor()
         self.results: dict[str, dict[str, Any]] = {}
 
     def timeout_for(self, spec: Spec) -> float:
@@ -1004,7 +1181,7 @@ class GroupRunner:
     def run(self) -> None:
         pending = list(self.specs)
         attempt = 0
-        while pending:
+        while pending and not self.supervisor.stopped:
             attempt += 1
             pending = self._attempt(pending, attempt)
 
@@ -1032,44 +1209,70 @@ class GroupRunner:
         if any(s.group == "unsloth" for s in specs):
             for key, value in UNSLOTH_ENV.items():
                 env.setdefault(key, value)
+        current: str | None = None
+        started = time.time()
+        timed_out: float | None = None
+        never_started = False
         with open(log, "wb") as logf:
-            proc = subprocess.Popen(
-                cmd, stdout=logf, stderr=subprocess.STDOUT, env=env, start_new_session=True
-            )
-            current: str | None = None
-            started = time.time()
-            timed_out: float | None = None
-            offset = 0
-            while True:
-                done = proc.poll() is not None
-                with open(progress, encoding="utf-8") as f:
-                    f.seek(offset)
-                    chunk = f.read()
-                complete = chunk[: chunk.rfind("\n") + 1] if "\n" in chunk else ""
-                offset += len(complete.encode("utf-8"))
-                for line in complete.splitlines():
-                    event = json.loads(line)
-                    if event["event"] == "start":
-                        current, started = event["id"], time.time()
+            proc = self.supervisor.spawn(cmd, env, logf)
+            if proc is None:
+                return []
+            try:
+                # `started`: when the running check began or, between checks, the last event
+                started = time.time()
+                all_in_since: float | None = None
+                offset = 0
+                while True:
+                    done = proc.poll() is not None
+                    with open(progress, encoding="utf-8") as f:
+                        f.seek(offset)
+                        chunk = f.read()
+                    complete = chunk[: chunk.rfind("\n") + 1] if "\n" in chunk else ""
+                    offset += len(complete.encode("utf-8"))
+                    for line in complete.splitlines():
+                        event = json.loads(line)
+                        if event["event"] == "start":
+                            current, started = event["id"], time.time()
+                        else:
+                            self.results[event["result"]["id"]] = event["result"]
+                            current, started = None, time.time()
+                    if done:
+                        break
+                    now = time.time()
+                    if current is not None:
+                        limit = self.timeout_for(BY_ID[current])
+                        if now - started > limit:
+                            timed_out = limit
+                            kill_group(proc)
+                            continue
+                    elif all(s.id in self.results for s in specs):
+                        # every result is in: a worker that hangs on exit is killed
+                        all_in_since = all_in_since or now
+                        if now - all_in_since > EXIT_GRACE:
+                            kill_group(proc)
+                            continue
                     else:
-                        self.results[event["result"]["id"]] = event["result"]
-                        current = None
-                if done:
-                    break
-                if current is not None:
-                    limit = self.timeout_for(BY_ID[current])
-                    if time.time() - started > limit:
-                        timed_out = limit
-                        kill_group(proc)
-                        continue
-                time.sleep(0.05)
+                        # before the first check or between two: bounded by the next check's
+                        nxt = next(s for s in specs if s.id not in self.results)
+                        limit = self.timeout_for(nxt)
+                        if now - started > limit:
+                            timed_out, never_started, current = limit, True, nxt.id
+                            kill_group(proc)
+                            continue
+                    time.sleep(0.05)
+            finally:
+                if proc.poll() is None:
+                    kill_group(proc)
+                self.supervisor.done(proc)
         remaining = [s for s in specs if s.id not in self.results]
-        if not remaining:
+        if not remaining or self.supervisor.stopped:
             return []
         head = remaining[0]
         elapsed = round(time.time() - started, 3) if current == head.id else 0.0
         if timed_out is not None and current == head.id:
             detail = f"timed out after {timed_out:g} s"
+            if never_started:
+                detail += " (the worker process never started the check)"
         else:
             tail = log.read_text(errors="replace").strip().splitlines()[-3:]
             code = proc.returncode
@@ -1114,6 +1317,27 @@ def verdict(checks: list[dict[str, Any]]) -> bool:
     return all(c["status"] in ("pass", "warn") for c in checks if c["required"])
 
 
+def _raise_interrupted(signum: int, frame: Any) -> None:
+    for s in (signal.SIGTERM, signal.SIGINT):  # a second signal must not break the clean-up
+        signal.signal(s, signal.SIG_IGN)
+    raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def signals_interrupt() -> Any:
+    """SIGTERM (Slurm's time limit, scancel) and SIGINT raise ``Interrupted`` in the main
+    thread while the workers run (only possible from the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
 def run_all(args: argparse.Namespace, specs: list[Spec]) -> dict[str, Any]:
     t0 = time.perf_counter()
     created = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -1121,23 +1345,60 @@ def run_all(args: argparse.Namespace, specs: list[Spec]) -> dict[str, Any]:
     for s in specs:
         groups.setdefault(s.group, []).append(s)
     ordered = [g for g in GROUP_ORDER if g in groups]
-    with tempfile.TemporaryDirectory(prefix="conda-unsloth-probe-") as tmp:
-        runners = [GroupRunner(groups[g], args, Path(tmp), i) for i, g in enumerate(ordered)]
+    supervisor = Supervisor()
+    interrupted: str | None = None
+    merged: dict[str, dict[str, Any]] = {}
+    with signals_interrupt(), tempfile.TemporaryDirectory(prefix="conda-unsloth-probe-") as tmp:
+        runners = [
+            GroupRunner(groups[g], args, Path(tmp), i, supervisor) for i, g in enumerate(ordered)
+        ]
         jobs = max(1, int(args.jobs or len(runners)))
         sem = threading.Semaphore(jobs)
 
-        def go(r: GroupRunner) -> None:
-            with sem:
-                r.run()
+        finished = [threading.Event() for _ in runners]
 
-        threads = [threading.Thread(target=go, args=(r,), daemon=True) for r in runners]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        merged: dict[str, dict[str, Any]] = {}
+        def go(r: GroupRunner, done: threading.Event) -> None:
+            try:
+                with sem:
+                    r.run()
+            finally:
+                done.set()
+
+        threads = [
+            threading.Thread(target=go, args=(r, e), daemon=True)
+            for r, e in zip(runners, finished, strict=True)
+        ]
+        # wait by polling events, not Thread.join: an exception raised by a signal handler
+        # inside join() can mark a live thread as finished (CPython 3.11, bpo-45274 fix)
+        try:
+            for t in threads:
+                t.start()
+            while not all(e.is_set() for e in finished):
+                time.sleep(0.05)
+        except (Interrupted, KeyboardInterrupt) as exc:
+            signum = exc.signum if isinstance(exc, Interrupted) else int(signal.SIGINT)
+            interrupted = signal.Signals(signum).name
+        finally:
+            # never leave a worker behind, whatever stopped us
+            supervisor.stop()
+            deadline = time.monotonic() + 35
+            for t, e in zip(threads, finished, strict=True):
+                if t.ident is not None:  # started
+                    e.wait(max(0.0, deadline - time.monotonic()))
         for r in runners:
             merged.update(r.results)
+    for s in specs:
+        if s.id not in merged:
+            merged[s.id] = {
+                "id": s.id,
+                "title": s.title,
+                "status": "fail",
+                "required": True,
+                "seconds": 0.0,
+                "detail": f"not completed: the probe was stopped by {interrupted or 'a signal'}",
+                "remedy": None,
+                "data": {},
+            }
     checks = [merged[s.id] for s in specs]
     for c in checks:
         c.get("data", {}).pop("log", None)
@@ -1163,6 +1424,7 @@ def run_all(args: argparse.Namespace, specs: list[Spec]) -> dict[str, Any]:
             "timeout": args.timeout,
         },
         "versions": versions(),
+        "interrupted": interrupted,
         "checks": checks,
     }
 
@@ -1179,6 +1441,8 @@ def render(doc: dict[str, Any]) -> str:
         lines.append("  ".join(c.ljust(widths[i]) for i, c in enumerate(r[:-1])) + "  " + r[-1])
     verdict_text = "PASSED" if doc["ok"] else "FAILED"
     lines.append(f"verification {verdict_text} in {doc['seconds']:.1f} s")
+    if doc.get("interrupted"):
+        lines.append(f"(stopped by {doc['interrupted']}: a partial report)")
     return "\n".join(lines)
 
 

@@ -71,10 +71,26 @@ class VerifyReport:
     options: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str | None] = field(default_factory=dict)
     schema: str = SCHEMA
+    # the signal that stopped the probe ("SIGTERM"): a partial report
+    interrupted: str | None = None
 
     @property
     def ok(self) -> bool:
         return all(c.passed for c in self.checks if c.required)
+
+    @property
+    def complete(self) -> bool:
+        """Every check the probe knows was run (not a ``--checks`` subset)."""
+        from . import probe
+
+        return set(probe.BY_ID) <= {c.id for c in self.checks}
+
+    @property
+    def verdict(self) -> str:
+        """``pass``, ``fail``, or ``partial`` (a subset of the checks ran, all passed)."""
+        if not self.ok:
+            return "fail"
+        return "pass" if self.complete else "partial"
 
     @property
     def exit_code(self) -> int:
@@ -109,6 +125,7 @@ class VerifyReport:
             "host": self.host,
             "options": self.options,
             "versions": self.versions,
+            "interrupted": self.interrupted,
             "checks": [c.to_json() for c in self.checks],
         }
 
@@ -162,6 +179,8 @@ def from_json(doc: Any, where: str = "document") -> VerifyReport:
     if schema != SCHEMA:
         raise _bad(f"schema {schema!r} is not {SCHEMA!r}", where)
     checks_doc = _field(doc, "checks", list, where)
+    if not checks_doc:
+        raise _bad("it lists no checks (an empty report verifies nothing)", where)
     checks = tuple(check_from_json(c, f"{where} checks[{i}]") for i, c in enumerate(checks_doc))
     ids = [c.id for c in checks]
     if len(set(ids)) != len(ids):
@@ -183,6 +202,7 @@ def from_json(doc: Any, where: str = "document") -> VerifyReport:
         host=obj("host"),
         options=obj("options"),
         versions=obj("versions"),
+        interrupted=doc["interrupted"] if isinstance(doc.get("interrupted"), str) else None,
     )
 
 
@@ -236,7 +256,8 @@ def remedies(report: VerifyReport, kb: Knowledge) -> list[Remedy]:
 def marker_record(report: VerifyReport, report_file: Path | None) -> dict[str, Any]:
     """What `conda unsloth verify` stores in the env's marker (same shape as create's)."""
     return {
-        "verdict": "pass" if report.ok else "fail",
+        "verdict": report.verdict,
+        "checks": [c.id for c in report.checks],
         "time": report.created,
         "failed": [c.id for c in report.failed_required()],
         "seconds": report.seconds,
@@ -280,11 +301,19 @@ def render(report: VerifyReport, kb: Knowledge | None, *, width: int = 110) -> s
             lines.append(f"{rem.id} {issue.title} ({', '.join(rem.checks)})")
             lines.append(f"  fix: {_one_line(issue.fix, 400)}")
             lines.extend(f"  run: {cmd}" for cmd in issue.fix_commands)
+    if report.interrupted:
+        lines.append("")
+        lines.append(f"the probe was stopped by {report.interrupted}: a partial report")
     s = report.summary()
     counts = ", ".join(f"{n} {k}" for k, n in s.items() if n)
     failed = report.failed_required()
     lines.append("")
-    if report.ok:
+    if report.ok and not report.complete:
+        lines.append(
+            f"verification PASSED (partial: {len(report.checks)} of the checks) in "
+            f"{report.seconds:.1f} s ({counts})"
+        )
+    elif report.ok:
         lines.append(f"verification PASSED in {report.seconds:.1f} s ({counts})")
     else:
         lines.append(

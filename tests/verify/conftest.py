@@ -72,15 +72,26 @@ class ProbeRun:
         return hits[0]
 
 
-def run_probe(env: Env, *args: str, tmp: Path, timeout: float = 600) -> ProbeRun:
+def probe_cmd(env: Env, out: Path, *args: str) -> list[str]:
+    return [str(env.python), "-I", str(PROBE), "--json", str(out), "--kernel", str(KERNEL), *args]
+
+
+def run_probe(
+    env: Env,
+    *args: str,
+    tmp: Path,
+    timeout: float = 600,
+    environ: dict[str, str] | None = None,
+) -> ProbeRun:
     out = tmp / "report.json"
     out.unlink(missing_ok=True)
     proc = subprocess.run(
-        [str(env.python), "-I", str(PROBE), "--json", str(out), "--kernel", str(KERNEL), *args],
+        probe_cmd(env, out, *args),
         capture_output=True,
         text=True,
         timeout=timeout,
         check=False,
+        env=environ,
     )
     doc = json.loads(out.read_text()) if out.is_file() else None
     return ProbeRun(proc.returncode, doc, proc.stdout, proc.stderr)
@@ -120,6 +131,24 @@ def make_overlay(base: Env, where: Path) -> Env:
     (env.site / "_conda_unsloth_test_base.pth").write_text(str(base.site) + "\n")
     (where / "conda-meta").mkdir(exist_ok=True)
     return env
+
+
+def cuda_shim(env: Env, extra: str = "") -> None:
+    """Make the CPU torch of ``env`` look like a CUDA 13.0 build (``torch.version.cuda``), the
+    way a CUDA torch on a machine without a usable GPU looks: a fake at the GPU edge."""
+    (env.site / "_conda_unsloth_cuda_shim.py").write_text(
+        'import torch\ntorch.version.cuda = "13.0"\n' + extra
+    )
+    (env.site / "_conda_unsloth_cuda_shim.pth").write_text("import _conda_unsloth_cuda_shim\n")
+
+
+def alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 @pytest.fixture

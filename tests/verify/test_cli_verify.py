@@ -30,7 +30,8 @@ def test_verify_cpu_env_fails_and_records_verdict(cli: Cli, env: Env) -> None:
     assert "Traceback" not in r.err
     lines = r.out.splitlines()
     assert lines[0].split()[:4] == ["check", "status", "s", "fix"]
-    assert f"F4 {knowledge.load().issues['F4'].title} (torch.cuda_build, gpu.visible)" in lines
+    title = knowledge.load().issues["F4"].title
+    assert f"F4 {title} (torch.cuda_build, gpu.visible, gpu.arch)" in lines
     report_file = env.prefix / "conda-meta" / "conda-unsloth-verify"
     assert lines[-1] == f"report: {report_file}"
     rep = reportmod.load(report_file)
@@ -58,14 +59,18 @@ def test_verify_json_is_one_document(cli: Cli, env: Env) -> None:
     assert "seed.dispatch" in [c["id"] for c in doc["checks"]]
     [f4] = [x for x in doc["remedies"] if x["id"] == "F4"]
     assert f4["title"] == knowledge.load().issues["F4"].title
-    assert f4["checks"] == ["torch.cuda_build", "gpu.visible"]
+    assert f4["checks"] == ["torch.cuda_build", "gpu.visible", "gpu.arch"]
+    assert doc["verdict"] == "fail"
 
 
 def test_verify_passing_subset_exits_0(cli: Cli, env: Env) -> None:
     r = cli("verify", "-p", str(env.prefix), "--checks", "matmul.fp32", "--checks", "seed")
     assert r.code == 0, r.out + r.err
-    assert r.out.splitlines()[-2].startswith("verification PASSED")
-    assert (marker.read(env.prefix) or {})["verification"]["verdict"] == "pass"
+    assert r.out.splitlines()[-2].startswith("verification PASSED (partial: 2 of the checks)")
+    # a --checks subset never records a verified env: "partial", with the checks it ran
+    rec = (marker.read(env.prefix) or {})["verification"]
+    assert rec["verdict"] == "partial"
+    assert rec["checks"] == ["matmul.fp32", "seed.dispatch"]
 
 
 def test_expect_cuda_defaults_to_the_marker_target(cli: Cli, env: Env) -> None:
@@ -90,7 +95,8 @@ def test_from_report_records_without_running(cli: Cli, env: Env, tmp_path: Path)
     r = cli("verify", "-p", str(env.prefix), "--from-report", str(tmp_path / "r.json"))
     assert r.code == 0
     rec = (marker.read(env.prefix) or {})["verification"]
-    assert rec["verdict"] == "pass"
+    assert rec["verdict"] == "partial"
+    assert rec["checks"] == ["matmul.fp32"]
     assert rec["report"] == str(tmp_path / "r.json")
 
 
@@ -117,8 +123,9 @@ def test_list_checks(cli: Cli) -> None:
             2,
         ),
         (["--sbatch", "x.sh", "--partition", "gpu;rm"], "--partition 'gpu;rm' is not a valid", 2),
-        (["--from-report", "missing.json"], "cannot read verification report", 1),
-        (["--from-report", "garbage.json"], "not JSON", 1),
+        (["--from-report", "missing.json"], "cannot read verification report", 2),
+        (["--from-report", "garbage.json"], "not JSON", 2),
+        (["--from-report", "empty.json"], "lists no checks", 2),
     ],
     ids=[
         "expect-cuda",
@@ -130,6 +137,7 @@ def test_list_checks(cli: Cli) -> None:
         "partition-metachar",
         "report-missing",
         "report-garbage",
+        "report-empty",
     ],
 )
 def test_bad_input_one_line_error_nothing_written(
@@ -143,6 +151,15 @@ def test_bad_input_one_line_error_nothing_written(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "garbage.json").write_text("{nope")
+    empty = {
+        "schema": "conda-unsloth/verify-report/1",
+        "probe_version": "1",
+        "created": "2026-11-27T23:00:00Z",
+        "seconds": 0.1,
+        "python": {"prefix": str(env.prefix)},
+        "checks": [],
+    }
+    (tmp_path / "empty.json").write_text(json.dumps(empty))
     before_env = tree(env.prefix / "conda-meta")
     before_cwd = tree(tmp_path)
     r = cli("verify", "-p", str(env.prefix), *args)
@@ -213,3 +230,30 @@ def test_run_verification_api_used_by_create(env: Env) -> None:
     assert [c.id for c in rep.failed_required()] == ["torch.cuda_build", "gpu.visible", "gpu.arch"]
     assert rep.check("seed.dispatch") is not None
     assert rep.options["expect_cuda"] == "12.1"
+
+
+def _report_of(env: Env, tmp_path: Path, cli: Cli) -> Path:
+    out = tmp_path / "r.json"
+    r = cli("verify", "-p", str(env.prefix), "--checks", "matmul.fp32", "--report", str(out))
+    assert r.code == 0, r.err
+    return out
+
+
+def test_from_report_of_another_prefix_is_refused(cli: Cli, env: Env, tmp_path: Path) -> None:
+    report = _report_of(env, tmp_path, cli)
+    other = tmp_path / "other-env"
+    (other / "conda-meta").mkdir(parents=True)
+    before = tree(other)
+    r = cli("verify", "-p", str(other), "--from-report", str(report))
+    assert r.code == 2
+    assert "Traceback" not in r.err
+    assert r.err.splitlines()[0] == (
+        f"conda-unsloth: error: --from-report {report} was written by the python of "
+        f"{env.prefix}, not of {other}"
+    )
+    assert tree(other) == before
+    # --force records it anyway, and says so
+    r = cli("verify", "-p", str(other), "--from-report", str(report), "--force")
+    assert r.code == 0
+    assert "conda-unsloth: warning: --from-report" in r.err
+    assert (marker.read(other) or {})["verification"]["verdict"] == "partial"

@@ -10,6 +10,7 @@ import pytest
 
 from conda_unsloth import knowledge
 from conda_unsloth.errors import VerifyError
+from conda_unsloth.verify import probe
 from conda_unsloth.verify import report as reportmod
 
 
@@ -72,9 +73,8 @@ def test_round_trip() -> None:
         ([check("a", "pass"), check("b", "fail", required=False)], True),
         ([check("a", "pass"), check("b", "skip")], False),
         ([check("a", "pass"), check("b", "fail")], False),
-        ([], True),
     ],
-    ids=["warn-ok", "optional-skip", "optional-fail", "required-skip", "required-fail", "empty"],
+    ids=["warn-ok", "optional-skip", "optional-fail", "required-skip", "required-fail"],
 )
 def test_verdict(checks: list[dict[str, Any]], ok: bool) -> None:
     rep = reportmod.from_json(doc(*checks))
@@ -100,6 +100,7 @@ def _mutate(path: list[Any], value: Any) -> dict[str, Any]:
         (_mutate(["schema"], "conda-unsloth/verify-report/2"), "schema"),
         (_mutate(["checks"], KeyError), "missing 'checks'"),
         (_mutate(["checks"], {"a": 1}), "'checks' has the wrong type"),
+        (_mutate(["checks"], []), "it lists no checks"),
         (_mutate(["checks", 0, "status"], "ok"), "status 'ok' is not one of"),
         (_mutate(["checks", 0, "id"], KeyError), "missing 'id'"),
         (_mutate(["checks", 0, "required"], "yes"), "'required' has the wrong type"),
@@ -114,6 +115,7 @@ def _mutate(path: list[Any], value: Any) -> dict[str, Any]:
         "schema",
         "no-checks",
         "checks-type",
+        "checks-empty",
         "status",
         "no-id",
         "required-type",
@@ -189,3 +191,37 @@ def test_marker_record() -> None:
     assert rec["failed"] == ["bnb.4bit"]
     assert rec["time"] == "2026-11-27T23:00:00Z"
     assert rec["report"] is None
+
+
+def test_empty_report_text_is_refused() -> None:
+    with pytest.raises(VerifyError) as info:
+        reportmod.loads(json.dumps(doc()))
+    assert "lists no checks (an empty report verifies nothing)" in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("ids", "status", "verdict"),
+    [
+        (list(probe.BY_ID), "pass", "pass"),
+        (list(probe.BY_ID), "fail", "fail"),
+        (["matmul.fp32", "seed.dispatch"], "pass", "partial"),
+        (["matmul.fp32"], "fail", "fail"),
+    ],
+    ids=["all-pass", "all-fail", "subset-pass", "subset-fail"],
+)
+def test_marker_records_partial_for_a_subset(ids: list[str], status: str, verdict: str) -> None:
+    checks = [check(i, "pass") for i in ids[:-1]] + [check(ids[-1], status)]
+    rep = reportmod.from_json(doc(*checks))
+    rec = reportmod.marker_record(rep, None)
+    assert rec["verdict"] == verdict
+    assert rec["checks"] == ids
+
+
+def test_interrupted_report_round_trips_and_says_so() -> None:
+    d = doc(check("torch.import", "pass"), check("unsloth.import", "fail"))
+    d["interrupted"] = "SIGTERM"
+    rep = reportmod.from_json(d)
+    assert rep.interrupted == "SIGTERM"
+    assert json.loads(reportmod.dumps(rep))["interrupted"] == "SIGTERM"
+    assert "the probe was stopped by SIGTERM: a partial report" in reportmod.render(rep, None)
+    assert reportmod.marker_record(rep, None)["verdict"] == "fail"

@@ -7,7 +7,9 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import signal
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,7 +20,7 @@ from conda_unsloth.errors import UsageError
 from conda_unsloth.exports import slurm
 from conda_unsloth.verify import KERNEL, PROBE
 from tests.conftest import Result
-from tests.verify.conftest import Env
+from tests.verify.conftest import Env, alive
 
 Cli = Callable[..., Result]
 
@@ -32,6 +34,7 @@ SBATCH_MAN = {
     "nodes",
     "ntasks",
     "partition",
+    "signal",
     "time",
 }
 LINE = re.compile(r"#SBATCH --([a-z][a-z-]*)=(\S+)")
@@ -81,6 +84,7 @@ def test_script_header_is_well_formed(cli: Cli, overlay_env: Env, tmp_path: Path
         "ntasks": "1",
         "cpus-per-task": "4",
         "mem": "16G",
+        "signal": "B:TERM@60",
     }
     assert {k for k, _ in header} <= SBATCH_MAN
     assert len(header) == len({k for k, _ in header})
@@ -95,7 +99,7 @@ def test_defaults(overlay_env: Env, tmp_path: Path) -> None:
     job = slurm.SlurmJob(prefix=overlay_env.prefix, report=tmp_path / "r.json")
     header = dict(sbatch_header(slurm.render(job, "print(1)\n", "x = 1\n")))
     assert header["gres"] == "gpu:1"
-    assert header["time"] == "00:10:00"
+    assert header["time"] == "00:23:00"
     assert "partition" not in header
     assert "account" not in header
 
@@ -212,3 +216,109 @@ def test_missing_directory_is_refused(cli: Cli, overlay_env: Env, tmp_path: Path
     assert r.code == 2
     assert "does not exist" in r.err.splitlines()[0]
     assert not (tmp_path / "no").exists()
+
+
+@pytest.mark.parametrize(
+    ("checks", "timeout", "expected"),
+    [
+        ((), None, "00:23:00"),  # torch group: 9 checks x 120 s, + 5 min
+        (("unsloth",), None, "00:10:00"),  # 300 s + 5 min
+        ((), 30.0, "00:10:00"),  # 9 x 30 s + 5 min = 9.5 min, rounded up
+        (("matmul.fp32",), 3600.0, "01:05:00"),
+    ],
+    ids=["all", "unsloth", "timeout-30", "long-timeout"],
+)
+def test_default_time_covers_the_per_check_timeouts(
+    checks: tuple[str, ...], timeout: float | None, expected: str
+) -> None:
+    assert slurm.default_time(checks, timeout) == expected
+
+
+def test_default_time_is_written(cli: Cli, overlay_env: Env, tmp_path: Path) -> None:
+    out = tmp_path / "job.sh"
+    r = cli("verify", "-p", str(overlay_env.prefix), "--sbatch", str(out), "--checks", "unsloth")
+    assert r.code == 0, r.err
+    assert dict(sbatch_header(out.read_text()))["time"] == "00:10:00"
+
+
+def test_unwritable_report_directory_is_refused(
+    cli: Cli, overlay_env: Env, tmp_path: Path
+) -> None:
+    out = tmp_path / "job.sh"
+    report = tmp_path / "no-such-dir" / "r.json"
+    r = cli("verify", "-p", str(overlay_env.prefix), "--sbatch", str(out), "--report", str(report))
+    assert r.code == 2
+    assert "Traceback" not in r.err
+    assert r.err.splitlines()[0] == (
+        f"conda-unsloth: error: the report directory {report.parent} does not exist; "
+        "fix --report FILE"
+    )
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("explicit", "advice"),
+    [(False, "give --report FILE in a writable directory"), (True, "fix --report FILE")],
+    ids=["default-report", "given-report"],
+)
+def test_report_directory_that_is_a_file_is_refused(
+    tmp_path: Path, explicit: bool, advice: str
+) -> None:
+    (tmp_path / "conda-meta").write_text("not a directory")
+    with pytest.raises(UsageError) as info:
+        slurm.check_report_dir(tmp_path / "conda-meta" / "conda-unsloth-verify", explicit=explicit)
+    assert info.value.message == (
+        f"the report directory {tmp_path / 'conda-meta'} is not a directory; {advice}"
+    )
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_sigterm_to_the_job_writes_a_partial_report_stand_in_unsloth(
+    cli: Cli, overlay_env: Env, tmp_path: Path
+) -> None:
+    pidfile = tmp_path / "worker.pid"
+    pkg = overlay_env.site / "unsloth"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text(
+        f"import os, time\nopen({str(pidfile)!r}, 'w').write(str(os.getpid()))\ntime.sleep(3600)\n"
+    )
+    script = tmp_path / "job.sh"
+    report = tmp_path / "verify.json"
+    r = cli(
+        "verify",
+        "-p",
+        str(overlay_env.prefix),
+        "--sbatch",
+        str(script),
+        "--report",
+        str(report),
+        "--checks",
+        "unsloth,torch.single_dist",
+    )
+    assert r.code == 0, r.err
+    job = subprocess.Popen(
+        ["bash", str(script)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp_path), "SLURM_JOB_ID": "77"},
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (pidfile.is_file() and pidfile.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        worker = int(pidfile.read_text())
+        job.send_signal(signal.SIGTERM)  # what Slurm sends the batch shell (--signal=B:TERM)
+        stdout, stderr = job.communicate(timeout=60)
+    finally:
+        if job.poll() is None:
+            job.kill()
+    assert job.returncode == 1, stderr
+    assert f"conda-unsloth: report written to {report} (probe exit code 1)" in stdout
+    doc = json.loads(report.read_text())
+    assert doc["interrupted"] == "SIGTERM"
+    hung = next(c for c in doc["checks"] if c["id"] == "unsloth.import")
+    assert hung["detail"] == "not completed: the probe was stopped by SIGTERM"
+    assert not alive(worker)
+    assert not list(tmp_path.glob("conda-unsloth-verify.*"))
+    assert not list(tmp_path.glob("*.tmp"))

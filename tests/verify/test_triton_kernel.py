@@ -43,11 +43,13 @@ def test_kernel_compiles_and_adds_exactly_in_the_interpreter(triton_env: Env) ->
     assert proc.stdout.strip() == "True triton 3.6.0: vector add of 5000 floats, max |diff| 0"
 
 
-def test_probe_skips_the_kernel_without_gpu_when_triton_is_installed(
+def test_probe_fails_the_kernel_without_gpu_when_triton_is_installed(
     triton_env: Env, tmp_path: Path
 ) -> None:
     run = run_probe(triton_env, "--checks", "triton", tmp=tmp_path)
     c = run.check("triton.kernel")
-    assert (c["status"], c["required"]) == ("skip", True)
-    assert c["detail"] == "needs a CUDA device; none is usable (see gpu.visible)"
+    assert (c["status"], c["required"], c["remedy"]) == ("fail", True, "F4")
+    assert c["detail"] == (
+        "needs a CUDA device; none is usable: torch 2.13.0+cpu is a CPU build (see gpu.visible)"
+    )
     assert run.code == 1
