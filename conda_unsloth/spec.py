@@ -189,6 +189,27 @@ def check_writable(path: Path) -> None:
         raise UsageError(f"-o {path}: not writable (permission denied)")
 
 
+GENERATED_MARK = "conda-unsloth"  # every file we write names us in its first lines
+
+
+def written_by_us(path: Path) -> bool:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return GENERATED_MARK in fh.read(2000)
+    except OSError:
+        return False
+
+
+def refuse_foreign(path: Path, force: bool, what: str, other: str) -> None:
+    """Never replace a file conda-unsloth did not write, unless ``force``. ``what`` names the
+    file in the message ("--lock x.txt"); ``other`` is the flag for another name ("-o")."""
+    if path.is_file() and not force and not written_by_us(path):
+        raise UsageError(
+            f"{what} exists and was not written by conda-unsloth; not replacing it",
+            hints=[f"use {other} OTHER_FILE, or --force to replace {path}"],
+        )
+
+
 def write_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` via a temp file in the same directory and an atomic rename."""
     parent = path.parent if str(path.parent) else Path()

@@ -46,7 +46,6 @@ FORMATS = {
     "yaml": "environment",
     "yml": "environment",
 }
-GENERATED_MARKS = ("conda-unsloth",)
 
 
 def configure_parser(p: argparse.ArgumentParser, conda: bool = False) -> None:
@@ -268,24 +267,15 @@ def execute(args: argparse.Namespace) -> int:
     import sys
 
     from .. import prefix as prefixmod
-    from ..errors import SpecError, UsageError
-    from ..spec import check_writable, write_atomic
+    from ..errors import SpecError
+    from ..spec import check_writable, refuse_foreign, write_atomic
     from . import _shared
 
     fmt = _format(args.format, args.output)
     out = Path(args.output).expanduser() if args.output else None
     if out is not None:
         check_writable(out)
-        if out.exists() and not args.force:
-            try:
-                head = out.read_text(encoding="utf-8", errors="replace")[:2000]
-            except OSError:
-                head = ""
-            if not any(m in head for m in GENERATED_MARKS):
-                raise UsageError(
-                    f"{out} exists and was not written by conda-unsloth; not replacing it",
-                    hints=[f"use -o OTHER_FILE, or --force to replace {out}"],
-                )
+        refuse_foreign(out, args.force, str(out), "-o")
     env_prefix = prefixmod.resolve_existing(args.name, args.prefix)
     solved = solved_from_prefix(env_prefix)
     if not solved.records:

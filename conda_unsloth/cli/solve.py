@@ -98,7 +98,7 @@ def check_lock_path(path: Path, source: Path | None = None, force: bool = False)
     import os
 
     from ..errors import UsageError
-    from .export import GENERATED_MARKS
+    from ..spec import refuse_foreign
 
     parent = path.parent if str(path.parent) else Path()
     if path.is_dir():
@@ -118,16 +118,7 @@ def check_lock_path(path: Path, source: Path | None = None, force: bool = False)
             f"--lock {path} is the -f input; refusing to overwrite it",
             hints=["give the lock another name, e.g. --lock explicit.txt"],
         )
-    if path.exists() and not force:
-        try:
-            head = path.read_text(encoding="utf-8", errors="replace")[:2000]
-        except OSError:
-            head = ""
-        if not any(m in head for m in GENERATED_MARKS):
-            raise UsageError(
-                f"--lock {path} exists and was not written by conda-unsloth; not replacing it",
-                hints=[f"use --lock OTHER_FILE, or --force to replace {path}"],
-            )
+    refuse_foreign(path, force, f"--lock {path}", "--lock")
 
 
 def lock_format(path: Path, fmt: str | None) -> str:
