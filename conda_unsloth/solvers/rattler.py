@@ -18,6 +18,7 @@ import contextlib
 import functools
 import os
 import re
+import stat
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -103,28 +104,32 @@ def channel_urls(
 
 def check_local_channel(path: Path, given: str, subdirs: Sequence[str]) -> None:
     """A local channel must be a directory with a readable ``<subdir>/repodata.json`` for
-    every solved subdir (conda-index writes ``noarch`` even when it is empty)."""
-    if not path.is_dir():
-        raise SpecError(
-            f"channel {given}: {path} does not exist or is not a directory",
-            hints=["check the path, or build the channel with conda-index / rattler-index"],
-        )
+    every solved subdir (conda-index writes ``noarch`` even when it is empty). One ``stat`` per
+    file; the content check is cached per (path, mtime, size)."""
+    base = str(path)
     for subdir in subdirs:
-        repodata = path / subdir / "repodata.json"
+        repodata = os.path.join(base, subdir, "repodata.json")  # noqa: PTH118 - hot path
         try:
-            st = repodata.stat()
+            st = os.stat(repodata)  # noqa: PTH116 - one stat, no Path objects: hot path
         except OSError:
             st = None
-        if st is None or not repodata.is_file():
+        if st is None or not stat.S_ISREG(st.st_mode):
+            if not path.is_dir():
+                raise SpecError(
+                    f"channel {given}: {path} does not exist or is not a directory",
+                    hints=[
+                        "check the path, or build the channel with conda-index / rattler-index"
+                    ],
+                )
             raise SpecError(
                 f"channel {given}: {repodata} is missing (a channel needs "
                 f"{' and '.join(f'{s}/repodata.json' for s in subdirs)})",
                 hints=[f"index it: python -m conda_index {path}"],
             )
-        if not os.access(repodata, os.R_OK):
-            raise SpecError(f"channel {given}: {repodata} is not readable (permission denied)")
-        problem = _repodata_problem(str(repodata), st.st_mtime_ns, st.st_size)
+        problem = _repodata_problem(repodata, st.st_mtime_ns, st.st_size)
         if problem:
+            if not os.access(repodata, os.R_OK):
+                raise SpecError(f"channel {given}: {repodata} is not readable (permission denied)")
             raise SpecError(f"cannot read local channel repodata {repodata}: {problem}")
 
 
