@@ -50,9 +50,11 @@ def validate_name(name: str) -> str:
 
 
 def resolve_existing(name: str | None, prefix: str | None) -> Path:
-    """The prefix of an existing environment; PrefixError when there is none."""
+    """The prefix of an existing environment; PrefixError when there is none, or when a create
+    of it is running or was killed half-way (its journal is beside it)."""
     if prefix:
         path = Path(prefix).expanduser().absolute()
+        _refuse_unfinished(path)
         if not path.exists():
             raise PrefixError(
                 f"prefix {path} does not exist",
@@ -70,6 +72,7 @@ def resolve_existing(name: str | None, prefix: str | None) -> Path:
         validate_name(name)
         for d in envs_dirs():
             cand = d / name
+            _refuse_unfinished(cand)
             if is_env(cand):
                 return cand.absolute()
         raise PrefixError(
@@ -97,6 +100,20 @@ def new_prefix(name: str | None, prefix: str | None) -> Path:
         first = envs_dirs()[0]
         return (first / name).absolute()
     raise UsageError("give the new environment a name with -n NAME or a location with -p PREFIX")
+
+
+def _refuse_unfinished(path: Path) -> None:
+    from .prefixtx import pending
+
+    if pending(path):
+        raise PrefixError(
+            f"a conda unsloth create of {path} is running, or was killed before it finished; "
+            "its files may be half-built or moved aside",
+            hints=[
+                f"conda unsloth create -p {path} finishes an interrupted create's clean-up "
+                "first (then stops if the env is there)"
+            ],
+        )
 
 
 def is_env(path: Path) -> bool:

@@ -264,3 +264,16 @@ def test_pip_may_not_replace_condas_torch(tmp_path: Path, monkeypatch: pytest.Mo
         install.pip_stage(prefix, ["evil==1.0"], ["torch==2.5.1"], opts)
     assert tree(prefix) == before
     assert install.torch_dists(prefix) == ["torch-2.5.1.dist-info (conda)"]
+
+
+@pytest.mark.parametrize("verb", ["doctor", "verify", "export", "module"])
+def test_read_verbs_refuse_a_half_built_env(
+    cli: Callable[..., Result], tmp_path: Path, verb: str
+) -> None:
+    """After a SIGKILLed create (its journal is still there), no verb reads the env as if whole."""
+    prefix = make_env(tmp_path / "env")
+    journal(prefix, None, ident(prefix))
+    before = tree(tmp_path)
+    r = cli(verb, "-p", str(prefix))
+    assert r.code == 2 and "was killed before it finished" in r.err and "Traceback" not in r.err
+    assert tree(tmp_path) == before
