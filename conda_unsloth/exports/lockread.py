@@ -4,6 +4,7 @@ file is refused before anything is written."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 from typing import Any
@@ -127,6 +128,60 @@ def _read_explicit(path: Path, text: str, platform: str) -> SolvedEnv:
     return _solved(path, platform, records, pip, pip_reqs)
 
 
+def _index_json(url: str) -> dict[str, Any] | None:
+    """``info/index.json`` of a local package archive (None when unreadable or remote)."""
+    import io
+    import json
+    import tarfile
+    import zipfile
+
+    if not url.startswith("file://"):
+        return None
+    local = Path(unquote(urlparse(url).path))
+    try:
+        if local.name.endswith(".tar.bz2"):
+            with tarfile.open(local, "r:bz2") as tf:
+                member = tf.extractfile("info/index.json")
+                return json.load(member) if member else None
+        if local.name.endswith(".conda"):
+            import zstandard  # optional: without it the lock's own facts are kept
+
+            with zipfile.ZipFile(local) as zf:
+                name = next(n for n in zf.namelist() if n.startswith("info-"))
+                raw = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(zf.read(name))).read()
+            with tarfile.open(fileobj=io.BytesIO(raw)) as tf:
+                member = tf.extractfile("info/index.json")
+                return json.load(member) if member else None
+    except (
+        OSError,
+        KeyError,
+        StopIteration,
+        ValueError,
+        ImportError,
+        tarfile.TarError,
+        zipfile.BadZipFile,
+    ):
+        return None
+    return None
+
+
+def _with_index_facts(rec: Record) -> Record:
+    """A lock names a package by URL and hash only: for local archives take noarch, the build
+    number and the dependencies from the package itself instead of guessing them."""
+    index = _index_json(rec.url)
+    if not isinstance(index, dict):
+        return rec
+    noarch = index.get("noarch")
+    number = index.get("build_number")
+    return dataclasses.replace(
+        rec,
+        noarch=noarch if isinstance(noarch, str) else None,
+        build_number=number if isinstance(number, int) else rec.build_number,
+        depends=tuple(index.get("depends") or rec.depends),
+        constrains=tuple(index.get("constrains") or rec.constrains),
+    )
+
+
 def _solved(
     path: Path,
     platform: str,
@@ -136,6 +191,7 @@ def _solved(
 ) -> SolvedEnv:
     """``pip``: wheels the lock pins with a hash; ``pip_requirements`` (in ``extra``): pip
     requirements it lists without one (installed by resolving them against conda's pins)."""
+    records = [_with_index_facts(r) for r in records]
     return SolvedEnv(
         platform=platform,
         channels=tuple(dict.fromkeys(r.channel for r in records)),

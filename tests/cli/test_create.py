@@ -333,3 +333,13 @@ def test_failed_verification_with_keep_failed_keeps_the_report_fake_gpu(
     report = json.loads((prefix / "conda-meta" / "conda-unsloth-verify").read_text())
     assert report["schema"] == "conda-unsloth/verify-report/1"
     assert any(c["status"] == "fail" for c in report["checks"])
+
+
+def test_a_lock_read_back_takes_noarch_and_build_number_from_the_package(
+    demo: Path, lock: Path
+) -> None:
+    from conda_unsloth.exports.lockread import read_lock
+
+    solved = read_lock(lock, "linux-64")
+    mutex = {r.build: r for r in solved.records if r.name == "pytorch-mutex"}["cuda"]
+    assert (mutex.noarch, mutex.build_number) == ("generic", 100)  # not guessed from the URL
