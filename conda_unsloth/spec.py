@@ -269,7 +269,13 @@ def read(path: Path) -> EnvSpec:
         raise SpecError(f"environment file {path} cannot be read: {exc.strerror}") from None
     try:
         data = _yaml().load(raw)
-    except YAMLError as exc:
+    except (
+        YAMLError,
+        ValueError,
+        IndexError,
+        TypeError,
+        RecursionError,
+    ) as exc:  # ruamel raises some of these on odd input
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]

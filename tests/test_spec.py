@@ -100,3 +100,10 @@ def test_non_utf8_huge_and_missing(tmp_path: Path) -> None:
         spec.read(tmp_path / "missing.yml")
     with pytest.raises(SpecError, match="is a directory"):
         spec.read(tmp_path)
+
+
+@pytest.mark.parametrize("data", [b"._", b"+_"], ids=["dot-underscore", "plus-underscore"])
+def test_inputs_that_crash_the_yaml_parser_are_spec_errors(tmp_path: Path, data: bytes) -> None:
+    """Found by hypothesis: ruamel raises ValueError / IndexError on these instead of a YAMLError."""
+    with pytest.raises(SpecError, match="YAML syntax error"):
+        spec.read(write(tmp_path, data))

@@ -246,7 +246,13 @@ def _read_conda_lock(path: Path, text: str, platform: str) -> SolvedEnv:
 
     try:
         data = YAML(typ="safe", pure=True).load(text)
-    except YAMLError as exc:
+    except (
+        YAMLError,
+        ValueError,
+        IndexError,
+        TypeError,
+        RecursionError,
+    ) as exc:  # ruamel raises some of these on odd input
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise SpecError(f"lock {path}: YAML syntax error{where}") from None

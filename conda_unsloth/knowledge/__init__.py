@@ -332,7 +332,13 @@ def _read(directory: Path, name: str) -> _Row:
         ) from None
     try:
         data = YAML(typ="safe", pure=True).load(decoded)
-    except YAMLError as exc:
+    except (
+        YAMLError,
+        ValueError,
+        IndexError,
+        TypeError,
+        RecursionError,
+    ) as exc:  # ruamel raises some of these on odd input
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
