@@ -84,27 +84,18 @@ def install_records(
             },
             fh,
         )
-    from .prefixtx import HELD_LOCKS, child_setup
+    from .prefixtx import run_child
 
-    # the child holds our prefix lock too (inherited fd) and dies with us (PDEATHSIG)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "conda_unsloth.rattler_install", str(job)],
-        stdout=subprocess.DEVNULL,
-        stderr=None if show_progress else subprocess.PIPE,
-        text=True,
-        pass_fds=tuple(HELD_LOCKS),
-        preexec_fn=child_setup,
-    )
-    try:
-        _, err = proc.communicate()
-    except BaseException:
-        proc.kill()
-        proc.wait()
-        raise
+    try:  # in a child that holds our prefix lock, dies with us and is killed if we are stopped
+        code, _, err = run_child(
+            [sys.executable, "-m", "conda_unsloth.rattler_install", str(job)],
+            stdout=subprocess.DEVNULL,
+            stderr=None if show_progress else subprocess.PIPE,
+        )
     finally:
         job.unlink(missing_ok=True)
-    if proc.returncode != 0:
-        line = (err or "").strip().splitlines()[-1:] or [f"exit code {proc.returncode}"]
+    if code != 0:
+        line = err.strip().splitlines()[-1:] or [f"exit code {code}"]
         raise InstallError(f"installing conda packages failed: {line[0]}")
 
 
@@ -150,20 +141,14 @@ def env_python(prefix: Path) -> Path:
 def _run(
     cmd: list[str], what: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    from .prefixtx import HELD_LOCKS, child_setup
+    """pip writes into the prefix: run it like rattler's child (see prefixtx.run_child)."""
+    from .prefixtx import run_child
 
-    try:  # pip writes into the prefix: it holds our lock and dies with us, like rattler's child
-        return subprocess.run(
-            cmd,
-            capture_output=True,
-            text=True,
-            check=False,
-            env=env,
-            pass_fds=tuple(HELD_LOCKS),
-            preexec_fn=child_setup,
-        )
+    try:
+        code, out, err = run_child(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     except OSError as exc:
         raise InstallError(f"{what}: cannot run {cmd[0]}: {exc.strerror}") from None
+    return subprocess.CompletedProcess(cmd, code, out, err)
 
 
 def _pip_env() -> dict[str, str]:
@@ -178,18 +163,15 @@ def _norm(name: str) -> str:
 
 
 def python_dists(prefix: Path) -> dict[str, list[tuple[str, str, str]]]:
-    """Every distribution in the env's site-packages: normalized name -> [(version, installer,
-    dist-info folder name)]. Reads METADATA headers only (nothing is imported)."""
+    """Every distribution in the env's site-packages (dist-info and egg-info): normalized name
+    -> [(version, installer, metadata folder name)], where a distribution a conda record lists
+    (or whose INSTALLER says so) counts as "conda". Reads metadata only (see inventory.py)."""
+    from . import inventory
+
     out: dict[str, list[tuple[str, str, str]]] = {}
-    for sp in prefix.glob("lib/python3*/site-packages"):
-        for d in sp.glob("*.dist-info"):
-            stem = d.name.removesuffix(".dist-info")
-            name, _, version = stem.rpartition("-")
-            try:
-                installer = (d / "INSTALLER").read_text(errors="replace").strip() or "?"
-            except OSError:
-                installer = "?"
-            out.setdefault(_norm(name), []).append((version, installer, d.name))
+    for d in inventory.read(prefix).dists:
+        installer = "conda" if d.from_conda else (d.installer or "?")
+        out.setdefault(_norm(d.name), []).append((d.version, installer, d.path.name))
     return out
 
 

@@ -96,6 +96,28 @@ def signals_held() -> Iterator[None]:
         raise Interrupted(_PENDING.pop())
 
 
+def run_child(cmd: list[str], **popen: Any) -> tuple[int, str, str]:
+    """Run a child that writes into the prefix: it inherits our lock, dies with us
+    (PDEATHSIG), is started with signals held (a signal during fork would land in an at-fork
+    hook, where Python ignores exceptions), and is killed and waited for if we are interrupted.
+    Returns (exit code, stdout, stderr)."""
+    import subprocess
+
+    proc: subprocess.Popen[str] | None = None
+    try:
+        with signals_held():
+            proc = subprocess.Popen(
+                cmd, text=True, pass_fds=tuple(HELD_LOCKS), preexec_fn=child_setup, **popen
+            )
+        out, err = proc.communicate()
+    except BaseException:
+        if proc is not None:
+            proc.kill()
+            proc.wait()
+        raise
+    return proc.returncode, out or "", err or ""
+
+
 def fsync_dir(path: Path) -> None:
     with contextlib.suppress(OSError):
         fd = os.open(path, os.O_RDONLY)

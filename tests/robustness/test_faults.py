@@ -196,3 +196,30 @@ def test_sigterm_during_verification_leaves_nothing_fake_gpu(demo: Path, tmp_pat
         ["pgrep", "-f", str(prefix)], capture_output=True, text=True, check=False
     )
     assert leftovers.stdout.strip() == "", "no probe process outlives the create"
+
+
+@pytest.mark.parametrize("delay_ms", [0, 5, 20, 60, 150], ids=lambda d: f"{d}ms")
+def test_sigterm_at_any_moment_of_the_build_is_never_lost(
+    demo: Path, tmp_path: Path, delay_ms: int
+) -> None:
+    """A signal that lands while a child is being forked used to run our handler inside an
+    at-fork hook, where Python swallows the exception: the create went on and exited 0."""
+    prefix = tmp_path / "env"
+    proc = subprocess.Popen(
+        command(demo, prefix),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environ(tmp_path),
+    )
+    deadline = time.monotonic() + 120
+    while not prefix.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.002)
+    time.sleep(delay_ms / 1000)
+    if proc.poll() is not None:
+        pytest.skip("the create finished before the signal")
+    proc.send_signal(signal.SIGTERM)
+    _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "Exception ignored" not in err and "Traceback" not in err
+    assert not prefix.exists()
