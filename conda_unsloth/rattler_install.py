@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from typing import Any
 
@@ -59,4 +60,9 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    # py-rattler 0.28 can crash while the interpreter shuts down (SIGSEGV/SIGABRT, "<no Python
+    # frame>"), which would turn a finished install into a failure: leave with os._exit.
+    rc = main(sys.argv[1:])
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(rc)
