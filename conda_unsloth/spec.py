@@ -249,7 +249,7 @@ _SPEC_RE = re.compile(r"^[A-Za-z0-9_.\-:/*<>=!,~\[\] ]+$")
 
 def read(path: Path) -> EnvSpec:
     """Parse an environment.yml (ours or anyone's) into an EnvSpec; SpecError on any problem."""
-    from ruamel.yaml.error import YAMLError
+    from .yamlload import YamlSyntaxError, load
 
     try:
         size = path.stat().st_size
@@ -268,18 +268,9 @@ def read(path: Path) -> EnvSpec:
     except OSError as exc:
         raise SpecError(f"environment file {path} cannot be read: {exc.strerror}") from None
     try:
-        data = _yaml().load(raw)
-    except (
-        YAMLError,
-        ValueError,
-        IndexError,
-        TypeError,
-        RecursionError,
-    ) as exc:  # ruamel raises some of these on odd input
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise SpecError(f"environment file {path}: YAML syntax error{where}: {problem}") from None
+        data = load(raw, typ="rt")
+    except YamlSyntaxError as exc:
+        raise SpecError(f"environment file {path}: {exc.detail}") from None
     if not isinstance(data, dict):
         raise SpecError(f"environment file {path}: expected a mapping with 'dependencies'")
     unknown = [k for k in data if k not in KNOWN_KEYS]

@@ -241,21 +241,12 @@ def _check_platform(path: Path, lock_platform: str, seen: set[str], platform: st
 
 
 def _read_conda_lock(path: Path, text: str, platform: str) -> SolvedEnv:
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import YAMLError
+    from ..yamlload import YamlSyntaxError, load
 
     try:
-        data = YAML(typ="safe", pure=True).load(text)
-    except (
-        YAMLError,
-        ValueError,
-        IndexError,
-        TypeError,
-        RecursionError,
-    ) as exc:  # ruamel raises some of these on odd input
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise SpecError(f"lock {path}: YAML syntax error{where}") from None
+        data = load(text)
+    except YamlSyntaxError as exc:
+        raise SpecError(f"lock {path}: {exc.detail}") from None
     if (
         not isinstance(data, dict)
         or data.get("version") != 1

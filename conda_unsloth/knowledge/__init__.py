@@ -311,8 +311,7 @@ class _Row:
 
 
 def _read(directory: Path, name: str) -> _Row:
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import YAMLError
+    from ..yamlload import YamlSyntaxError, load
 
     path = directory / name
     try:
@@ -331,20 +330,9 @@ def _read(directory: Path, name: str) -> _Row:
             f"knowledge file {name}: not UTF-8 (byte {exc.start})", hints=[]
         ) from None
     try:
-        data = YAML(typ="safe", pure=True).load(decoded)
-    except (
-        YAMLError,
-        ValueError,
-        IndexError,
-        TypeError,
-        RecursionError,
-    ) as exc:  # ruamel raises some of these on odd input
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise KnowledgeError(
-            f"knowledge file {name}: YAML syntax error{where}: {problem}"
-        ) from None
+        data = load(decoded)
+    except YamlSyntaxError as exc:
+        raise KnowledgeError(f"knowledge file {name}: {exc.detail}") from None
     row = _Row(data, name, "")
     schema = row.integer("schema_version")
     if schema != SUPPORTED_SCHEMA:
