@@ -56,9 +56,11 @@ def has_module(python: Path, name: str, isolate: list[str]) -> bool:
     return subprocess.run([str(python), *isolate, "-c", code], check=False).returncode == 0
 
 
-def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, int]:
+def timed(
+    cmd: list[str], env: dict[str, str] | None = None, cwd: str | None = None
+) -> tuple[float, int]:
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, check=False, env=env)
+    proc = subprocess.run(cmd, capture_output=True, check=False, env=env, cwd=cwd)
     return time.perf_counter() - t0, proc.returncode
 
 
@@ -115,10 +117,14 @@ def main(argv: list[str] | None = None) -> int:
             cmd += ["--expect-cuda", args.expect_cuda]
         for _ in range(args.repeat):
             # alternate the two so page-cache warmth favours neither
-            secs, _rc = timed([str(python), *isolate, "-c", f"import {baseline_mod}"], offline)
+            # in a scratch folder, as the probe's workers run: `import unsloth` writes
+            # unsloth_compiled_cache/ into its working directory
+            secs, _rc = timed(
+                [str(python), *isolate, "-c", f"import {baseline_mod}"], offline, cwd=tmp
+            )
             bare_wall.append(secs)
             out.unlink(missing_ok=True)  # never read a report of an earlier repeat
-            secs, rc = timed(cmd)
+            secs, rc = timed(cmd, cwd=tmp)
             probe_wall.append(secs)
             if rc not in (0, 1) or not out.is_file():
                 print(

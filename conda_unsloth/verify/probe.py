@@ -1124,7 +1124,7 @@ class Supervisor:
         self.procs: set[subprocess.Popen[bytes]] = set()
 
     def spawn(
-        self, cmd: list[str], env: dict[str, str], log: Any
+        self, cmd: list[str], env: dict[str, str], log: Any, cwd: Path | None = None
     ) -> subprocess.Popen[bytes] | None:
         with self.lock:
             if self.stopped:
@@ -1135,6 +1135,7 @@ class Supervisor:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 env=env,
+                cwd=cwd,
                 start_new_session=True,  # its own process group: killpg takes its children too
             )
             self.procs.add(proc)
@@ -1200,12 +1201,16 @@ class GroupRunner:
             "--progress",
             str(progress),
             "--kernel",
-            str(self.args.kernel),
+            str(Path(self.args.kernel).absolute()),
         ]
         if self.args.expect_cuda:
             cmd += ["--expect-cuda", self.args.expect_cuda]
         env = dict(os.environ)
         env["PYTHONUNBUFFERED"] = "1"
+        if env.get("PYTHONPATH"):  # the workers run in the scratch folder: no relative entries
+            env["PYTHONPATH"] = os.pathsep.join(
+                str(Path(e).absolute()) if e else e for e in env["PYTHONPATH"].split(os.pathsep)
+            )
         if any(s.group == "unsloth" for s in specs):
             for key, value in UNSLOTH_ENV.items():
                 env.setdefault(key, value)
@@ -1214,7 +1219,9 @@ class GroupRunner:
         timed_out: float | None = None
         never_started = False
         with open(log, "wb") as logf:
-            proc = self.supervisor.spawn(cmd, env, logf)
+            # in the probe's scratch folder: `import unsloth` writes unsloth_compiled_cache/
+            # into its working directory, which must not be the user's
+            proc = self.supervisor.spawn(cmd, env, logf, cwd=self.workdir)
             if proc is None:
                 return []
             try:

@@ -5,7 +5,9 @@ and the supervisor must survive a hung and a crashing check."""
 from __future__ import annotations
 
 import ast
+import json
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import pytest
 from conda_unsloth import knowledge
 from conda_unsloth.verify import PROBE, probe
 from conda_unsloth.verify import report as reportmod
-from tests.verify.conftest import Env, run_probe
+from tests.verify.conftest import Env, probe_cmd, run_probe
 
 ALL_IDS = [
     "torch.import",
@@ -171,6 +173,37 @@ def test_hung_check_is_killed_and_the_rest_runs_stand_in_unsloth(
     assert run.check("matmul.fp32")["status"] == "pass"
     assert run.code == 1
     assert elapsed < 60
+
+
+def test_workers_leave_the_callers_directory_alone_stand_in_unsloth(
+    overlay_env: Env, tmp_path: Path
+) -> None:
+    # the real `import unsloth` writes unsloth_compiled_cache/ into its working directory;
+    # a stand-in does the same, and reports where that was
+    pkg = overlay_env.site / "unsloth"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text(
+        "import os\nos.makedirs('unsloth_compiled_cache', exist_ok=True)\n"
+        "DEVICE_TYPE = 'cuda'\n__version__ = os.getcwd()\n"
+    )
+    here = tmp_path / "user-cwd"
+    here.mkdir()
+    out = tmp_path / "report.json"
+    proc = subprocess.run(
+        [*probe_cmd(overlay_env, out, "--checks", "unsloth")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        cwd=here,
+    )
+    doc = json.loads(out.read_text())
+    c = doc["checks"][0]
+    assert (c["id"], c["status"]) == ("unsloth.import", "pass"), proc.stderr
+    assert list(here.iterdir()) == []
+    worker_cwd = Path(c["data"]["version"])
+    assert worker_cwd != here
+    assert not worker_cwd.exists()  # the probe's scratch folder is gone with its cache
 
 
 def test_crashing_check_fails_and_the_group_goes_on_stand_in_xformers(
