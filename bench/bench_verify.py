@@ -1,6 +1,7 @@
 """Benchmark the verification probe: per-check seconds and the probe's total wall time, against a
 bare ``python -I -c "import unsloth"`` (or ``import torch`` when unsloth is absent) in the same
-run, with the same interpreter.
+run, with the same interpreter and the probe's own environment for unsloth (offline switches,
+``UNSLOTH_DISABLE_CPU_FALLBACK=1``).
 
     python bench/bench_verify.py                          # CPU torch venv (created on first use)
     python bench/bench_verify.py --python /opt/env/bin/python --repeat 3 --json-out bench.json
@@ -17,6 +18,7 @@ run that writes no report (exit code 2, a crash) stops the benchmark with exit c
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -49,6 +51,15 @@ def default_python() -> Path:
             [str(py), "-m", "pip", "install", "-q", "--no-compile", "torch==2.13.0"], check=True
         )
     return py
+
+
+def unsloth_env() -> dict[str, str]:
+    """``UNSLOTH_ENV`` of probe.py (standard library only, loaded by path)."""
+    spec = importlib.util.spec_from_file_location("conda_unsloth_bench_probe", PROBE)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return dict(module.UNSLOTH_ENV)
 
 
 def has_module(python: Path, name: str, isolate: list[str]) -> bool:
@@ -96,12 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     python = args.python or default_python()
     isolate = [] if args.no_isolate else ["-I"]
     baseline_mod = "unsloth" if has_module(python, "unsloth", isolate) else "torch"
-    offline = {
-        **os.environ,
-        "UNSLOTH_DISABLE_CPU_FALLBACK": "1",
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-    }
+    # the same environment as the probe's unsloth worker (offline switches, no CPU fallback):
+    # without HF_DATASETS_OFFLINE & co an offline node spends seconds on network attempts
+    offline = {**os.environ, **unsloth_env()}
 
     probe_wall: list[float] = []
     bare_wall: list[float] = []

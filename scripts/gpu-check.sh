@@ -28,12 +28,15 @@
 #                   (`python -m conda_unsloth verify -p VENV`, the venv marked as an env by an
 #                   empty conda-meta/), then scripts/gpu_expect.py compares each report with
 #                   what must happen and writes summary.txt:
-#                     broken  the wheels as they are: xformers' extension (CUDA 12.8 build)
-#                             cannot load next to a CUDA 13 torch -> exit 1, xformers F17
-#                     nogpu   CUDA_VISIBLE_DEVICES= (runtime fix applied) -> exit 1, every GPU
-#                             check F18
-#                     fixed   nvidia-cuda-runtime-cu12 on LD_LIBRARY_PATH -> exit 0
-#                     bench   bench/bench_verify.py --repeat N with the fix applied
+#                     broken  every wheel but nvidia-cuda-runtime-cu12: xformers' extension (a
+#                             CUDA 12.8 build) cannot load next to a CUDA 13 torch -> exit 1,
+#                             the xformers checks F17
+#                     (fix)   nvidia-cuda-runtime-cu12 installed into the env, as a user would
+#                             (torch preloads the first nvidia/cuda_runtime/lib/libcudart.so.*
+#                             on sys.path, so the extension's libcudart.so.12 is found)
+#                     nogpu   CUDA_VISIBLE_DEVICES= -> exit 1, every GPU check F18
+#                     fixed   -> exit 0
+#                     bench   bench/bench_verify.py --repeat N (default 2)
 #                   exit code 0 only when every scenario behaved as expected.
 # results in OUT: one probe run: verify-report.json, probe.txt, nvidia-smi.txt, install.txt,
 # env.txt, bench.json/bench.txt (--bench); --all: SCENARIO.json / SCENARIO.txt for broken,
@@ -136,35 +139,35 @@ fi
 
 wheels=()
 TOOL_WHEELS=()
+FIX_WHEELS=()
 shopt -s nullglob
 for d in ${WHEEL_DIRS[@]+"${WHEEL_DIRS[@]}"}; do
   for w in "$d"/*.whl; do
     case "$(basename "$w")" in
       ruamel_yaml-*|ruamel.yaml-*) TOOL_WHEELS+=("$w") ;;  # for the verb, not the env
+      nvidia_cuda_runtime_cu12-*) if [ "$ALL" = 1 ]; then FIX_WHEELS+=("$w"); else wheels+=("$w"); fi ;;
       *) wheels+=("$w") ;;
     esac
   done
 done
 shopt -u nullglob
 [ ${#WHEEL_DIRS[@]} -eq 0 ] || [ ${#wheels[@]} -gt 0 ] || die "no .whl files in ${WHEEL_DIRS[*]}"
-if [ ${#wheels[@]} -gt 0 ]; then
+[ "$ALL" = 0 ] || [ ${#FIX_WHEELS[@]} -gt 0 ] \
+  || die "--all needs an nvidia_cuda_runtime_cu12 wheel among the wheels (the fix scenario)"
+
+install_wheels() {  # install_wheels WHEEL...: into the env's site-packages, offline
+  local t0=$EPOCHREALTIME
   # the system pip installs into the venv's site-packages (a --without-pip venv has no pip)
-  t0=$EPOCHREALTIME
   if ! "$PY" -m pip install --no-index --no-deps --no-compile --upgrade --target "$SITE" \
-       "${wheels[@]}" >> "$OUTDIR/install.txt" 2>&1; then
+       "$@" >> "$OUTDIR/install.txt" 2>&1; then
     echo "gpu-check: installing the wheels failed (see $OUTDIR/install.txt)" >&2
     exit 2
   fi
-  printf '%s\n' "${wheels[@]}" >> "$OUTDIR/install.txt"
-  echo "installed ${#wheels[@]} wheels in $(awk "BEGIN{printf \"%.1f\", $EPOCHREALTIME-$t0}") s" \
+  printf '%s\n' "$@" >> "$OUTDIR/install.txt"
+  echo "installed $# wheels in $(awk "BEGIN{printf \"%.1f\", $EPOCHREALTIME-$t0}") s" \
     >> "$OUTDIR/install.txt"
-fi
-
-NV_PATH=""
-for lib in "$SITE"/nvidia/*/lib; do
-  [ -d "$lib" ] && NV_PATH="$lib${NV_PATH:+:$NV_PATH}"
-done
-NV_LD="${NV_PATH}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+}
+[ ${#wheels[@]} -eq 0 ] || install_wheels "${wheels[@]}"
 
 expect_args=()
 [ -z "$EXPECT" ] || expect_args+=(--expect-cuda "$EXPECT")
@@ -181,7 +184,9 @@ run_bench() {  # run_bench OUTPREFIX [env assignments...]
 
 if [ "$ALL" = 0 ]; then
   if [ "$NVLIBS" = 1 ]; then
-    export LD_LIBRARY_PATH="$NV_LD"
+    for lib in "$SITE"/nvidia/*/lib; do
+      [ -d "$lib" ] && export LD_LIBRARY_PATH="$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    done
     echo "LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}" >> "$OUTDIR/env.txt"
   fi
   args=(--json "$OUTDIR/verify-report.json" --kernel "$ROOT/conda_unsloth/verify/triton_kernel.py")
@@ -202,7 +207,6 @@ if [ "$ALL" = 0 ]; then
 fi
 
 # ---- --all: every scenario through the verb, then the benchmark ----------------------------
-[ -n "$NV_PATH" ] || die "--all needs nvidia-cuda-runtime-cu12 among the wheels (the fix scenario)"
 TOOLS="$WORK/tools"
 mkdir -p "$TOOLS" "$VENV/conda-meta"
 if [ ${#TOOL_WHEELS[@]} -gt 0 ]; then
@@ -218,8 +222,8 @@ timeout_args=()
 scenario() {  # scenario NAME [env assignments...]: the verb on VENV, report in OUT/NAME.json
   local name="$1"; shift
   local t0=$EPOCHREALTIME rc
-  echo "== $name: $*" >&2
-  env "$@" PYTHONPATH="$VERB_PP" "$PY" -m conda_unsloth verify -p "$VENV" \
+  echo "== $name $*" >&2
+  env ${@+"$@"} PYTHONPATH="$VERB_PP" "$PY" -m conda_unsloth verify -p "$VENV" \
     ${expect_args[@]+"${expect_args[@]}"} ${timeout_args[@]+"${timeout_args[@]}"} \
     --report "$OUTDIR/$name.json" > "$OUTDIR/$name.txt" 2>&1
   rc=$?
@@ -229,12 +233,14 @@ scenario() {  # scenario NAME [env assignments...]: the verb on VENV, report in 
 }
 
 : > "$OUTDIR/exit-codes.txt"
-scenario broken "LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}"
-scenario nogpu "LD_LIBRARY_PATH=$NV_LD" CUDA_VISIBLE_DEVICES=
-scenario fixed "LD_LIBRARY_PATH=$NV_LD"
-echo "== bench (repeat ${REPEAT:-2})" >&2
+scenario broken
+echo "== the fix: install ${FIX_WHEELS[*]##*/} into the env" >&2
+install_wheels "${FIX_WHEELS[@]}"
+scenario nogpu CUDA_VISIBLE_DEVICES=
+scenario fixed
 REPEAT="${REPEAT:-2}"
-run_bench "$OUTDIR/bench" "LD_LIBRARY_PATH=$NV_LD" || echo "bench failed (see bench.txt)" >&2
+echo "== bench (repeat $REPEAT)" >&2
+run_bench "$OUTDIR/bench" || echo "bench failed (see bench.txt)" >&2
 
 "$PY" "$ROOT/scripts/gpu_expect.py" --dir "$OUTDIR" > "$OUTDIR/summary.txt" 2>&1
 rc=$?

@@ -4,9 +4,10 @@ reference GPU machine (torch cu13 + the PyPI xformers 0.0.35 CUDA 12.8 wheel):
 - ``broken`` (the wheels as they are): exit code 1; xformers.extension, xformers.build and both
   attention checks fail with F17 (an extension built for another CUDA major); the verb's table
   names F17's fix (nvidia-cuda-runtime-cu12).
-- ``nogpu`` (``CUDA_VISIBLE_DEVICES=``): exit code 1; every check that needs a GPU fails with F18.
-- ``fixed`` (CUDA 12 runtime on LD_LIBRARY_PATH): exit code 0; every required check passes (or
-  warns), the xformers extension loads and its attention passes.
+- ``nogpu`` (``CUDA_VISIBLE_DEVICES=``, the fix installed): exit code 1; every check that needs
+  a GPU fails with F18.
+- ``fixed`` (nvidia-cuda-runtime-cu12 installed into the env): exit code 0; every required check
+  passes (or warns), the xformers extension loads and its attention passes.
 
 Prints one table per scenario (id, status, seconds, remedy), the benchmark (probe total vs a bare
 ``import unsloth``, target <= 1.15x) and one line per expectation; exit code 0 only when every

@@ -16,7 +16,9 @@ after N s"), and the rest of its group goes on in a fresh worker.
 No worker outlives the supervisor: SIGTERM / SIGINT kill every worker's process group and the
 probe writes a partial report (``"interrupted": "SIGTERM"``; the checks not completed fail). A
 worker that hangs before its first check is bounded by that check's timeout, one that hangs
-after its last result is killed ``EXIT_GRACE`` seconds later.
+after its last result is killed ``EXIT_GRACE`` seconds later. A worker leaves with
+``os._exit`` once its results are written: the interpreter's shutdown with torch, CUDA and
+unsloth loaded takes seconds and proves nothing.
 
 Each check reports ``id``, ``status`` (pass/fail/skip/warn), ``seconds``, ``detail``, ``remedy``
 (a known-issue id of conda-unsloth's knowledge base, or null), ``required`` and ``data``.
@@ -53,7 +55,7 @@ import traceback
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 SCHEMA = "conda-unsloth/verify-report/1"
 PROBE_VERSION = "1"
@@ -1098,8 +1100,9 @@ def jsonable(value: Any) -> Any:
     return str(value)
 
 
-def worker(args: argparse.Namespace) -> int:
-    """Run the given checks in this process, one JSON line per event to ``--progress``."""
+def worker(args: argparse.Namespace) -> NoReturn:
+    """Run the given checks in this process, one JSON line per event to ``--progress``, then
+    ``os._exit(0)``."""
     ctx = Ctx(args)
     specs = [BY_ID[i] for i in args.checks.split(",") if i]
     with open(args.progress, "a", encoding="utf-8") as prog:
@@ -1109,7 +1112,13 @@ def worker(args: argparse.Namespace) -> int:
             result = run_one(spec, ctx)
             prog.write(json.dumps({"event": "result", "result": result}) + "\n")
             prog.flush()
-    return 0
+    # every result is written: leave without the interpreter's shutdown, which with torch,
+    # CUDA and unsloth loaded takes seconds (atexit handlers, threads, CUDA teardown) that
+    # would count against the verification; the supervisor kills a worker that hangs here
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(0)
 
 
 # ----------------------------------------------------------------------------- supervisor
@@ -1479,7 +1488,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:
         return int(exc.code or 0)
     if args.worker:
-        return worker(args)
+        worker(args)
     if args.list:
         for c in CHECKS:
             print(f"{c.id:<26} {c.group:<9} {c.title}")

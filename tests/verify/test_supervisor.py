@@ -25,8 +25,21 @@ def _hanging_unsloth(env: Env, pidfile: Path, where: str = "import") -> None:
     body = f"import os, time\nopen({str(pidfile)!r}, 'w').write(str(os.getpid()))\n"
     if where == "import":
         body += "time.sleep(3600)\n"
-    else:  # imports fine, then hangs when the worker exits
-        body += "import atexit\natexit.register(time.sleep, 3600)\nDEVICE_TYPE = 'cuda'\n"
+    elif where == "atexit":  # imports fine; an exit handler that would hang the interpreter
+        body += (
+            "import atexit\n"
+            f"atexit.register(lambda: open({str(pidfile) + '.atexit'!r}, 'w') and time.sleep(3600))\n"
+            "DEVICE_TYPE = 'cuda'\n"
+        )
+    else:  # imports fine, then the worker hangs after its last result (a stdout that blocks)
+        body += (
+            "import sys\n"
+            "class Stuck:\n"
+            "    def write(self, s): return len(s)\n"
+            "    def flush(self): time.sleep(3600)\n"
+            "sys.stdout = Stuck()\n"
+            "DEVICE_TYPE = 'cuda'\n"
+        )
     (pkg / "__init__.py").write_text(body)
 
 
@@ -92,6 +105,21 @@ def test_package_run_probe_time_limit_kills_probe_and_workers_stand_in_unsloth(
     worker = _wait_for(pidfile, 1)
     assert not alive(worker)
     assert list(tmpdir.iterdir()) == []
+
+
+def test_worker_skips_the_interpreter_shutdown_stand_in_unsloth(
+    overlay_env: Env, tmp_path: Path
+) -> None:
+    # unsloth/torch/CUDA make the interpreter's shutdown slow: a worker leaves with os._exit
+    # once its results are written, so an exit handler never runs
+    pidfile = tmp_path / "worker.pid"
+    _hanging_unsloth(overlay_env, pidfile, where="atexit")
+    run = run_probe(overlay_env, "--checks", "unsloth", tmp=tmp_path, timeout=120)
+    c = run.check("unsloth.import")
+    assert c["status"] == "pass", c
+    assert run.code == 0
+    assert not alive(_wait_for(pidfile, 1))
+    assert not Path(str(pidfile) + ".atexit").exists()
 
 
 def test_worker_hanging_after_its_last_check_is_killed_stand_in_unsloth(
