@@ -401,6 +401,19 @@ def check_torch_single_dist(ctx: Ctx) -> Outcome:
     return ok(f"one torch distribution: {listing}", dists=found)
 
 
+def driver_cuda_version(torch: Any) -> int | None:
+    """The newest CUDA the driver supports (e.g. 13000), from torch or libcuda itself."""
+    with contextlib.suppress(Exception):
+        return int(torch._C._cuda_getDriverVersion())
+    with contextlib.suppress(Exception):  # torch 2.11 has no _cuda_getDriverVersion
+        import ctypes
+
+        version = ctypes.c_int(0)
+        if ctypes.CDLL("libcuda.so.1").cuDriverGetVersion(ctypes.byref(version)) == 0:
+            return int(version.value) or None
+    return None
+
+
 def check_gpu_visible(ctx: Ctx) -> Outcome:
     torch = ctx.torch()
     driver = nvidia_driver()
@@ -440,9 +453,7 @@ def check_gpu_visible(ctx: Ctx) -> Outcome:
                 "memory_gib": round(p.total_memory / 2**30, 1),
             }
         )
-    driver_api = None
-    with contextlib.suppress(Exception):
-        driver_api = int(torch._C._cuda_getDriverVersion())
+    driver_api = driver_cuda_version(torch)
     names = ", ".join(f"{d['name']} (sm_{d['capability'].replace('.', '')})" for d in devices)
     max_cuda = f"{driver_api // 1000}.{driver_api % 1000 // 10}" if driver_api else "?"
     return ok(
