@@ -45,7 +45,9 @@ TORCH_BOUND = frozenset({"torch", "xformers", "triton", "python", "torchvision"}
 # (a version or build string read from a tampered record) is single-quoted by shlex.quote.
 _PLAIN_SPEC = re.compile(r"[A-Za-z0-9_.,<>=!*+~-]+")
 # Placeholders in knowledge-base fix commands: "-n NEW_ENV" (a new env), "-n ENV" (this one).
-_PLACEHOLDER = re.compile(r"-n (NEW_)?ENV\b")
+# knowledge-base fix commands name the env as `-n ENV`, the new one as `-n NEW_ENV`, its path
+# as `-p PREFIX` and its python as `PREFIX/bin/python`
+_PLACEHOLDER = re.compile(r"-n (NEW_)?ENV\b|-p PREFIX\b|PREFIX/bin/python\b")
 
 
 def quote_spec(spec: str) -> str:
@@ -235,12 +237,18 @@ def fix_commands(
         return [rebuild(ps, kb, env, host, python=python)]
     if kind in ("cpu_pytorch", "mixed_providers", "cuda_major_mismatch", "cuda_newer_than_driver"):
         return [rebuild(ps, kb, env, host)]
-    return [_template(c, env) for c in f.issue.fix_commands]
+    return [template(c, env) for c in f.issue.fix_commands]
 
 
-def _template(cmd: str, env: EnvRef) -> str:
+def template(cmd: str, env: EnvRef) -> str:
     """A knowledge-base fix command with its placeholders filled in for this env."""
-    return _PLACEHOLDER.sub(lambda m: env.new_flag if m.group(1) else env.flag, cmd)
+
+    def fill(m: re.Match[str]) -> str:
+        if m.group(0).startswith("PREFIX/"):
+            return env.python
+        return env.new_flag if m.group(1) else env.flag
+
+    return _PLACEHOLDER.sub(fill, cmd)
 
 
 def _xformers_fix(

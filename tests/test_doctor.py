@@ -654,9 +654,28 @@ def test_env_ref_flags_are_one_shell_word(tmp_path: Path, name: str, flag: str) 
     ref = doctor.EnvRef(tmp_path, name)
     assert ref.flag == flag
     assert shlex.split(ref.new_flag) == ["-n", f"{name}-fixed"]
-    assert doctor._template("conda unsloth create -n NEW_ENV --cuda 12.4", ref) == (
+    assert doctor.template("conda unsloth create -n NEW_ENV --cuda 12.4", ref) == (
         f"conda unsloth create {ref.new_flag} --cuda 12.4"
     )
+    assert doctor.template("conda install -n ENV x", ref) == f"conda install {ref.flag} x"
+
+
+def test_template_fills_prefix_placeholders_one_shell_word(tmp_path: Path) -> None:
+    ref = doctor.EnvRef(tmp_path / "my env")
+    cmd = doctor.template("conda unsloth verify -p PREFIX --sbatch job.sh", ref)
+    assert shlex.split(cmd) == [
+        "conda",
+        "unsloth",
+        "verify",
+        "-p",
+        str(tmp_path / "my env"),
+        "--sbatch",
+        "job.sh",
+    ]
+    cmd = doctor.template(
+        "PREFIX/bin/python -m pip install --no-deps nvidia-cuda-runtime-cu12", ref
+    )
+    assert shlex.split(cmd)[:2] == [str(tmp_path / "my env" / "bin" / "python"), "-m"]
 
 
 # ----------------------------------------------------------------------------- CUDA vs driver

@@ -256,16 +256,19 @@ def _run(args: argparse.Namespace, prefix: Path, tokens: list[str]) -> int:
             f"could not record the verdict in {marker.path_for(prefix)}: {exc.strerror}",
             args.quiet,
         )
+    from ..doctor import EnvRef
+
+    env = EnvRef(prefix, args.name if not args.prefix else None)
     if args.json:
         doc: dict[str, Any] = report.to_json()
         doc["verdict"] = report.verdict
         doc["prefix"] = str(prefix)
         doc["report_file"] = str(saved) if saved else None
-        doc["remedies"] = [r.to_json() for r in reportmod.remedies(report, kb)]
+        doc["remedies"] = [r.to_json(env) for r in reportmod.remedies(report, kb)]
         _shared.emit_json(doc)
     else:
         width = shutil.get_terminal_size((140, 24)).columns
-        print(reportmod.render(report, kb, width=max(width, 80)))
+        print(reportmod.render(report, kb, width=max(width, 80), env=env))
         if saved:
             print(f"report: {saved}")
     return report.exit_code

@@ -25,6 +25,7 @@ from ..errors import VerifyError
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from ..doctor import EnvRef
     from ..knowledge import Knowledge, KnownIssue
 
 SCHEMA = "conda-unsloth/verify-report/1"
@@ -232,14 +233,24 @@ class Remedy:
     checks: tuple[str, ...]
     issue: KnownIssue | None
 
-    def to_json(self) -> dict[str, Any]:
+    def commands(self, env: EnvRef | None = None) -> list[str]:
+        """The issue's fix commands, with ENV / NEW_ENV / PREFIX filled in for ``env``."""
+        if self.issue is None:
+            return []
+        if env is None:
+            return list(self.issue.fix_commands)
+        from ..doctor import template
+
+        return [template(c, env) for c in self.issue.fix_commands]
+
+    def to_json(self, env: EnvRef | None = None) -> dict[str, Any]:
         issue = self.issue
         return {
             "id": self.id,
             "checks": list(self.checks),
             "title": issue.title if issue else None,
             "fix": issue.fix if issue else None,
-            "fix_commands": list(issue.fix_commands) if issue else [],
+            "fix_commands": self.commands(env),
             "source": issue.source if issue else None,
         }
 
@@ -272,8 +283,11 @@ def _one_line(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def render(report: VerifyReport, kb: Knowledge | None, *, width: int = 110) -> str:
-    """The human table, then one block per remedy, then the verdict line."""
+def render(
+    report: VerifyReport, kb: Knowledge | None, *, width: int = 110, env: EnvRef | None = None
+) -> str:
+    """The human table, then one block per remedy (its commands filled in for ``env``), then
+    the verdict line."""
     rows = [
         (
             c.id + ("" if c.required else " (optional)"),
@@ -300,7 +314,7 @@ def render(report: VerifyReport, kb: Knowledge | None, *, width: int = 110) -> s
                 continue
             lines.append(f"{rem.id} {issue.title} ({', '.join(rem.checks)})")
             lines.append(f"  fix: {_one_line(issue.fix, 400)}")
-            lines.extend(f"  run: {cmd}" for cmd in issue.fix_commands)
+            lines.extend(f"  run: {cmd}" for cmd in rem.commands(env))
     if report.interrupted:
         lines.append("")
         lines.append(f"the probe was stopped by {report.interrupted}: a partial report")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
+import shlex
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -180,6 +182,32 @@ def test_remedies_as_json() -> None:
     assert rem["checks"] == ["seed.dispatch"]
     assert rem["title"] == kb.issues["F1"].title
     assert rem["fix_commands"] == list(kb.issues["F1"].fix_commands)
+
+
+def test_remedy_commands_are_filled_in_for_the_env(tmp_path: Path) -> None:
+    from conda_unsloth.doctor import EnvRef
+
+    kb = knowledge.load()
+    rep = reportmod.from_json(
+        doc(
+            check("xformers.extension", "fail", remedy="F17"),
+            check("gpu.visible", "fail", remedy="F18"),
+        )
+    )
+    prefix = tmp_path / "my env"
+    env = EnvRef(prefix)
+    text = reportmod.render(rep, kb, env=env)
+    runs = [line[len("  run: ") :] for line in text.splitlines() if line.startswith("  run: ")]
+    assert runs, text
+    assert not [r for r in runs if "PREFIX" in r or "NEW_ENV" in r or "-n ENV" in r], runs
+    py = shlex.quote(str(prefix / "bin" / "python"))
+    assert f"{py} -m pip install --no-deps nvidia-cuda-runtime-cu12" in runs
+    assert f"conda unsloth verify -p {shlex.quote(str(prefix))} --sbatch verify-job.sh" in runs
+    assert f"conda unsloth create -p {shlex.quote(str(prefix) + '-fixed')}" in runs
+    rems = {r.id: r.to_json(env) for r in reportmod.remedies(rep, kb)}
+    assert f"{py} -m pip install --no-deps nvidia-cuda-runtime-cu12" in rems["F17"]["fix_commands"]
+    named = {r.id: r.to_json(EnvRef(prefix, "unsloth")) for r in reportmod.remedies(rep, kb)}
+    assert "conda unsloth create -n unsloth-fixed" in named["F17"]["fix_commands"]
 
 
 def test_marker_record() -> None:
