@@ -37,6 +37,14 @@ class Record:
     noarch: str | None = None
     license: str | None = None
 
+    @classmethod
+    def trusted(cls, fields: dict[str, Any]) -> Record:
+        """A Record from a mapping of *every* field, without the frozen dataclass ``__init__``
+        (0.2 µs instead of 1.6 µs: a solve makes one per package). Equal to ``Record(**fields)``."""
+        rec = object.__new__(cls)
+        rec.__dict__.update(fields)
+        return rec
+
     @property
     def channel_name(self) -> str:
         """The channel's last path element ('pytorch', 'conda-forge', or a local dir name)."""

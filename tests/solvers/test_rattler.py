@@ -348,3 +348,33 @@ def test_fast_record_conversion_matches_public_api(planned, pytorch_channels: li
     converted = [to_record(r) for r in records]
     assert converted == [to_record_public(r) for r in records]
     assert {r.noarch for r in converted} == {None, "generic", "python"}
+
+
+def test_run_coro_reuses_one_loop_and_drops_it_after_an_interrupt() -> None:
+    import asyncio
+
+    from conda_unsloth.solvers.rattler import run_coro
+
+    async def loop_id() -> int:
+        return id(asyncio.get_running_loop())
+
+    async def fails(exc: BaseException) -> None:
+        raise exc
+
+    first = run_coro(loop_id())
+    assert run_coro(loop_id()) == first
+    with pytest.raises(ValueError, match="bad"):
+        run_coro(fails(ValueError("bad")))
+    assert run_coro(loop_id()) == first  # an ordinary error keeps the loop
+    with pytest.raises(KeyboardInterrupt):
+        run_coro(fails(KeyboardInterrupt()))
+    assert run_coro(loop_id()) != first  # after an interrupt a fresh loop
+
+
+def test_repeated_solves_give_equal_results(planned, pytorch_channels: list[str]) -> None:
+    # the second solve runs on the event loop the first one made
+    sel, spec = planned(pytorch_channels, cuda="12.1", python="3.11")
+    solver = RattlerSolver()
+    a, b = solver.solve(spec, sel.target), solver.solve(spec, sel.target)
+    assert a.records == b.records
+    assert {"python", "pytorch", "pytorch-cuda", "xformers"} <= {r.name for r in a.records}
