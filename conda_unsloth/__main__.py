@@ -28,7 +28,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     want_json = "--json" in argv
     try:
-        parser = generate_parser(_Parser)
+        parser = generate_parser(_Parser, argv)
         args = parser.parse_args(argv)
         return execute(args)
     except UnslothError as exc:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from .. import __version__
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from types import ModuleType
 
 PROG = "conda-unsloth"
@@ -35,18 +36,24 @@ def verb_modules() -> list[ModuleType]:
     return sorted(mods, key=lambda m: (getattr(m, "ORDER", 100), m.NAME))
 
 
-def configure_parser(parser: argparse.ArgumentParser, conda: bool = False) -> None:
-    """Attach the verbs to ``parser`` (conda's subcommand parser, or our standalone one)."""
+def configure_parser(
+    parser: argparse.ArgumentParser, conda: bool = False, only: str | None = None
+) -> None:
+    """Attach the verbs to ``parser`` (conda's subcommand parser, or our standalone one).
+    With ``only`` (the verb on the command line), the other verbs get their name and help but
+    not their options: building every verb's options costs more than a plan's own work."""
     sub = parser.add_subparsers(dest="subcmd", metavar="COMMAND", title="commands")
     for mod in verb_modules():
+        aliases = list(getattr(mod, "ALIASES", ()))
         p = sub.add_parser(
             mod.NAME,
-            aliases=list(getattr(mod, "ALIASES", ())),
+            aliases=aliases,
             help=mod.HELP,
             description=getattr(mod, "DESCRIPTION", mod.HELP),
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-        mod.configure_parser(p, conda)
+        if only is None or only == mod.NAME or only in aliases:
+            mod.configure_parser(p, conda)
         p.set_defaults(func=mod.execute)
     parser.set_defaults(func=lambda args: _print_help(parser))
 
@@ -64,10 +71,13 @@ def execute(args: argparse.Namespace) -> int:
 
 def generate_parser(
     parser_class: type[argparse.ArgumentParser] | None = None,
+    argv: Sequence[str] | None = None,
 ) -> argparse.ArgumentParser:
-    """The standalone parser (also used to generate docs)."""
+    """The standalone parser (also used to generate docs). Given ``argv``, only the verb it
+    names gets its options (see :func:`configure_parser`)."""
     cls = parser_class or argparse.ArgumentParser
     parser = cls(prog=PROG, description=DESCRIPTION)
     parser.add_argument("-V", "--version", action="version", version=f"{PROG} {__version__}")
-    configure_parser(parser, conda=False)
+    only = next((a for a in argv if not a.startswith("-")), None) if argv is not None else None
+    configure_parser(parser, conda=False, only=only)
     return parser
