@@ -176,43 +176,30 @@ def bench(name: str, spec: EnvSpec, target: Target, repeat: int, cache: Path) ->
     vp_strings = [vp.split("=") for vp in target.virtual_packages()]
     gateway = rattler.Gateway(cache_dir=cache / "raw")
 
-    def raw() -> list[Any]:
-        return asyncio.run(
-            rattler.solve(
-                sources=urls,
-                specs=[rattler.MatchSpec(s) for s in spec_strings],
-                gateway=gateway,
-                platforms=subdirs,
-                virtual_packages=[
-                    rattler.GenericVirtualPackage(
-                        rattler.PackageName(n), rattler.Version(v), rattler.BuildString(b)
-                    )
-                    for n, v, b in vp_strings
-                ],
-                channel_priority=rattler.ChannelPriority.Strict,
-            )
+    def call() -> Any:
+        return rattler.solve(
+            sources=urls,
+            specs=[rattler.MatchSpec(s) for s in spec_strings],
+            gateway=gateway,
+            platforms=subdirs,
+            virtual_packages=[
+                rattler.GenericVirtualPackage(
+                    rattler.PackageName(n), rattler.Version(v), rattler.BuildString(b)
+                )
+                for n, v, b in vp_strings
+            ],
+            channel_priority=rattler.ChannelPriority.Strict,
         )
 
     loop = asyncio.new_event_loop()
 
+    def raw() -> list[Any]:
+        return asyncio.run(call())
+
     def raw_loop() -> list[Any]:
         # the same call on one reused event loop, as our backend runs it: what is left of
         # the difference is our own work (channel checks, spec rewriting, record conversion)
-        return loop.run_until_complete(
-            rattler.solve(
-                sources=urls,
-                specs=[rattler.MatchSpec(s) for s in spec_strings],
-                gateway=gateway,
-                platforms=subdirs,
-                virtual_packages=[
-                    rattler.GenericVirtualPackage(
-                        rattler.PackageName(n), rattler.Version(v), rattler.BuildString(b)
-                    )
-                    for n, v, b in vp_strings
-                ],
-                channel_priority=rattler.ChannelPriority.Strict,
-            )
-        )
+        return loop.run_until_complete(call())
 
     def our() -> Any:
         return ours.solve(spec, target)

@@ -105,12 +105,16 @@ def main(argv: list[str] | None = None) -> int:
             docs[name] = doc
             report += table(name, doc, codes.get(name))
 
-    if "broken" in docs:
-        checks = by_id(docs["broken"])
-        exp.expect(codes.get("broken") == 1, "broken: exit code 1", str(codes.get("broken")))
-        for cid in XFORMERS_F17:
+    def failing(name: str, ids: tuple[str, ...], remedy: str) -> None:
+        """Scenario ``name`` exits 1 and each of ``ids`` fails with ``remedy``."""
+        checks = by_id(docs[name])
+        exp.expect(codes.get(name) == 1, f"{name}: exit code 1", str(codes.get(name)))
+        for cid in ids:
             got = status_of(checks, cid)
-            exp.expect(got == "fail F17", f"broken: {cid} fails with F17", got)
+            exp.expect(got == f"fail {remedy}", f"{name}: {cid} fails with {remedy}", got)
+
+    if "broken" in docs:
+        failing("broken", XFORMERS_F17, "F17")
         text = (
             (d / "broken.txt").read_text(errors="replace") if (d / "broken.txt").is_file() else ""
         )
@@ -120,11 +124,7 @@ def main(argv: list[str] | None = None) -> int:
             "named" if "nvidia-cuda-runtime-cu12" in text else "not named",
         )
     if "nogpu" in docs:
-        checks = by_id(docs["nogpu"])
-        exp.expect(codes.get("nogpu") == 1, "nogpu: exit code 1", str(codes.get("nogpu")))
-        for cid in GPU_CHECKS:
-            got = status_of(checks, cid)
-            exp.expect(got == "fail F18", f"nogpu: {cid} fails with F18", got)
+        failing("nogpu", GPU_CHECKS, "F18")
     if "fixed" in docs:
         doc = docs["fixed"]
         checks = by_id(doc)
