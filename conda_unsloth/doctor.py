@@ -44,9 +44,8 @@ TORCH_BOUND = frozenset({"torch", "xformers", "triton", "python", "torchvision"}
 # docs write them ("mkl<2024.1"): nothing in it is special inside double quotes. Anything else
 # (a version or build string read from a tampered record) is single-quoted by shlex.quote.
 _PLAIN_SPEC = re.compile(r"[A-Za-z0-9_.,<>=!*+~-]+")
-# Placeholders in knowledge-base fix commands: "-n NEW_ENV" (a new env), "-n ENV" (this one).
-# knowledge-base fix commands name the env as `-n ENV`, the new one as `-n NEW_ENV`, its path
-# as `-p PREFIX` and its python as `PREFIX/bin/python`
+# Placeholders in knowledge-base fix commands: "-n ENV" (this env), "-n NEW_ENV" (a new one),
+# "-p PREFIX" (this env by path) and "PREFIX/bin/python" (its python).
 _PLACEHOLDER = re.compile(r"-n (NEW_)?ENV\b|-p PREFIX\b|PREFIX/bin/python\b")
 
 

@@ -589,7 +589,8 @@ def load(directory: str | Path | None = None) -> Knowledge:
 
     ``directory`` defaults to ``$CONDA_UNSLOTH_KNOWLEDGE`` or the bundled files. The validated
     result is also kept on disk (a pickle in the user cache, keyed by checksums of the files'
-    contents and this tool's version): parsing YAML is most of a plan's run time, the data rarely changes.
+    contents and this tool's version): parsing YAML is most of a plan's run time, the data
+    rarely changes.
     """
     if directory is None:
         directory = os.environ.get(KNOWLEDGE_ENV) or default_dir()
