@@ -69,31 +69,24 @@ def install_records(
         install_explicit(records, prefix)
         return
     cache = cache_dir or default_cache_dir() / "pkgs"
-    # the job file lives outside the prefix: rattler reads every conda-meta/*.json as a record
-    import tempfile
-
-    fd, name = tempfile.mkstemp(prefix="conda-unsloth-install-", suffix=".json")
-    job = Path(name)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(
-            {
-                "records": [r.to_json(redact=False) for r in records],
-                "prefix": str(prefix),
-                "cache": str(cache),
-                "progress": show_progress,
-            },
-            fh,
-        )
+    # the job goes through the child's stdin: a job file would be left in /tmp by a SIGKILL
+    job = json.dumps(
+        {
+            "records": [r.to_json(redact=False) for r in records],
+            "prefix": str(prefix),
+            "cache": str(cache),
+            "progress": show_progress,
+        }
+    )
     from .prefixtx import run_child
 
-    try:  # in a child that holds our prefix lock, dies with us and is killed if we are stopped
-        code, _, err = run_child(
-            [sys.executable, "-m", "conda_unsloth.rattler_install", str(job)],
-            stdout=subprocess.DEVNULL,
-            stderr=None if show_progress else subprocess.PIPE,
-        )
-    finally:
-        job.unlink(missing_ok=True)
+    # in a child that holds our prefix lock, dies with us and is killed if we are stopped
+    code, _, err = run_child(
+        [sys.executable, "-m", "conda_unsloth.rattler_install", "-"],
+        input=job,
+        stdout=subprocess.DEVNULL,
+        stderr=None if show_progress else subprocess.PIPE,
+    )
     if code != 0:
         line = err.strip().splitlines()[-1:] or [f"exit code {code}"]
         raise InstallError(f"installing conda packages failed: {line[0]}")

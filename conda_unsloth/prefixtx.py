@@ -96,20 +96,23 @@ def signals_held() -> Iterator[None]:
         raise Interrupted(_PENDING.pop())
 
 
-def run_child(cmd: list[str], **popen: Any) -> tuple[int, str, str]:
+def run_child(cmd: list[str], *, input: str | None = None, **popen: Any) -> tuple[int, str, str]:
     """Run a child that writes into the prefix: it inherits our lock, dies with us
     (PDEATHSIG), is started with signals held (a signal during fork would land in an at-fork
     hook, where Python ignores exceptions), and is killed and waited for if we are interrupted.
-    Returns (exit code, stdout, stderr)."""
+    ``input`` goes to its stdin (a job passed this way leaves no file behind when we are
+    killed). Returns (exit code, stdout, stderr)."""
     import subprocess
 
+    if input is not None:
+        popen["stdin"] = subprocess.PIPE
     proc: subprocess.Popen[str] | None = None
     try:
         with signals_held():
             proc = subprocess.Popen(
                 cmd, text=True, pass_fds=tuple(HELD_LOCKS), preexec_fn=child_setup, **popen
             )
-        out, err = proc.communicate()
+        out, err = proc.communicate(input)
     except BaseException:
         if proc is not None:
             proc.kill()

@@ -1,6 +1,7 @@
 """Link a list of records into a prefix with py-rattler, in a process of its own.
 
-`install.install_records` runs this as ``python -m conda_unsloth.rattler_install JOB.json``:
+`install.install_records` runs this as ``python -m conda_unsloth.rattler_install -`` with the
+job (JSON) on stdin (``JOB.json`` instead of ``-`` reads a file):
 rattler links with worker threads that keep going after the calling Python is interrupted, so
 the install lives in a child the parent can kill — and wait for — before it rolls back.
 Exit 0 on success; 1 with one line on stderr on failure.
@@ -41,8 +42,11 @@ def _records(items: list[dict[str, Any]]) -> list[Any]:
 def main(argv: list[str]) -> int:
     import rattler
 
-    with open(argv[0], encoding="utf-8") as fh:
-        job = json.load(fh)
+    if argv[0] == "-":  # how install_records passes it
+        job = json.load(sys.stdin)
+    else:
+        with open(argv[0], encoding="utf-8") as fh:
+            job = json.load(fh)
     try:
         asyncio.run(
             rattler.install(

@@ -28,11 +28,13 @@ def command(demo: Path, prefix: Path, *extra: str) -> list[str]:
 
 
 def environ(tmp: Path) -> dict[str, str]:
+    (tmp / "tmpdir").mkdir(exist_ok=True)
     return {
         **os.environ,
         "CONDA_UNSLOTH_CACHE": str(tmp / "cache"),
         "CONDA_UNSLOTH_NVML": "0",
         "CONDA_UNSLOTH_NVIDIA_SMI": "",
+        "TMPDIR": str(tmp / "tmpdir"),
     }
 
 
@@ -84,7 +86,9 @@ def test_sigkill_during_install_then_rerun_succeeds(demo: Path, tmp_path: Path) 
     prefix = tmp_path / "env"
     code, _ = start_and_signal(command(demo, prefix), tmp_path, signal.SIGKILL, "prefix", prefix)
     assert code == -signal.SIGKILL
-    # SIGKILL allows no cleanup; the half env is marked as ours and unfinished ...
+    # SIGKILL allows no cleanup: nothing of ours may be left in the temp folder ...
+    assert not list((tmp_path / "tmpdir").glob("conda-unsloth*"))
+    # ... and the half env is marked as ours and unfinished ...
     rerun = run(command(demo, prefix), tmp_path)
     assert rerun.returncode == 0, rerun.stderr
     assert "an earlier create was killed before it finished" in rerun.stderr
