@@ -80,7 +80,7 @@ while [ $# -gt 0 ]; do
     --bench) BENCH=1; shift ;;
     --no-venv) USE_VENV=0; shift ;;
     --all) ALL=1; shift ;;
-    -h|--help) sed -n '2,52p' "$0"; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
   esac
 done
