@@ -277,6 +277,18 @@ def _header(comment: str, name: str, facts: EnvFacts) -> list[str]:
     ]
 
 
+def _whatis(name: str, facts: EnvFacts) -> list[str]:
+    """The module's one-line descriptions (Lmod `whatis`, Tcl `module-whatis`)."""
+    base, _, version = name.partition("/")
+    return [
+        f"Name: {base}",
+        *([f"Version: {version}"] if version else []),
+        "Description: Unsloth GPU conda environment",
+        f"Stack: {facts.summary()}",
+        f"Prefix: {facts.prefix}",
+    ]
+
+
 def render_lmod(name: str, facts: EnvFacts, family: str, *, user_site: bool = False) -> str:
     for script in facts.activate_scripts:
         bad = sorted(set(str(script)) & _LMOD_SOURCE_SH_UNSAFE)
@@ -290,15 +302,9 @@ def render_lmod(name: str, facts: EnvFacts, family: str, *, user_site: bool = Fa
                     "or write a Tcl modulefile: --format tcl",
                 ],
             )
-    base = name.split("/")[0]
     lines = _header("--", name, facts)
     lines.append("")
-    lines.append(f"whatis({lua_str('Name: ' + base)})")
-    if "/" in name:
-        lines.append(f"whatis({lua_str('Version: ' + name.split('/', 1)[1])})")
-    lines.append(f"whatis({lua_str('Description: Unsloth GPU conda environment')})")
-    lines.append(f"whatis({lua_str('Stack: ' + facts.summary())})")
-    lines.append(f"whatis({lua_str('Prefix: ' + str(facts.prefix))})")
+    lines.extend(f"whatis({lua_str(w)})" for w in _whatis(name, facts))
     lines.append(f"help({lua_long(_help_text(name, facts, user_site))})")
     lines.append("")
     lines.append("-- one conda environment at a time")
@@ -327,12 +333,7 @@ def render_tcl(name: str, facts: EnvFacts, family: str, *, user_site: bool = Fal
     lines.append("proc ModulesHelp {} {")
     lines.append(f"    puts stderr {tcl_str(_help_text(name, facts, user_site).rstrip())}")
     lines.append("}")
-    lines.append(f"module-whatis {tcl_str('Name: ' + base)}")
-    if "/" in name:
-        lines.append(f"module-whatis {tcl_str('Version: ' + name.split('/', 1)[1])}")
-    lines.append(f"module-whatis {tcl_str('Description: Unsloth GPU conda environment')}")
-    lines.append(f"module-whatis {tcl_str('Stack: ' + facts.summary())}")
-    lines.append(f"module-whatis {tcl_str('Prefix: ' + str(facts.prefix))}")
+    lines.extend(f"module-whatis {tcl_str(w)}" for w in _whatis(name, facts))
     lines.append("")
     lines.append("# one conda environment at a time (family: Modules >= 5.1)")
     lines.append("if {[info commands family] ne {}} {")
