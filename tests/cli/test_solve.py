@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -37,6 +37,16 @@ def cf_channels(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
 
 def chan_args(urls: list[str]) -> list[str]:
     return [a for u in urls for a in ("-c", u)]
+
+
+def _env_file(path: Path, channels: list[str], deps: list[str], pip: Sequence[str] = ()) -> Path:
+    """An environment.yml with these channels, conda dependencies and pip requirements."""
+    text = "channels:\n" + "".join(f"  - {u}\n" for u in channels) + "dependencies:\n"
+    text += "".join(f"  - {d}\n" for d in deps)
+    if pip:
+        text += "  - pip:\n" + "".join(f"      - '{p}'\n" for p in pip)
+    path.write_text(text)
+    return path
 
 
 def test_solve_prints_stack_and_writes_explicit_lock(
@@ -100,12 +110,16 @@ def test_json_is_one_document(cli: Callable[..., Result], cf_channels: list[str]
 def test_solve_from_env_file(
     cli: Callable[..., Result], pt_channels: list[str], tmp_path: Path
 ) -> None:
-    env = tmp_path / "environment.yml"
-    env.write_text(
-        "channels:\n"
-        + "".join(f"  - {u}\n" for u in pt_channels)
-        + "dependencies:\n  - python=3.11\n  - pytorch::pytorch=2.5.1=py3.11_cuda11.8_*\n"
-        "  - pytorch-cuda=11.8\n  - pytorch-mutex=1.0=cuda\n  - mkl<2024.1\n"
+    env = _env_file(
+        tmp_path / "environment.yml",
+        pt_channels,
+        [
+            "python=3.11",
+            "pytorch::pytorch=2.5.1=py3.11_cuda11.8_*",
+            "pytorch-cuda=11.8",
+            "pytorch-mutex=1.0=cuda",
+            "mkl<2024.1",
+        ],
     )
     r = cli("solve", "-f", str(env), "--json")
     assert r.code == 0, r.out
@@ -118,11 +132,10 @@ def test_solve_from_env_file(
 def test_validation_failure_writes_nothing(
     cli: Callable[..., Result], pt_channels: list[str], tmp_path: Path
 ) -> None:
-    env = tmp_path / "environment.yml"
-    env.write_text(
-        "channels:\n"
-        + "".join(f"  - {u}\n" for u in pt_channels)
-        + "dependencies:\n  - python=3.11\n  - pytorch=2.5.1\n  - pytorch-cuda=12.1\n"
+    env = _env_file(
+        tmp_path / "environment.yml",
+        pt_channels,
+        ["python=3.11", "pytorch=2.5.1", "pytorch-cuda=12.1"],
     )
     before = tree(tmp_path)
     r = cli("solve", "-f", str(env), "--lock", str(tmp_path / "explicit.txt"))
@@ -136,11 +149,10 @@ def test_validation_failure_writes_nothing(
 def test_unsatisfiable_exit_1_with_explanation_and_hint(
     cli: Callable[..., Result], pt_channels: list[str], tmp_path: Path
 ) -> None:
-    env = tmp_path / "environment.yml"
-    env.write_text(
-        "channels:\n"
-        + "".join(f"  - {u}\n" for u in pt_channels)
-        + "dependencies:\n  - python=3.12\n  - pytorch-cuda=12.1\n  - pytorch::pytorch=2.5.1\n  - xformers::xformers\n"
+    env = _env_file(
+        tmp_path / "environment.yml",
+        pt_channels,
+        ["python=3.12", "pytorch-cuda=12.1", "pytorch::pytorch=2.5.1", "xformers::xformers"],
     )
     r = cli("solve", "-f", str(env))
     assert r.code == 1
@@ -251,15 +263,6 @@ def test_subprocess_bad_channel_no_traceback(tmp_path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- review fixes
-
-
-def _env_file(path: Path, channels: list[str], deps: list[str], pip: list[str] = ()) -> Path:  # type: ignore[assignment]
-    text = "channels:\n" + "".join(f"  - {u}\n" for u in channels) + "dependencies:\n"
-    text += "".join(f"  - {d}\n" for d in deps)
-    if pip:
-        text += "  - pip:\n" + "".join(f"      - '{p}'\n" for p in pip)
-    path.write_text(text)
-    return path
 
 
 def test_range_cuda_pin_validates_against_the_solved_cuda(
