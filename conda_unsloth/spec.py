@@ -117,6 +117,66 @@ def from_selection(sel: Selection, name: str | None, constraints_file: str | Non
 
 
 def to_yaml(spec: EnvSpec) -> str:
+    """environment.yml text for ``spec``, byte for byte what ruamel's round-trip dumper writes
+    (:func:`_to_yaml_ruamel`, conda's style). Files made of plain scalars and one-line comments,
+    which is every file a plan writes, are written directly: importing ruamel.yaml alone costs
+    more than a whole plan. Anything else goes through ruamel."""
+    text = _to_yaml_plain(spec)
+    return _to_yaml_ruamel(spec) if text is None else text
+
+
+# A scalar ruamel writes unquoted and reads back as the same string: starts with a letter (or
+# "-" and a letter, like pip's "-c FILE"), no YAML indicator that matters in block context, no
+# ": ", no leading or trailing space, and not a word a YAML resolver reads as a bool or null.
+_PLAIN = re.compile(r"(?:-?[A-Za-z])(?:[A-Za-z0-9_.=<>!*,/+~@;\[\]-]|:(?! )| (?! ))*(?<![: ])\Z")
+_NOT_STR = frozenset({"true", "false", "yes", "no", "on", "off", "y", "n", "null"})
+_COMMENT = re.compile(r"[ -~]*\Z")  # printable ASCII on one line
+
+
+def _plain(s: object) -> bool:
+    return isinstance(s, str) and bool(_PLAIN.match(s)) and s.lower() not in _NOT_STR
+
+
+def _to_yaml_plain(spec: EnvSpec) -> str | None:
+    """The ruamel output written without ruamel, or None where a scalar or comment needs more
+    than this (quoting, escaping, unicode, empty lists): then ruamel writes it."""
+    scalars = [*spec.channels, *(d.spec for d in (*spec.conda, *spec.pip))]
+    scalars += [*spec.variables, *spec.variables.values()]
+    if spec.name:
+        scalars.append(spec.name)
+    comments = [*spec.header, *(d.why for d in (*spec.conda, *spec.pip))]
+    if (
+        not spec.channels
+        or not spec.conda
+        or not all(_plain(s) for s in scalars)
+        or not all(_COMMENT.match(c) for c in comments)
+        or not all(h.strip() for h in spec.header)
+    ):
+        return None
+    out = [f"# {h}" for h in spec.header]
+    if spec.name:
+        out.append(f"name: {spec.name}")
+    out.append("channels:")
+    out += [f"  - {c}" for c in spec.channels]
+    out.append("dependencies:")
+    out += _commented_items("  - ", spec.conda)
+    if spec.pip:
+        out.append("  - pip:")
+        out += _commented_items("      - ", spec.pip)
+    if spec.variables:
+        out.append("variables:")
+        out += [f"  {k}: {v}" for k, v in spec.variables.items()]
+    return "\n".join(out) + "\n"
+
+
+def _commented_items(lead: str, deps: list[Dep]) -> list[str]:
+    """Sequence items with their "why" aligned two columns after the longest spec (the column
+    :func:`_to_yaml_ruamel` gives ruamel)."""
+    width = max(len(d.spec) for d in deps) + 2
+    return [f"{lead}{d.spec.ljust(width)}# {d.why}" if d.why else lead + d.spec for d in deps]
+
+
+def _to_yaml_ruamel(spec: EnvSpec) -> str:
     from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
     doc = CommentedMap()

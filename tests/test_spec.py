@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
 from conda_unsloth import knowledge, spec
-from conda_unsloth.errors import SpecError
+from conda_unsloth.errors import SpecError, UnslothError
 from conda_unsloth.host import Host
 from conda_unsloth.select import Request, select
 
@@ -107,3 +109,112 @@ def test_inputs_that_crash_the_yaml_parser_are_spec_errors(tmp_path: Path, data:
     """Found by hypothesis: ruamel raises ValueError / IndexError on these instead of a YAMLError."""
     with pytest.raises(SpecError, match="YAML syntax error"):
         spec.read(write(tmp_path, data))
+
+
+# ----------------------------------------------------------------------------- the writer
+# `to_yaml` writes plain files itself (ruamel's import costs more than a plan) and must give
+# exactly what ruamel's round-trip dumper gives: ruamel is the reference in every test below.
+
+
+def _ruamel_and_plain(es: spec.EnvSpec) -> tuple[str, str | None]:
+    return spec._to_yaml_ruamel(es), spec._to_yaml_plain(es)
+
+
+PLANS = [
+    (prof.name, cuda, py)
+    for prof in KB.profiles.values()
+    for cuda in prof.cudas
+    for py in prof.pythons
+]
+
+
+@pytest.mark.parametrize("name", ["unsloth", None])
+def test_every_plan_is_written_without_ruamel_exactly_as_ruamel_writes_it(
+    name: str | None,
+) -> None:
+    written = 0
+    for profile, cuda, python in PLANS:
+        try:
+            sel = select(
+                Request(profile=profile, cuda=cuda, python=python), Host(platform="linux-64"), KB
+            )
+        except UnslothError:
+            continue  # a refused combination has no file
+        es = spec.from_selection(sel, name, "environment.pip-constraints.txt")
+        reference, plain = _ruamel_and_plain(es)
+        assert plain == reference, (profile, cuda, python)
+        written += 1
+    assert written >= 10
+
+
+def test_variables_are_written_as_ruamel_writes_them() -> None:
+    es = spec.EnvSpec("x", ["conda-forge"], [spec.Dep("python=3.11", "why")])
+    es.variables = {"CUDA_HOME": "/opt/cuda", "HF_HUB_OFFLINE": "yes"}  # "yes" must be quoted
+    reference, plain = _ruamel_and_plain(es)
+    assert plain is None and spec.to_yaml(es) == reference
+    es.variables = {"CUDA_HOME": "/opt/cuda"}
+    assert spec._to_yaml_plain(es) is None  # "/..." is plain YAML, but not in our plain subset
+    es.variables = {"LD_PRELOAD": "libfoo.so", "OMP_NUM_THREADS": "x8"}
+    reference, plain = _ruamel_and_plain(es)
+    assert plain == reference
+
+
+QUOTED = ["yes", "No", "null", "true", "3.11", "1e3", "-1", "a: b", "a #b", "é", "x ", "*x", ""]
+
+
+@pytest.mark.parametrize("scalar", QUOTED)
+def test_scalars_ruamel_would_quote_go_through_ruamel(scalar: str) -> None:
+    es = spec.EnvSpec(None, ["conda-forge"], [spec.Dep("pip"), spec.Dep(scalar)])
+    reference, plain = _ruamel_and_plain(es)
+    assert plain is None
+    assert spec.to_yaml(es) == reference
+
+
+# Three families of files: safe ones (letters, spec punctuation, printable comments: what the
+# direct writer is for), edgy ones (now and then ": ", a trailing space or a YAML word) and wild
+# ones (quotes, "#", tabs, newlines, unicode, numbers), which it must decline.
+_safe = st.from_regex(r"-?[a-zA-Z][a-zA-Z0-9_.=<>!*,/+~@;\[\]-]{0,8}", fullmatch=True)
+_joints = st.sampled_from([": ", ":", " ", "  ", " #", "#", " -", "- ", "*", "&"])
+_edgy = st.one_of(
+    *[_safe] * 4,
+    st.builds("{}{}{}".format, _safe, _joints, st.one_of(_safe, st.just(""))),
+    st.sampled_from(["yes", "NULL", "off", "y", "python"]),
+)
+_wild = st.one_of(
+    _edgy,
+    st.text(st.sampled_from(list("aZ09_.-=:[] #'\"{}&|%?\\\té\n")), min_size=1, max_size=6),
+    st.sampled_from(["3.11", "1_000", "0x1f", ".inf", "-1", ""]),
+)
+_text = st.from_regex(r"[ -~]{1,10}", fullmatch=True)
+_odd_text = st.sampled_from(["é", "a\nb", "\t", " "])
+
+
+def _env_specs(scalar: st.SearchStrategy[str], text: st.SearchStrategy[str]) -> st.SearchStrategy:
+    deps = st.lists(
+        st.builds(spec.Dep, scalar, st.one_of(st.just(""), text)), min_size=1, max_size=4
+    )
+    return st.builds(
+        spec.EnvSpec,
+        name=st.one_of(st.none(), scalar),
+        channels=st.lists(scalar, min_size=1, max_size=3),
+        conda=deps,
+        pip=st.one_of(st.just([]), deps),
+        variables=st.one_of(st.just({}), st.dictionaries(scalar, scalar, max_size=2)),
+        header=st.lists(text, max_size=2),
+    )
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    es=st.one_of(
+        _env_specs(_safe, _text),
+        _env_specs(_edgy, _text),
+        _env_specs(_wild, st.one_of(_text, _odd_text)),
+    )
+)
+def test_the_direct_writer_agrees_with_ruamel_or_declines(es: spec.EnvSpec) -> None:
+    reference, plain = _ruamel_and_plain(es)
+    event("written directly" if plain is not None else "declined")
+    if plain is not None:
+        assert plain == reference
+    assert spec.to_yaml(es) == reference
