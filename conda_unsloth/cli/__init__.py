@@ -1,17 +1,18 @@
 """The command-line interface, shared by ``conda unsloth`` (conda plugin) and the standalone
 ``conda-unsloth`` / ``python -m conda_unsloth``.
 
-One module per verb (``cli/<verb>.py``) defines ``NAME``, ``ALIASES``, ``HELP``, ``ORDER``,
-``configure_parser(parser, conda)`` and ``execute(args) -> int``; modules starting with ``_``
-are helpers. Verb modules import only argparse-level code at module level; their heavy imports
-happen inside ``execute``.
+One module per verb (``cli/<verb>.py``) defines ``DESCRIPTION``,
+``configure_parser(parser, conda)`` and ``execute(args) -> int``; its name, aliases and one-line
+help are in :data:`VERBS`, so a command imports only its own verb's module. Modules starting
+with ``_`` are helpers. Verb modules import only argparse-level code at module level; their
+heavy imports happen inside ``execute``.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
-import pkgutil
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
@@ -27,34 +28,65 @@ DESCRIPTION = (
 )
 
 
-def verb_modules() -> list[ModuleType]:
-    mods = []
-    for info in pkgutil.iter_modules(__path__):
-        if info.name.startswith("_"):
-            continue
-        mods.append(importlib.import_module(f"{__name__}.{info.name}"))
-    return sorted(mods, key=lambda m: (getattr(m, "ORDER", 100), m.NAME))
+# (verb = module name, aliases, one-line help), in the order `--help` lists them.
+VERBS: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    ("create", (), "create a verified Unsloth GPU environment in one command"),
+    ("env", ("plan",), "plan a consistent stack for a GPU target and write an environment.yml"),
+    (
+        "solve",
+        ("lock",),
+        "resolve the stack for a GPU target with libmamba or rattler, validate it, write a lock",
+    ),
+    (
+        "verify",
+        (),
+        "verify an environment on the GPU (torch, CUDA arch, xformers, triton, bitsandbytes, "
+        "unsloth)",
+    ),
+    (
+        "export",
+        (),
+        "export an installed environment as @EXPLICIT, conda-lock v1 or a pinned environment.yml",
+    ),
+    ("doctor", (), "diagnose an existing environment: known-bad combinations and their fix"),
+    (
+        "module",
+        ("modulefile",),
+        "write an Lmod or Environment Modules modulefile for an environment (HPC)",
+    ),
+)
+
+
+def verb_module(name: str) -> ModuleType:
+    return importlib.import_module(f"{__name__}.{name}")
+
+
+def _execute_verb(name: str, args: argparse.Namespace) -> int:
+    return int(verb_module(name).execute(args) or 0)
 
 
 def configure_parser(
     parser: argparse.ArgumentParser, conda: bool = False, only: str | None = None
 ) -> None:
     """Attach the verbs to ``parser`` (conda's subcommand parser, or our standalone one).
-    With ``only`` (the verb on the command line), the other verbs get their name and help but
-    not their options: building every verb's options costs more than a plan's own work."""
+    With ``only`` (the verb on the command line), only that verb is imported and built: building
+    every verb costs more than a plan's own work. An ``only`` that names no verb builds them
+    all, so that argparse's "invalid choice" lists them."""
     sub = parser.add_subparsers(dest="subcmd", metavar="COMMAND", title="commands")
-    for mod in verb_modules():
-        aliases = list(getattr(mod, "ALIASES", ()))
+    known = any(only == name or only in aliases for name, aliases, _ in VERBS)
+    for name, aliases, summary in VERBS:
+        if known and only != name and only not in aliases:
+            continue
+        mod = verb_module(name)
         p = sub.add_parser(
-            mod.NAME,
-            aliases=aliases,
-            help=mod.HELP,
-            description=getattr(mod, "DESCRIPTION", mod.HELP),
+            name,
+            aliases=list(aliases),
+            help=summary,
+            description=mod.DESCRIPTION,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-        if only is None or only == mod.NAME or only in aliases:
-            mod.configure_parser(p, conda)
-        p.set_defaults(func=mod.execute)
+        mod.configure_parser(p, conda)
+        p.set_defaults(func=functools.partial(_execute_verb, name))
     parser.set_defaults(func=lambda args: _print_help(parser))
 
 

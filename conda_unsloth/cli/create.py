@@ -18,10 +18,6 @@ if TYPE_CHECKING:
     from ..select import Target
     from ..solvers.base import SolvedEnv
 
-NAME = "create"
-ALIASES = ()
-ORDER = 1
-HELP = "create a verified Unsloth GPU environment in one command"
 DESCRIPTION = """\
 Plan the stack for your GPU (see `env`), solve it, install it, install Unsloth's pip companions
 so that pip can never replace conda's torch, then verify the env on the GPU.

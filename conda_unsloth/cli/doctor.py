@@ -6,10 +6,6 @@ import argparse
 
 from . import _common
 
-NAME = "doctor"
-ALIASES = ()
-ORDER = 60
-HELP = "diagnose an existing environment: known-bad combinations and their fix"
 DESCRIPTION = """\
 Read what is installed in an environment (conda records in conda-meta/ and the Python
 distributions in site-packages, telling conda packages from pip-installed ones; nothing is

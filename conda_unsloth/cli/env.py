@@ -10,10 +10,6 @@ from . import _common
 if TYPE_CHECKING:
     import argparse
 
-NAME = "env"
-ALIASES = ("plan",)
-ORDER = 10
-HELP = "plan a consistent stack for a GPU target and write an environment.yml"
 DESCRIPTION = """\
 Decide python, pytorch (CUDA build), pytorch-cuda / cuda-version, the xformers build made for
 exactly that pytorch, triton, and Unsloth with its pip companions, then write an environment.yml

@@ -14,10 +14,6 @@ if TYPE_CHECKING:
     from ..inventory import Inventory
     from ..solvers.base import PipPackage, Record, SolvedEnv
 
-NAME = "export"
-ALIASES = ()
-ORDER = 50
-HELP = "export an installed environment as @EXPLICIT, conda-lock v1 or a pinned environment.yml"
 DESCRIPTION = """\
 Export what is installed in an environment (its conda-meta records and pip distributions, with
 the marker conda-unsloth left there) so it can be rebuilt elsewhere:

@@ -12,10 +12,6 @@ from . import _common
 if TYPE_CHECKING:
     import argparse
 
-NAME = "module"
-ALIASES = ("modulefile",)
-ORDER = 60
-HELP = "write an Lmod or Environment Modules modulefile for an environment (HPC)"
 DESCRIPTION = """\
 Write a modulefile that does what `conda activate` does: PREFIX/bin first on PATH,
 CONDA_PREFIX set, the env's etc/conda/activate.d scripts applied (source_sh / source-sh, undone

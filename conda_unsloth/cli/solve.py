@@ -18,10 +18,6 @@ if TYPE_CHECKING:
     from ..solvers.base import SolvedEnv
     from ..spec import EnvSpec
 
-NAME = "solve"
-ALIASES = ("lock",)
-ORDER = 20
-HELP = "resolve the stack for a GPU target with libmamba or rattler, validate it, write a lock"
 FORMATS = ("explicit", "conda-lock", "environment")
 DESCRIPTION = """\
 Turn the planned stack (the same flags as `conda unsloth env`) or an existing environment.yml

@@ -16,12 +16,6 @@ if TYPE_CHECKING:
 
     from ..verify.report import VerifyReport
 
-NAME = "verify"
-ALIASES = ()
-ORDER = 30
-HELP = (
-    "verify an environment on the GPU (torch, CUDA arch, xformers, triton, bitsandbytes, unsloth)"
-)
 DESCRIPTION = """\
 Run the verification probe with the environment's own python (`PREFIX/bin/python -I probe.py`):
 torch is one CUDA build of the expected CUDA, the GPU is visible and has kernels in this torch,
