@@ -12,12 +12,8 @@ run (empty: none) — for hosts where it is not on PATH, and for tests that stan
 
 from __future__ import annotations
 
-import ctypes
 import os
-import platform
 import re
-import shutil
-import subprocess
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,8 +62,12 @@ class Host:
 
 
 def conda_platform() -> str:
-    system = platform.system()
-    machine = platform.machine().lower()
+    if hasattr(os, "uname"):  # what platform.system()/machine() read, without importing it
+        system, machine = os.uname().sysname, os.uname().machine.lower()
+    else:
+        import platform
+
+        system, machine = platform.system(), platform.machine().lower()
     arch = {"x86_64": "64", "amd64": "64", "aarch64": "aarch64", "arm64": "arm64"}.get(
         machine, machine
     )
@@ -96,6 +96,8 @@ def _cuda_from_int(v: int) -> str:
 
 def _nvml() -> tuple[str, str, tuple[Gpu, ...]] | None:
     """Driver version, driver CUDA and GPUs from NVML, or None when NVML is not there."""
+    import ctypes
+
     try:
         lib = ctypes.CDLL("libnvidia-ml.so.1")
     except OSError:
@@ -134,11 +136,15 @@ def _nvml() -> tuple[str, str, tuple[Gpu, ...]] | None:
 
 
 def _nvidia_smi() -> tuple[str, str | None, tuple[Gpu, ...]] | None:
+    import shutil
+
     exe = os.environ.get("CONDA_UNSLOTH_NVIDIA_SMI")
     if exe is None:
         exe = shutil.which("nvidia-smi")
     if not exe:
         return None
+    import subprocess
+
     try:
         query = subprocess.run(
             [exe, "--query-gpu=index,name,driver_version,compute_cap", "--format=csv,noheader"],

@@ -8,10 +8,8 @@ any CEP-24 environment.yml (name/channels/dependencies/pip/variables/prefix).
 
 from __future__ import annotations
 
-import io
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -177,6 +175,8 @@ def _commented_items(lead: str, deps: list[Dep]) -> list[str]:
 
 
 def _to_yaml_ruamel(spec: EnvSpec) -> str:
+    import io
+
     from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
     doc = CommentedMap()
@@ -272,6 +272,8 @@ def refuse_foreign(path: Path, force: bool, what: str, other: str) -> None:
 
 def write_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` via a temp file in the same directory and an atomic rename."""
+    import tempfile
+
     parent = path.parent if str(path.parent) else Path()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
     try:
