@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InstallError, SpecError, UnslothError
+from .runmode import in_conda
 from .solvers.base import PipPackage, Record, SolvedEnv
 
 Progress = Callable[[str], None]
@@ -63,7 +64,7 @@ def install_records(
     """Link conda packages into ``prefix``: inside conda with conda's own fetch-verify-link
     transaction; standalone with py-rattler in a child process (see rattler_install), which is
     killed and waited for if we are interrupted, so nothing links behind a rollback."""
-    if "conda" in sys.modules:  # inside conda (tested against a real conda: test_conda_install)
+    if in_conda():  # conda's transaction (tested against a real conda: test_conda_install)
         from .conda_install import install_explicit
 
         install_explicit(records, prefix)

@@ -24,8 +24,10 @@ SUMMARY = "Create, verify and diagnose conda GPU environments for Unsloth."
 
 def _action(args: Any) -> int:
     from .cli import execute
+    from .runmode import inside_conda
 
-    return execute(args)
+    with inside_conda():
+        return execute(args)
 
 
 def _configure_parser(parser: Any) -> None:

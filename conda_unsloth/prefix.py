@@ -4,15 +4,15 @@ importing conda (inside conda, conda's own ``context`` is used)."""
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 from .errors import PrefixError, UsageError
+from .runmode import in_conda
 
 
 def envs_dirs() -> list[Path]:
     """Where named environments live, in conda's search order (best effort without conda)."""
-    if "conda" in sys.modules:  # pragma: no cover - inside conda
+    if in_conda():  # pragma: no cover - inside conda
         try:
             from conda.base.context import context
 

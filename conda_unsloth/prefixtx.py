@@ -39,6 +39,7 @@ from typing import Any
 
 from .errors import InstallError, PrefixError
 from .prefix import is_env
+from .runmode import in_conda
 
 Progress = Callable[[str], None]
 CAUGHT_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
@@ -330,7 +331,7 @@ def _roots() -> list[Path]:
     exe = os.environ.get("CONDA_EXE")
     if exe:
         roots.append(Path(exe).resolve().parent.parent)
-    if "conda" in sys.modules:  # pragma: no cover - inside conda
+    if in_conda():  # pragma: no cover - inside conda
         with contextlib.suppress(Exception):
             from conda.base.context import context
 

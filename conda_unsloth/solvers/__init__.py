@@ -4,10 +4,10 @@ Backends are imported only when chosen."""
 
 from __future__ import annotations
 
-import sys
 from typing import TYPE_CHECKING
 
 from ..errors import UsageError
+from ..runmode import in_conda
 
 if TYPE_CHECKING:
     from .base import Solver
@@ -15,13 +15,8 @@ if TYPE_CHECKING:
 NAMES = ("libmamba", "rattler")
 
 
-def inside_conda() -> bool:
-    """True when running as ``conda unsloth`` (conda is already imported by its own CLI)."""
-    return "conda.base.context" in sys.modules
-
-
 def default_solver() -> str:
-    return "libmamba" if inside_conda() else "rattler"
+    return "libmamba" if in_conda() else "rattler"
 
 
 def get_solver(name: str | None) -> Solver:
