@@ -158,6 +158,20 @@ def trash_path(prefix: Path) -> Path:
 # ----------------------------------------------------------------------------- lock
 
 HELD_LOCKS: list[int] = []  # lock fds held now: children that build a prefix inherit them
+ORPHAN_LOCK_WAIT_S = 10.0  # how long a lock whose taker is dead may stay held by its children
+
+
+def _alive(pid: str) -> bool:
+    """Whether the process ``pid`` (as written in a lock file) exists; unknown counts as alive."""
+    if not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it exists, as another user
+        return True
+    return True
 
 
 def child_setup() -> None:
@@ -180,6 +194,7 @@ def prefix_lock(prefix: Path) -> Iterator[Path]:
     except OSError as exc:
         raise PrefixError(f"cannot create {parent}: {exc.strerror}") from None
     path = lock_path(prefix)
+    deadline = time.monotonic() + ORPHAN_LOCK_WAIT_S
     while True:
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -190,6 +205,11 @@ def prefix_lock(prefix: Path) -> Iterator[Path]:
         except BlockingIOError:
             other = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
             os.close(fd)
+            if not _alive(other) and time.monotonic() < deadline:
+                # the create that took the lock is gone; the children that inherited it die
+                # with it (child_setup) and release it within moments
+                time.sleep(0.02)
+                continue
             raise PrefixError(
                 f"another conda unsloth create is building {prefix} (pid {other})",
                 hints=["wait for it to finish, or build elsewhere with -p"],

@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -277,3 +279,65 @@ def test_read_verbs_refuse_a_half_built_env(
     r = cli(verb, "-p", str(prefix))
     assert r.code == 2 and "was killed before it finished" in r.err and "Traceback" not in r.err
     assert tree(tmp_path) == before
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def _hold_lock(prefix: Path, pid_in_file: int, seconds: float) -> subprocess.Popen[str]:
+    """A process holding ``prefix``'s lock for ``seconds`` with ``pid_in_file`` recorded in it,
+    as the install child of a create killed with SIGKILL does until its own death."""
+    code = (
+        "import fcntl, os, sys, time\n"
+        "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o644)\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+        "os.ftruncate(fd, 0); os.pwrite(fd, sys.argv[2].encode(), 0)\n"
+        "print('locked', flush=True)\n"
+        "time.sleep(float(sys.argv[3]))\n"
+    )
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            code,
+            str(prefixtx.lock_path(prefix)),
+            str(pid_in_file),
+            str(seconds),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+def test_a_lock_left_to_the_children_of_a_dead_create_is_waited_for(tmp_path: Path) -> None:
+    """Found by the fault tests: right after a SIGKILL the create's install child still held the
+    lock for a moment, and the rerun's recovery gave up and left the old env moved aside."""
+    prefix = tmp_path / "env"
+    holder = _hold_lock(prefix, _dead_pid(), seconds=0.5)
+    try:
+        with prefixtx.prefix_lock(prefix):
+            assert holder.poll() is not None  # we got it only once the holder was gone
+    finally:
+        holder.kill()
+        holder.communicate()
+
+
+def test_a_lock_held_by_a_live_create_is_refused_at_once(tmp_path: Path) -> None:
+    prefix = tmp_path / "env"
+    holder = _hold_lock(prefix, os.getpid(), seconds=30)
+    try:
+        t0 = time.monotonic()
+        with (
+            pytest.raises(PrefixError, match=f"another conda unsloth create .*pid {os.getpid()}"),
+            prefixtx.prefix_lock(prefix),
+        ):
+            pass
+        assert time.monotonic() - t0 < prefixtx.ORPHAN_LOCK_WAIT_S / 2
+    finally:
+        holder.kill()
+        holder.communicate()
