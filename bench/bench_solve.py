@@ -231,10 +231,8 @@ def compare_specs(
                 rec = solved.record(name)
                 row[name] = f"{rec.version} {rec.build}" if rec else "-"
             row["packages"] = len(solved.records)
-            problems = violations(solved, KB, target)
-            row["verdict"] = (
-                "valid" if not problems else f"{len(problems)} problem(s): {problems[0][:150]}"
-            )
+            row["problems"] = violations(solved, KB, target)
+            row["verdict"] = f"{len(row['problems'])} problem(s)" if row["problems"] else "valid"
         rows.append(row)
     return rows
 
@@ -360,6 +358,8 @@ def main() -> int:
             )
             print(f"  {r['case']} | {r['spec']}: {r['solve_ms']:.1f} ms; {picks or '-'}")
             print(f"      -> {r['verdict']}")
+            for problem in r.get("problems", []):
+                print(f"         - {problem}")
         print()
     print(json.dumps(doc, indent=2))
     return 0 if all(r["ratio"] <= 1.1 for r in rows) else 1

@@ -59,4 +59,5 @@ def test_bench_solve_compares_the_classic_spec_on_the_same_data() -> None:
     # the test channels' CPU build is the more attractive one: the unpinned spec takes it,
     # and validation names it
     assert "_cpu_" in classic["pytorch"] and classic["cudatoolkit"].startswith("11.7.0")
-    assert "is a CPU build" in classic["verdict"]
+    assert any("is a CPU build" in p for p in classic["problems"])
+    assert any(p.startswith("F10 ") for p in classic["problems"])  # mkl >= 2024.1: not pinned
