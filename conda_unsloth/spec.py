@@ -1,8 +1,8 @@
 """EnvSpec: what an environment must contain, and its environment.yml form.
 
-The YAML is written with ruamel's round-trip dumper in conda's own style (2-space mappings,
+The YAML is what ruamel's round-trip dumper writes in conda's own style (2-space mappings,
 sequences indented under their key, no key sorting, block style) with a comment on every pin
-saying why. It is usable by plain ``conda env create -f`` without this plugin. Reading accepts
+saying why; plain files are written directly, byte for byte the same (see :func:`to_yaml`). It is usable by plain ``conda env create -f`` without this plugin. Reading accepts
 any CEP-24 environment.yml (name/channels/dependencies/pip/variables/prefix).
 """
 
