@@ -205,11 +205,17 @@ def prefix_lock(prefix: Path) -> Iterator[Path]:
         except BlockingIOError:
             other = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
             os.close(fd)
-            if not _alive(other) and time.monotonic() < deadline:
+            if not _alive(other):
                 # the create that took the lock is gone; the children that inherited it die
                 # with it (child_setup) and release it within moments
-                time.sleep(0.02)
-                continue
+                if time.monotonic() < deadline:
+                    time.sleep(0.02)
+                    continue
+                raise PrefixError(
+                    f"{prefix} is still locked by processes left by a create that ended "
+                    f"(pid {other})",
+                    hints=[f"wait for them to exit; `lsof {path}` names them"],
+                ) from None
             raise PrefixError(
                 f"another conda unsloth create is building {prefix} (pid {other})",
                 hints=["wait for it to finish, or build elsewhere with -p"],

@@ -341,3 +341,21 @@ def test_a_lock_held_by_a_live_create_is_refused_at_once(tmp_path: Path) -> None
     finally:
         holder.kill()
         holder.communicate()
+
+
+def test_a_lock_the_children_of_a_dead_create_keep_is_refused_after_the_wait(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(prefixtx, "ORPHAN_LOCK_WAIT_S", 0.3)
+    prefix = tmp_path / "env"
+    dead = _dead_pid()
+    holder = _hold_lock(prefix, dead, seconds=30)
+    try:
+        with (
+            pytest.raises(PrefixError, match=f"left by a create that ended \\(pid {dead}\\)"),
+            prefixtx.prefix_lock(prefix),
+        ):
+            pass
+    finally:
+        holder.kill()
+        holder.communicate()
