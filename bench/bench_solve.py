@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import functools
 import json
 import os
 import platform
@@ -51,6 +52,7 @@ from conda_unsloth import __version__, knowledge  # noqa: E402
 from conda_unsloth.errors import UnsolvableError  # noqa: E402
 from conda_unsloth.host import Host  # noqa: E402
 from conda_unsloth.select import Request, Target, select  # noqa: E402
+from conda_unsloth.solvers.base import SolvedEnv  # noqa: E402
 from conda_unsloth.solvers.rattler import (  # noqa: E402
     RattlerSolver,
     channel_urls,
@@ -175,24 +177,24 @@ CLASSIC = ("python=3.11", "pytorch-cuda=12.1", "pytorch", "cudatoolkit", "xforme
 def case_classic_test_channels(tmp: Path) -> list[tuple[str, EnvSpec, Target]]:
     """The pytorch-profile test channels plus a ``cudatoolkit`` for the classic spec to find."""
     spec, target = planned(cuda="12.1", python="3.11")
-    urls = write_pytorch_profile(tmp / "classic")
-    repodata = tmp / "classic" / "conda-forge" / "linux-64" / "repodata.json"
-    doc = json.loads(repodata.read_text())
-    doc["packages"]["cudatoolkit-11.7.0-hd8887f6_10.tar.bz2"] = {
-        "name": "cudatoolkit",
-        "version": "11.7.0",
-        "build": "hd8887f6_10",
-        "build_number": 10,
-        "depends": ["__glibc >=2.17,<3.0.a0"],
-        "subdir": "linux-64",
-        "md5": "0" * 32,
-        "sha256": "0" * 64,
-        "size": 1,
-        "timestamp": 1714000000000,
-    }
-    repodata.write_text(json.dumps(doc))
+    cudatoolkit = Pkg(
+        "cudatoolkit",
+        "11.7.0",
+        "hd8887f6_10",
+        build_number=10,
+        depends=("__glibc >=2.17,<3.0.a0",),
+    )
+    urls = write_pytorch_profile(tmp / "classic", extra_conda_forge=[cudatoolkit])
     case = "test channels + cudatoolkit, 12.1"
     return [(case, dataclasses.replace(spec, channels=urls), target)]
+
+
+def _attempt(solver: RattlerSolver, spec: EnvSpec, target: Target) -> SolvedEnv | str:
+    """The solution, or the first line of the solver's explanation when there is none."""
+    try:
+        return solver.solve(spec, target)
+    except UnsolvableError as exc:
+        return exc.message.splitlines()[0]
 
 
 def compare_specs(
@@ -209,23 +211,12 @@ def compare_specs(
     }
     rows = []
     for label, spec in specs.items():
-        solver = RattlerSolver(cache=cache / "compare")
-        outcome: dict[str, Any] = {}
-
-        def solve(
-            spec: EnvSpec = spec, solver: RattlerSolver = solver, outcome: dict[str, Any] = outcome
-        ) -> None:
-            try:
-                outcome["solved"] = solver.solve(spec, target)
-            except UnsolvableError as exc:
-                outcome["error"] = exc.message.splitlines()[0]
-
-        solve()  # warm the gateway
-        ms = statistics.median(timed(solve, repeat)) * 1000
+        attempt = functools.partial(_attempt, RattlerSolver(cache=cache / "compare"), spec, target)
+        solved = attempt()  # also warms the gateway
+        ms = statistics.median(timed(attempt, repeat)) * 1000
         row: dict[str, Any] = {"case": case, "spec": label, "solve_ms": round(ms, 3)}
-        solved = outcome.get("solved")
-        if solved is None:
-            row["verdict"] = f"unsatisfiable: {outcome['error'][:150]}"
+        if isinstance(solved, str):
+            row["verdict"] = f"unsatisfiable: {solved[:150]}"
         else:
             for name in ("pytorch", "xformers", "cudatoolkit"):
                 rec = solved.record(name)

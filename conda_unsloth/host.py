@@ -63,7 +63,8 @@ class Host:
 
 def conda_platform() -> str:
     if hasattr(os, "uname"):  # what platform.system()/machine() read, without importing it
-        system, machine = os.uname().sysname, os.uname().machine.lower()
+        uname = os.uname()
+        system, machine = uname.sysname, uname.machine.lower()
     else:
         import platform
 

@@ -167,10 +167,13 @@ def _to_yaml_plain(spec: EnvSpec) -> str | None:
     return "\n".join(out) + "\n"
 
 
+def _spec_width(deps: list[Dep]) -> int:
+    """Each "why" starts two columns after the longest spec (both writers)."""
+    return max(len(d.spec) for d in deps) + 2
+
+
 def _commented_items(lead: str, deps: list[Dep]) -> list[str]:
-    """Sequence items with their "why" aligned two columns after the longest spec (the column
-    :func:`_to_yaml_ruamel` gives ruamel)."""
-    width = max(len(d.spec) for d in deps) + 2
+    width = _spec_width(deps)
     return [f"{lead}{d.spec.ljust(width)}# {d.why}" if d.why else lead + d.spec for d in deps]
 
 
@@ -185,14 +188,14 @@ def _to_yaml_ruamel(spec: EnvSpec) -> str:
     channels = CommentedSeq(spec.channels)
     doc["channels"] = channels
     deps = CommentedSeq()
-    column = 4 + max(len(d.spec) for d in spec.conda) + 2
+    column = 4 + _spec_width(spec.conda)
     for i, d in enumerate(spec.conda):
         deps.append(d.spec)
         if d.why:
             deps.yaml_add_eol_comment(f"# {d.why}", i, column=column)
     if spec.pip:
         pip_seq = CommentedSeq()
-        pip_column = 8 + max(len(d.spec) for d in spec.pip) + 2
+        pip_column = 8 + _spec_width(spec.pip)
         for i, d in enumerate(spec.pip):
             pip_seq.append(d.spec)
             if d.why:

@@ -413,13 +413,16 @@ def conda_forge_base(pythons: Iterable[str] = ("3.10", "3.11", "3.12")) -> list[
 
 
 def write_pytorch_profile(
-    root: Path, pythons: Iterable[str] = ("3.11", "3.12"), **kw: Any
+    root: Path,
+    pythons: Iterable[str] = ("3.11", "3.12"),
+    extra_conda_forge: Iterable[Pkg] = (),
+    **kw: Any,
 ) -> list[str]:
     """Channels ``pytorch``, ``nvidia``, ``xformers``, ``conda-forge`` under ``root`` (each a
     directory named like the real channel, so ``pytorch::`` specs follow it): pytorch 2.5.1
     builds for ``pythons``, xformers 0.0.28.post3 for python 3.10/3.11 only (as on the real
-    xformers channel). Returns the ``file://`` URLs in profile priority order. ``kw`` goes to
-    :func:`pytorch_channel_builds`."""
+    xformers channel), plus ``extra_conda_forge`` in conda-forge. Returns the ``file://`` URLs in
+    profile priority order. ``kw`` goes to :func:`pytorch_channel_builds`."""
     pythons = tuple(pythons)
     torch_builds = [p for py in pythons for p in pytorch_channel_builds(python=py, **kw)]
     unique = list({(p.subdir, p.fn): p for p in torch_builds}.values())
@@ -427,7 +430,10 @@ def write_pytorch_profile(
         "pytorch": unique,
         "nvidia": nvidia_builds(),
         "xformers": xformers_channel_builds(pythons=("3.10", "3.11")),
-        "conda-forge": conda_forge_base(sorted({"3.10", "3.11", *pythons})),
+        "conda-forge": [
+            *conda_forge_base(sorted({"3.10", "3.11", *pythons})),
+            *extra_conda_forge,
+        ],
     }
     return [write_channel(root / name, pkgs).as_uri() for name, pkgs in chans.items()]
 

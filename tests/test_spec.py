@@ -13,6 +13,7 @@ from conda_unsloth import knowledge, spec
 from conda_unsloth.errors import SpecError, UnslothError
 from conda_unsloth.host import Host
 from conda_unsloth.select import Request, select
+from tests.test_select import COMBOS
 
 KB = knowledge.load()
 
@@ -120,20 +121,12 @@ def _ruamel_and_plain(es: spec.EnvSpec) -> tuple[str, str | None]:
     return spec._to_yaml_ruamel(es), spec._to_yaml_plain(es)
 
 
-PLANS = [
-    (prof.name, cuda, py)
-    for prof in KB.profiles.values()
-    for cuda in prof.cudas
-    for py in prof.pythons
-]
-
-
 @pytest.mark.parametrize("name", ["unsloth", None])
 def test_every_plan_is_written_without_ruamel_exactly_as_ruamel_writes_it(
     name: str | None,
 ) -> None:
     written = 0
-    for profile, cuda, python in PLANS:
+    for profile, cuda, python in COMBOS:
         try:
             sel = select(
                 Request(profile=profile, cuda=cuda, python=python), Host(platform="linux-64"), KB
