@@ -148,7 +148,8 @@ def _to_yaml_plain(spec: EnvSpec) -> str | None:
         or not spec.conda
         or not all(_plain(s) for s in scalars)
         or not all(_COMMENT.match(c) for c in comments)
-        or not all(h.strip() for h in spec.header)
+        # ruamel writes a blank line, or one already starting with "#", without its "# "
+        or not all(h.strip() and not h.lstrip().startswith("#") for h in spec.header)
     ):
         return None
     out = [f"# {h}" for h in spec.header]

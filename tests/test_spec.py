@@ -152,6 +152,16 @@ def test_variables_are_written_as_ruamel_writes_them() -> None:
     assert plain == reference
 
 
+@pytest.mark.parametrize("line", ["#", "  # indented", "# x", " "])
+def test_header_lines_ruamel_writes_differently_go_through_ruamel(line: str) -> None:
+    """Found by hypothesis: ruamel adds no "# " to a start-comment line that already begins
+    with "#"."""
+    es = spec.EnvSpec(None, ["conda-forge"], [spec.Dep("pip")], header=["ok", line])
+    reference, plain = _ruamel_and_plain(es)
+    assert plain is None
+    assert spec.to_yaml(es) == reference
+
+
 QUOTED = ["yes", "No", "null", "true", "3.11", "1e3", "-1", "a: b", "a #b", "é", "x ", "*x", ""]
 
 
