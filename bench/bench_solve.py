@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import functools
 import json
 import os
@@ -42,6 +41,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from conda_unsloth.record import replace
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -75,9 +76,9 @@ def planned(**req: str) -> tuple[EnvSpec, Target]:
 
 def case_test_channels(tmp: Path) -> list[tuple[str, EnvSpec, Target]]:
     spec, target = planned(cuda="12.1", python="3.11")
-    pt = dataclasses.replace(spec, channels=write_pytorch_profile(tmp / "pt"))
+    pt = replace(spec, channels=write_pytorch_profile(tmp / "pt"))
     spec, target2 = planned(profile="conda-forge", cuda="12.9")
-    cf = dataclasses.replace(spec, channels=write_conda_forge_profile(tmp / "cf"))
+    cf = replace(spec, channels=write_conda_forge_profile(tmp / "cf"))
     return [
         ("test channels, pytorch profile 12.1", pt, target),
         ("test channels, conda-forge 12.9", cf, target2),
@@ -122,7 +123,7 @@ def case_many_candidates(tmp: Path) -> list[tuple[str, EnvSpec, Target]]:
                 }
     repodata.write_text(json.dumps(doc))
     case = "test channels + 8640 candidates, 12.1"
-    return [(case, dataclasses.replace(spec, channels=urls), target)]
+    return [(case, replace(spec, channels=urls), target)]
 
 
 def case_real_channels(tmp: Path) -> list[tuple[str, EnvSpec, Target]]:
@@ -165,7 +166,7 @@ def case_real_channels(tmp: Path) -> list[tuple[str, EnvSpec, Target]]:
     return [
         (
             "real-channels pixi-multi-machine, 12.1",
-            dataclasses.replace(spec, conda=conda, channels=chans),
+            replace(spec, conda=conda, channels=chans),
             target,
         )
     ]
@@ -186,7 +187,7 @@ def case_classic_test_channels(tmp: Path) -> list[tuple[str, EnvSpec, Target]]:
     )
     urls = write_pytorch_profile(tmp / "classic", extra_conda_forge=[cudatoolkit])
     case = "test channels + cudatoolkit, 12.1"
-    return [(case, dataclasses.replace(spec, channels=urls), target)]
+    return [(case, replace(spec, channels=urls), target)]
 
 
 def _attempt(solver: RattlerSolver, spec: EnvSpec, target: Target) -> SolvedEnv | str:

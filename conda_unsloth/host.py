@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import UsageError
+from .record import field, record
 
 NVIDIA_SMI_TIMEOUT_S = 15
 # versions we can compare: CUDA 12.4 (as select.resolve_target needs), glibc 2.17 / 2.28.1
@@ -25,7 +25,7 @@ _CUDA_OVERRIDE = re.compile(r"^\d+\.\d+$")
 _GLIBC_OVERRIDE = re.compile(r"^\d+\.\d+(\.\d+)?$")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Gpu:
     index: int
     name: str
@@ -35,7 +35,7 @@ class Gpu:
         return {"index": self.index, "name": self.name, "compute_capability": self.arch}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Host:
     platform: str
     driver_version: str | None = None

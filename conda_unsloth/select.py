@@ -7,7 +7,6 @@ Pure: no I/O except reading the (already loaded) knowledge base; the host is pas
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from packaging.specifiers import SpecifierSet
@@ -15,6 +14,7 @@ from packaging.version import Version
 
 from .errors import HostError, SelectionError, UsageError
 from .knowledge import Knowledge, Profile, PytorchBuild, UnslothRelease, XformersBuild, version_key
+from .record import field, record
 from .rules import Package, evaluate
 
 if TYPE_CHECKING:
@@ -27,7 +27,7 @@ _TORCH_RE = re.compile(r"^\d+\.\d+\.\d+$")
 _ARCH_RE = re.compile(r"^(?:sm_?)?(\d{1,2})\.?(\d)$")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Request:
     profile: str | None = None
     cuda: str | None = None
@@ -39,7 +39,7 @@ class Request:
     platform: str | None = None
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Target:
     platform: str
     cuda: str
@@ -67,7 +67,7 @@ class Target:
         }
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Choice:
     """One chosen package and why."""
 
@@ -78,7 +78,7 @@ class Choice:
     channel: str = ""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Selection:
     profile: Profile
     target: Target

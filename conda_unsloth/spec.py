@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import SpecError, UsageError
+from .record import field, record
 
 if TYPE_CHECKING:
     from .select import Selection
@@ -24,13 +24,13 @@ KNOWN_KEYS = ("name", "channels", "dependencies", "variables", "prefix")
 CONSTRAINTS_SUFFIX = ".pip-constraints.txt"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Dep:
     spec: str
     why: str = ""
 
 
-@dataclass
+@record
 class EnvSpec:
     name: str | None
     channels: list[str]

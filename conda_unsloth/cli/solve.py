@@ -3,11 +3,11 @@ the intended stack, and optionally write a lock file."""
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..record import replace
 from . import _common
 
 if TYPE_CHECKING:
@@ -184,9 +184,9 @@ def _spec_from_file(path: Path, args: argparse.Namespace, kb: Knowledge) -> tupl
     target, _notes = resolve_target(req, kb.profiles[profile_name], _shared.host(), kb)
     env.profile, env.cuda = profile_name, target.cuda
     if cuda is None:  # no --cuda, no exact pin: the solved pytorch decides (see cuda_from_solve)
-        target = dataclasses.replace(target, cuda_source=FROM_SOLVE)
+        target = replace(target, cuda_source=FROM_SOLVE)
     elif pinned_by is not None:
-        target = dataclasses.replace(target, cuda_source=f"'{pinned_by}' in {path.name}")
+        target = replace(target, cuda_source=f"'{pinned_by}' in {path.name}")
     return env, target
 
 
@@ -202,7 +202,7 @@ def cuda_from_solve(solved: SolvedEnv, target: Target) -> Target:
     cuda = torch_cuda(pt.to_package()) if pt is not None else None
     if cuda is None:
         return target
-    return dataclasses.replace(target, cuda=cuda)
+    return replace(target, cuda=cuda)
 
 
 def solve(args: argparse.Namespace) -> tuple[SolvedEnv, Target, list[str]]:
@@ -224,7 +224,7 @@ def solve(args: argparse.Namespace) -> tuple[SolvedEnv, Target, list[str]]:
         env = specmod.from_selection(sel, None, None)
         target = sel.target
     if args.channel:
-        env = dataclasses.replace(env, channels=list(args.channel))
+        env = replace(env, channels=list(args.channel))
     try:
         solved = solver.solve(env, target, offline=bool(getattr(args, "offline", False)))
     except UnsolvableError as exc:
@@ -238,7 +238,7 @@ def solve(args: argparse.Namespace) -> tuple[SolvedEnv, Target, list[str]]:
                 f"target CUDA {target.cuda}: from {FROM_SOLVE}; --cuda X.Y requires one"
             )
         else:  # a CPU or unrecognised pytorch: validation names it against the default
-            target = dataclasses.replace(target, cuda_source="profile default")
+            target = replace(target, cuda_source="profile default")
     unpinned = list(solved.extra.get("pip_unpinned", ()))
     if unpinned:
         notices.append(

@@ -4,13 +4,13 @@ file is refused before anything is written."""
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
 from ..errors import SpecError
+from ..record import replace
 from ..redact import redact_url
 from ..solvers.base import PipPackage, Record, SolvedEnv
 
@@ -173,7 +173,7 @@ def _with_index_facts(rec: Record) -> Record:
         return rec
     noarch = index.get("noarch")
     number = index.get("build_number")
-    return dataclasses.replace(
+    return replace(
         rec,
         noarch=noarch if isinstance(noarch, str) else None,
         build_number=number if isinstance(number, int) else rec.build_number,

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import functools
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
 from ..errors import KnowledgeError
+from ..record import field, record
 
 KNOWLEDGE_ENV = "CONDA_UNSLOTH_KNOWLEDGE"
 FILES = ("compat.yaml", "unsloth.yaml", "known_issues.yaml")
@@ -45,14 +45,14 @@ def default_dir() -> Path:
     return Path(__file__).parent
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ExtraSpec:
     spec: str
     why: str
     source: str
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class PytorchBuild:
     version: str
     cuda: tuple[str, ...]
@@ -61,7 +61,7 @@ class PytorchBuild:
     source: str
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class XformersBuild:
     version: str
     pytorch: str  # an exact version (pytorch channel) or a "2.10.*" series (conda-forge)
@@ -79,7 +79,7 @@ class XformersBuild:
         return version == self.pytorch
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Profile:
     name: str
     summary: str
@@ -117,7 +117,7 @@ class Profile:
         return next((r for r in self.pytorch if r.version == version), None)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class GpuArch:
     arch: str
     name: str
@@ -125,7 +125,7 @@ class GpuArch:
     source: str
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class CudaDriver:
     cuda: str
     min_driver: str
@@ -133,7 +133,7 @@ class CudaDriver:
     source: str
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class XformersWheel:
     version: str
     torch: str
@@ -142,7 +142,7 @@ class XformersWheel:
     source: str
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class BnbWheel:
     version: str
     cuda: tuple[int, ...]
@@ -151,7 +151,7 @@ class BnbWheel:
     source: str
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class UnslothRelease:
     version: str
     python: str
@@ -163,7 +163,7 @@ class UnslothRelease:
     companion_python: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class KnownIssue:
     id: str
     title: str
@@ -176,7 +176,7 @@ class KnownIssue:
     source: str
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Knowledge:
     directory: Path
     revision: str

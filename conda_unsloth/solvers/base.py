@@ -7,8 +7,9 @@ Backends: ``rattler`` (py-rattler; the default outside conda and what CI exercis
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
+
+from ..record import field, record
 
 if TYPE_CHECKING:
     from ..rules import Package
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
     from ..spec import EnvSpec
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Record:
     """One solved conda package, with everything a lock or an installer needs."""
 
@@ -79,7 +80,7 @@ class Record:
         }
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class PipPackage:
     """One pip requirement of the env: pinned name==version, optionally with its wheel."""
 
@@ -101,7 +102,7 @@ class PipPackage:
         return Package(self.name, self.version, "", "pypi", "pip")
 
 
-@dataclass
+@record
 class SolvedEnv:
     platform: str
     channels: tuple[str, ...]

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
 
 from conda_unsloth.errors import SolveError
 from conda_unsloth.exports.condalock import dependencies, export, to_dict
+from conda_unsloth.record import replace
 from conda_unsloth.redact import has_credentials
 from conda_unsloth.solvers.base import SolvedEnv
 
@@ -46,17 +46,15 @@ def test_no_credentials_anywhere(solved_env: SolvedEnv) -> None:
 
 def test_content_hash_changes_with_inputs(solved_env: SolvedEnv) -> None:
     a = to_dict(solved_env)["metadata"]["content_hash"]["linux-64"]
-    other = dataclasses.replace(solved_env, virtual_packages=("__cuda=12.4=0",))
+    other = replace(solved_env, virtual_packages=("__cuda=12.4=0",))
     assert to_dict(other)["metadata"]["content_hash"]["linux-64"] != a
     assert len(a) == 64
 
 
 def test_record_without_md5_is_refused(solved_env: SolvedEnv) -> None:
-    recs = tuple(
-        dataclasses.replace(r, md5=None) if r.name == "mkl" else r for r in solved_env.records
-    )
+    recs = tuple(replace(r, md5=None) if r.name == "mkl" else r for r in solved_env.records)
     with pytest.raises(SolveError, match="mkl 2023.2.0 h84fe81f_50496 has no md5"):
-        export(dataclasses.replace(solved_env, records=recs))
+        export(replace(solved_env, records=recs))
 
 
 @pytest.mark.parametrize(
@@ -71,14 +69,14 @@ def test_record_without_md5_is_refused(solved_env: SolvedEnv) -> None:
 def test_dependencies_mapping(
     solved_env: SolvedEnv, depends: tuple[str, ...], expected: dict[str, str]
 ) -> None:
-    rec = dataclasses.replace(solved_env.records[0], depends=depends)
+    rec = replace(solved_env.records[0], depends=depends)
     assert dependencies(rec) == expected
 
 
 def test_unpinned_pip_requirements_one_per_line_in_custom_metadata(
     solved_env: SolvedEnv, tmp_path: Path
 ) -> None:
-    solved = dataclasses.replace(
+    solved = replace(
         solved_env,
         extra={"pip_unpinned": ("transformers >= 4.46", "zoo @ git+https://u:p@github.com/u/z")},
     )

@@ -3,10 +3,10 @@ name=version=build, channels in order, no credentials."""
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 from conda_unsloth.exports.environment import export
+from conda_unsloth.record import replace
 from conda_unsloth.redact import has_credentials
 from conda_unsloth.solvers.base import SolvedEnv
 from conda_unsloth.spec import read
@@ -34,7 +34,7 @@ def test_round_trip_pins_everything(solved_env: SolvedEnv, tmp_path: Path) -> No
 
 
 def test_unpinned_pip_requirements_are_kept(solved_env: SolvedEnv, tmp_path: Path) -> None:
-    solved = dataclasses.replace(
+    solved = replace(
         solved_env,
         extra={
             "pip_unpinned": ("unsloth", "transformers>=4.46", "zoo @ git+https://github.com/u/z")

@@ -3,12 +3,12 @@ line against CEP 23's regex; dependencies come first; no credentials survive."""
 
 from __future__ import annotations
 
-import dataclasses
 import re
 
 import pytest
 
 from conda_unsloth.exports.explicit import export, ordered
+from conda_unsloth.record import replace
 from conda_unsloth.redact import has_credentials
 from conda_unsloth.solvers.base import SolvedEnv
 
@@ -67,7 +67,7 @@ UNPINNED = ("unsloth", "transformers>=4.46", "unsloth_zoo @ git+https://tok3n@gi
 
 
 def test_unpinned_pip_requirements_are_comment_lines(solved_env: SolvedEnv) -> None:
-    solved = dataclasses.replace(solved_env, extra={"pip_unpinned": UNPINNED})
+    solved = replace(solved_env, extra={"pip_unpinned": UNPINNED})
     text = export(solved)
     pip_lines = [ln for ln in text.splitlines() if ln.startswith("# pip ")]
     assert pip_lines[-3:] == [

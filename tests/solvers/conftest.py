@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import pytest
 
 from conda_unsloth import knowledge
 from conda_unsloth.host import Host
+from conda_unsloth.record import replace
 from conda_unsloth.select import Request, Selection, select
 from conda_unsloth.spec import EnvSpec, from_selection
 
@@ -36,7 +36,7 @@ def planned() -> Callable[..., tuple[Selection, EnvSpec]]:
 
     def make(channels: list[str], **req: str) -> tuple[Selection, EnvSpec]:
         sel, spec = plan(**req)
-        return sel, dataclasses.replace(spec, channels=channels)
+        return sel, replace(spec, channels=channels)
 
     return make
 

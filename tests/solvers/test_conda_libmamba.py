@@ -84,10 +84,9 @@ def libmamba():  # type: ignore[no-untyped-def]
     "cuda", ["11.8", "12.1", "12.4"], ids=["cuda11.8", "cuda12.1", "cuda12.4"]
 )
 def test_libmamba_pytorch_profile(libmamba, tmp_path, cuda: str) -> None:  # type: ignore[no-untyped-def]
-    import dataclasses
-
     from conda_unsloth import knowledge
     from conda_unsloth.host import Host
+    from conda_unsloth.record import replace
     from conda_unsloth.select import Request, select
     from conda_unsloth.spec import from_selection
     from conda_unsloth.validate import validate
@@ -95,9 +94,7 @@ def test_libmamba_pytorch_profile(libmamba, tmp_path, cuda: str) -> None:  # typ
 
     kb = knowledge.load()
     sel = select(Request(cuda=cuda, python="3.11"), Host(platform="linux-64", glibc="2.36"), kb)
-    spec = dataclasses.replace(
-        from_selection(sel, None, None), channels=write_pytorch_profile(tmp_path)
-    )
+    spec = replace(from_selection(sel, None, None), channels=write_pytorch_profile(tmp_path))
     before = dict(os.environ)
     solved = libmamba.solve(spec, sel.target)
     assert dict(os.environ) == before  # overrides scoped

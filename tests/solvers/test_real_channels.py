@@ -8,11 +8,11 @@ would pair with xformers 0.0.27, known issue F1)."""
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
 
+from conda_unsloth.record import replace
 from conda_unsloth.spec import Dep
 from conda_unsloth.validate import check_pytorch, check_rules, check_triton, check_xformers
 from tests.realdata import REAL_CHANNELS
@@ -68,9 +68,7 @@ def test_planned_spec_on_real_channels_picks_cuda_12_1_build(xformers_channel: s
         "conda-forge": (SET / "conda-forge").as_uri(),
     }
     assert spec.channels == ["pytorch", "nvidia", "xformers", "conda-forge", "nodefaults"]
-    spec = dataclasses.replace(
-        spec, conda=conda, channels=[channels[c] for c in spec.channels[:4]]
-    )
+    spec = replace(spec, conda=conda, channels=[channels[c] for c in spec.channels[:4]])
 
     solved = RattlerSolver().solve(spec, sel.target)
 
