@@ -14,7 +14,7 @@ from typing import Any
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from .knowledge import Knowledge, KnownIssue
+from .knowledge import Knowledge, KnownIssue, arch_covered, parse_arch
 from .record import field, record
 
 # pip distribution name -> the conda package names that provide it
@@ -134,12 +134,6 @@ def parse_version(v: object) -> Version | None:
 def _cuda_digits(digits: str) -> str | None:
     """'121' -> '12.1'; None for fewer than two digits (no major.minor to read)."""
     return f"{digits[:-1]}.{digits[-1]}" if len(digits) >= 2 else None
-
-
-def _arch(arch: str) -> tuple[int, int] | None:
-    """A compute capability '8.9' as (8, 9); None when it is not one."""
-    m = re.fullmatch(r"\s*(\d+)\.(\d+)\s*", arch)
-    return (int(m.group(1)), int(m.group(2))) if m else None
 
 
 def torch_cuda(pkg: Package) -> str | None:
@@ -546,31 +540,6 @@ def _cuda_newer_than_driver(
     return _hit(detail, torch)
 
 
-def arch_covered(arch: str, arch_list: str) -> bool:
-    """Is compute capability ``arch`` ('8.9') served by a TORCH_CUDA_ARCH_LIST string?
-
-    SASS for X.y runs on X.z with z >= y (same major); PTX for A runs on any arch >= A.
-    """
-    parsed = _arch(arch)
-    if parsed is None:
-        return True  # not a compute capability: unknown, nothing to report
-    major, minor = parsed
-    for entry in arch_list.split():
-        ptx = entry.endswith("+PTX")
-        base = entry.removesuffix("+PTX")
-        arch_specific = base.endswith(("a", "f"))  # sm_90a: runs on exactly sm_90
-        emaj, emin = (int(x) for x in base.rstrip("af").split("."))
-        if arch_specific:
-            if (emaj, emin) == (major, minor):
-                return True
-            continue
-        if emaj == major and emin <= minor:
-            return True
-        if ptx and (emaj, emin) <= (major, minor):
-            return True
-    return False
-
-
 def _arch_not_covered(
     ps: PackageSet, check: dict[str, Any], kb: Knowledge, host: HostFacts | None
 ) -> Hit | None:
@@ -599,7 +568,7 @@ def _blackwell_old_xformers(
     xf = ps.get("xformers")
     if host is None or xf is None:
         return None
-    blackwell = [a for a in host.archs if (_arch(a) or (0, 0))[0] in (10, 11, 12)]
+    blackwell = [a for a in host.archs if (parse_arch(a) or (0, 0))[0] in (10, 11, 12)]
     v = _ver(xf.version)
     if blackwell and v is not None and v <= Version(str(check.get("max_bad", "0.0.32.post2"))):
         return _hit(f"GPU sm_{blackwell[0].replace('.', '')} with xformers {xf.version}", xf)

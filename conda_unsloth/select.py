@@ -9,16 +9,21 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from packaging.specifiers import SpecifierSet
-from packaging.version import Version
-
 from .errors import HostError, SelectionError, UsageError
-from .knowledge import Knowledge, Profile, PytorchBuild, UnslothRelease, XformersBuild, version_key
+from .knowledge import (
+    Knowledge,
+    Profile,
+    PytorchBuild,
+    UnslothRelease,
+    XformersBuild,
+    arch_covered,
+    version_key,
+)
 from .record import field, record
-from .rules import Package, evaluate
 
 if TYPE_CHECKING:
     from .host import Host
+    from .rules import Package
 
 DEFAULT_PROFILE = "pytorch"
 _CUDA_RE = re.compile(r"^\d{2}\.\d$")
@@ -187,6 +192,8 @@ class Selection:
 
     def planned_packages(self) -> list[Package]:
         """The plan as a package set with representative build strings, for the rules."""
+        from .rules import Package
+
         pt_build = self.pytorch_build.replace("_*", "_0").replace("*", "_0")
         xf_build = self.xformers_build.replace("_*", "_0").replace("*", "_0")
         ch = self.profile.channels[0]
@@ -260,7 +267,7 @@ def _validate(req: Request, kb: Knowledge) -> None:
         )
     if req.python is not None and not _PY_RE.fullmatch(req.python):
         raise UsageError(f"--python {shown(req.python)} is not a Python version like 3.11")
-    if req.python is not None and Version(req.python) < Version("3.9"):
+    if req.python is not None and version_key(req.python) < (3, 9):
         raise SelectionError(
             f"--python {req.python} is not supported: Unsloth needs Python >= 3.9; "
             "nearest valid: --python 3.11",
@@ -312,7 +319,7 @@ def _candidates(
                 if xf.cuda and cuda not in xf.cuda:
                     continue
                 for rel in releases:
-                    if _release_accepts(rel, pt.version, py, xf.version):
+                    if _release_accepts(kb, rel, pt.version, py, xf.version):
                         out.append((pt, py, xf, rel))
                         break
                 else:
@@ -321,14 +328,16 @@ def _candidates(
     return out
 
 
-def _release_accepts(rel: UnslothRelease, torch: str, python: str, xformers: str) -> bool:
+def _release_accepts(
+    kb: Knowledge, rel: UnslothRelease, torch: str, python: str, xformers: str
+) -> bool:
     if rel.companion_python and python not in rel.companion_python:
         return False
-    if Version(python) not in SpecifierSet(rel.python):
-        return False
-    if Version(torch) not in SpecifierSet(rel.requires.get("torch", "")):
-        return False
-    return Version(xformers) in SpecifierSet(rel.requires.get("xformers", ""))
+    return (
+        kb.satisfies(python, rel.python)
+        and kb.satisfies(torch, rel.requires.get("torch", ""))
+        and kb.satisfies(xformers, rel.requires.get("xformers", ""))
+    )
 
 
 def _flags(profile: str, cuda: str, python: str, torch: str, default_profile: str) -> str:
@@ -354,7 +363,7 @@ def _nearest(
         for c in cudas:
             if c not in prof.cudas:
                 continue
-            if max_cuda is not None and Version(c) > Version(max_cuda):
+            if max_cuda is not None and version_key(c) > version_key(max_cuda):
                 continue
             release = kb.release(req.unsloth) if req.unsloth else None
             if release is not None and prof.name not in release.profiles:
@@ -385,7 +394,7 @@ def resolve_target(
     if req.cuda is not None:
         cuda, source = req.cuda, "--cuda"
     elif driver_cuda is not None:
-        fitting = [c for c in profile.cudas if Version(c) <= Version(driver_cuda)]
+        fitting = [c for c in profile.cudas if version_key(c) <= version_key(driver_cuda)]
         if profile.default_cuda in fitting:
             cuda = profile.default_cuda
         elif fitting:
@@ -407,8 +416,8 @@ def resolve_target(
             f"(it has {', '.join(profile.cudas)}); nearest valid: {alt}",
             hints=[f"conda unsloth env {alt}"],
         )
-    if driver_cuda is not None and Version(cuda) > Version(driver_cuda):
-        fitting = [c for c in profile.cudas if Version(c) <= Version(driver_cuda)]
+    if driver_cuda is not None and version_key(cuda) > version_key(driver_cuda):
+        fitting = [c for c in profile.cudas if version_key(c) <= version_key(driver_cuda)]
         driver = f"driver {host.driver_version}" if host.driver_version else "the driver"
         alt = f"--cuda {fitting[-1]}" if fitting else "a newer NVIDIA driver"
         need = kb.driver(cuda)
@@ -435,10 +444,8 @@ def resolve_target(
 def arch_supported(kb: Knowledge, arch: str, cuda: str, arch_list: str) -> bool:
     """Kernels for ``arch`` in a build whose TORCH_CUDA_ARCH_LIST is ``arch_list``, made with
     CUDA ``cuda`` (whose own libraries must know the arch: Blackwell needs CUDA >= 12.8)."""
-    from .rules import arch_covered
-
     known = kb.gpu_archs.get(arch)
-    if known is not None and Version(cuda) < Version(known.min_cuda):
+    if known is not None and version_key(cuda) < version_key(known.min_cuda):
         return False
     return arch_covered(arch, arch_list)
 
@@ -455,7 +462,7 @@ def _check_archs(target: Target, profile: Profile, kb: Knowledge) -> None:
         for prof in [profile, *[p for p in kb.profiles.values() if p.name != profile.name]]:
             for c in reversed(prof.cudas):
                 if arch_supported(kb, arch, c, prof.arch_lists[c]) and (
-                    target.driver_cuda is None or Version(c) <= Version(target.driver_cuda)
+                    target.driver_cuda is None or version_key(c) <= version_key(target.driver_cuda)
                 ):
                     alt = (
                         f"--profile {prof.name} " if prof.name != profile.name else ""
@@ -565,7 +572,7 @@ def select(req: Request, host: Host, kb: Knowledge) -> Selection:
         )
         reason = ""
         if req.torch and not any(
-            Version(req.torch) in SpecifierSet(r.requires.get("torch", ""))
+            kb.satisfies(req.torch, r.requires.get("torch", ""))
             for r in kb.releases
             if profile.name in r.profiles
         ):
@@ -576,18 +583,33 @@ def select(req: Request, host: Host, kb: Knowledge) -> Selection:
             + reason
         )
     pt, py, xf, rel = cands[0]
-    sel = Selection(profile, target, py, pt, xf, rel, tuple(notices))
-    _assert_clean(sel, kb)
-    return sel
+    return Selection(profile, target, py, pt, xf, rel, tuple(notices))
 
 
-def _assert_clean(sel: Selection, kb: Knowledge) -> None:
-    """A selection must trip no known-issue rule; if it does, the knowledge base contradicts
-    itself and we refuse rather than emit a known-bad env."""
-    findings = [f for f in evaluate(sel.planned_packages(), kb) if f.issue.scope == "packages"]
-    if findings:
-        f = findings[0]
-        raise SelectionError(
-            f"internal knowledge conflict: the selected stack triggers {f.id} ({f.detail})",
-            hints=["report this with the command line you ran"],
-        )
+def knowledge_conflicts(kb: Knowledge) -> list[str]:
+    """Every stack this knowledge base can select, run through its own known-issue rules (the
+    package ones): a stack that trips one means the files contradict each other. The loader
+    calls this once, so a plan never has to load the rules to refuse a known-bad env."""
+    from .rules import evaluate
+
+    problems = []
+    seen: set[tuple[str, ...]] = set()
+    for profile in kb.profiles.values():
+        releases = [r for r in kb.releases if profile.name in r.profiles]
+        for cuda in profile.cudas:
+            target = Target("linux-64", cuda, (), None, None, "knowledge check")
+            for release in releases:
+                for pt, py, xf, rel in _candidates(profile, kb, cuda, release):
+                    key = (profile.name, cuda, pt.version, py, xf.version, rel.version)
+                    if key in seen:
+                        continue
+                    seen.add(key)
+                    sel = Selection(profile, target, py, pt, xf, rel)
+                    for f in evaluate(sel.planned_packages(), kb):
+                        if f.issue.scope == "packages":
+                            problems.append(
+                                f"{f.id} ({f.detail}) matches profile {profile.name} CUDA {cuda} "
+                                f"with pytorch {pt.version}, python {py}, xformers {xf.version} "
+                                f"and unsloth {rel.version}"
+                            )
+    return problems

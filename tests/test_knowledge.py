@@ -135,6 +135,17 @@ BROKEN: list[tuple[str, str, Callable[[str], str], str]] = [
         lambda t: _mutate(t, "severity: error", "severity: fatal"),
         "severity 'fatal'",
     ),
+    (
+        "selectable-stack-trips-a-known-issue",
+        "known_issues.yaml",
+        lambda t: _mutate(
+            t, "versions: [0.0.27, 0.0.27.post1]", "versions: [0.0.27, 0.0.28.post3]"
+        ),
+        "known issue F1 (xformers 0.0.28.post3 is one of the affected versions (0.0.27, "
+        "0.0.28.post3)) matches profile pytorch CUDA 11.8 with pytorch 2.5.1, python 3.11, "
+        "xformers 0.0.28.post3 and unsloth 2024.9.post4, a stack that compat.yaml and "
+        "unsloth.yaml allow (and 11 more)",
+    ),
     ("not-a-mapping", "known_issues.yaml", lambda t: "- just\n- a list\n", "expected a mapping"),
 ]
 
@@ -187,3 +198,17 @@ def test_edits_are_seen_at_once_despite_the_cache(
     f = kb_copy / "compat.yaml"
     f.write_text(f.read_text().replace("default_cuda: '12.1'", "default_cuda: '11.8'"))
     assert knowledge.load(kb_copy).profiles["pytorch"].default_cuda == "11.8"
+
+
+def test_specifier_table_answers_as_packaging_does() -> None:
+    """Selection asks `satisfies` instead of packaging: the table computed at load must give
+    packaging's answers, and a pair outside it must still be answered by packaging."""
+    kb = knowledge.load()
+    assert len(kb.specifier_table) > 50
+    for (spec, version), answer in kb.specifier_table.items():
+        assert answer is (Version(version) in SpecifierSet(spec)), (spec, version)
+    answers = set(kb.specifier_table.values())
+    assert answers == {True, False}, "the bundled releases both accept and refuse versions"
+    for version, spec in [("2.3.9", ">=2.4.0"), ("2.4.9", ">=2.4.0"), ("3.13", "<3.13,>=3.9")]:
+        assert (spec, version) not in kb.specifier_table
+        assert kb.satisfies(version, spec) is (Version(version) in SpecifierSet(spec))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -188,6 +189,14 @@ class Knowledge:
     releases: tuple[UnslothRelease, ...]
     default_release: dict[str, str]
     issues: dict[str, KnownIssue]
+    # (specifier set, version) -> PEP 440 answer, for the specifiers of the releases and the
+    # versions the profiles build: computed once at load, so a plan needs no `packaging`
+    specifier_table: dict[tuple[str, str], bool] = field(default_factory=dict)
+
+    def satisfies(self, version: str, spec: str) -> bool:
+        """Is ``version`` in the PEP 440 specifier set ``spec`` ('' allows any version)?"""
+        known = self.specifier_table.get((spec, version))
+        return known if known is not None else pep440_contains(version, spec)
 
     def release(self, version: str) -> UnslothRelease | None:
         return next((r for r in self.releases if r.version == version), None)
@@ -210,6 +219,45 @@ def version_key(v: str) -> tuple[int, ...]:
         digits = "".join(ch for ch in part if ch.isdigit())
         out.append(int(digits) if digits else 0)
     return tuple(out)
+
+
+def pep440_contains(version: str, spec: str) -> bool:
+    """``Version(version) in SpecifierSet(spec)``, with packaging imported only when asked."""
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import Version
+
+    return Version(version) in SpecifierSet(spec)
+
+
+def parse_arch(arch: str) -> tuple[int, int] | None:
+    """A compute capability '8.9' as (8, 9); None when it is not one."""
+    m = re.fullmatch(r"\s*(\d+)\.(\d+)\s*", arch)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def arch_covered(arch: str, arch_list: str) -> bool:
+    """Is compute capability ``arch`` ('8.9') served by a TORCH_CUDA_ARCH_LIST string?
+
+    SASS for X.y runs on X.z with z >= y (same major); PTX for A runs on any arch >= A.
+    """
+    parsed = parse_arch(arch)
+    if parsed is None:
+        return True  # not a compute capability: unknown, nothing to report
+    major, minor = parsed
+    for entry in arch_list.split():
+        ptx = entry.endswith("+PTX")
+        base = entry.removesuffix("+PTX")
+        arch_specific = base.endswith(("a", "f"))  # sm_90a: runs on exactly sm_90
+        emaj, emin = (int(x) for x in base.rstrip("af").split("."))
+        if arch_specific:
+            if (emaj, emin) == (major, minor):
+                return True
+            continue
+        if emaj == major and emin <= minor:
+            return True
+        if ptx and (emaj, emin) <= (major, minor):
+            return True
+    return False
 
 
 # ----------------------------------------------------------------------------- parsing
@@ -570,7 +618,7 @@ def _load(directory: str) -> Knowledge:
                     f"profiles.{p.name}.xformers ({x.version}): known_issue {x.known_issue} "
                     "is not in known_issues.yaml"
                 )
-    return Knowledge(
+    kb = Knowledge(
         directory=d,
         revision=f"{compat.text('revision')}/{unsloth.text('revision')}/{issues_file.text('revision')}",
         cuda_drivers=drivers,
@@ -581,7 +629,47 @@ def _load(directory: str) -> Knowledge:
         releases=tuple(releases),
         default_release=default_release,
         issues=issues,
+        specifier_table=_specifier_table(profiles, releases),
     )
+    from ..select import knowledge_conflicts
+
+    conflicts = knowledge_conflicts(kb)
+    if conflicts:
+        more = f" (and {len(conflicts) - 1} more)" if len(conflicts) > 1 else ""
+        raise KnowledgeError(
+            f"knowledge file known_issues.yaml: known issue {conflicts[0]}, a stack that "
+            f"compat.yaml and unsloth.yaml allow{more}",
+            hints=[
+                "fix the rows in compat.yaml, unsloth.yaml or known_issues.yaml, or unset "
+                f"{KNOWLEDGE_ENV} to use the bundled files"
+            ],
+        )
+    return kb
+
+
+def _specifier_table(
+    profiles: dict[str, Profile], releases: list[UnslothRelease]
+) -> dict[tuple[str, str], bool]:
+    """What selection asks of PEP 440, answered now: each release's python specifier against
+    every python the profiles build, its torch and xformers specifiers against every pytorch
+    and xformers version they list."""
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import Version
+
+    domain = {
+        "python": {py for p in profiles.values() for row in p.pytorch for py in row.python},
+        "torch": {row.version for p in profiles.values() for row in p.pytorch},
+        "xformers": {x.version for p in profiles.values() for x in p.xformers},
+    }
+    table: dict[tuple[str, str], bool] = {}
+    for rel in releases:
+        specs = {"python": rel.python, **rel.requires}
+        for name, versions in domain.items():
+            spec = specs.get(name, "")
+            parsed = SpecifierSet(spec)
+            for v in versions:
+                table[(spec, v)] = Version(v) in parsed
+    return table
 
 
 def load(directory: str | Path | None = None) -> Knowledge:
