@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import sys
-from typing import TYPE_CHECKING, NoReturn
 
 from .errors import UnslothError, UsageError
 
+TYPE_CHECKING = False  # typing costs 3 ms to import; mypy reads this as True
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from typing import NoReturn
 
 
 class _Parser(argparse.ArgumentParser):
@@ -33,6 +33,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return execute(args)
     except UnslothError as exc:
         if want_json:
+            import json
+
             json.dump(exc.to_json(), sys.stdout, indent=2)
             sys.stdout.write("\n")
         else:

@@ -11,12 +11,14 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from .errors import SpecError, UsageError
 from .record import field, record
 
+TYPE_CHECKING = False  # typing costs 3 ms to import; mypy reads this as True
 if TYPE_CHECKING:
+    from typing import Any
+
     from .select import Selection
 
 MAX_ENV_FILE_BYTES = 1_000_000
@@ -274,12 +276,23 @@ def refuse_foreign(path: Path, force: bool, what: str, other: str) -> None:
         )
 
 
+def _create_temp(parent: Path, name: str) -> tuple[int, str]:
+    """``tempfile.mkstemp`` for one file, without importing tempfile (with random and shutil,
+    4 ms of a 30 ms plan): an exclusive create, mode 0600, of a name no one else picks."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(10):
+        tmp = str(parent / f".{name}.{os.getpid()}.{os.urandom(6).hex()}.tmp")
+        try:
+            return os.open(tmp, flags, 0o600), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name for {name} in {parent}")
+
+
 def write_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` via a temp file in the same directory and an atomic rename."""
-    import tempfile
-
     parent = path.parent if str(path.parent) else Path()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+    fd, tmp = _create_temp(parent, path.name)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)

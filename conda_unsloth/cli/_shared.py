@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import sys
-from typing import TYPE_CHECKING, Any, TextIO
 
+TYPE_CHECKING = False  # typing costs 3 ms to import; mypy reads this as True
 if TYPE_CHECKING:
     import argparse
+    from typing import Any, TextIO
 
     from ..host import Host
     from ..knowledge import Knowledge
@@ -91,5 +91,7 @@ def notices(sel: Selection, quiet: bool) -> None:
 
 
 def emit_json(doc: dict[str, Any]) -> None:
+    import json
+
     json.dump(doc, sys.stdout, indent=2, sort_keys=False)
     sys.stdout.write("\n")

@@ -12,10 +12,13 @@ import functools
 import os
 import re
 from pathlib import Path
-from typing import Any, NoReturn
 
 from ..errors import KnowledgeError
 from ..record import field, record
+
+TYPE_CHECKING = False  # typing costs 3 ms to import; mypy reads this as True
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
 
 KNOWLEDGE_ENV = "CONDA_UNSLOTH_KNOWLEDGE"
 FILES = ("compat.yaml", "unsloth.yaml", "known_issues.yaml")
