@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -221,3 +222,26 @@ def test_the_direct_writer_agrees_with_ruamel_or_declines(es: spec.EnvSpec) -> N
     if plain is not None:
         assert plain == reference
     assert spec.to_yaml(es) == reference
+
+
+def test_atomic_write_temp_files_are_private_unique_and_never_left(tmp_path: Path) -> None:
+    """write_atomic's temp file (made without tempfile): exclusive, mode 0600 until the rename,
+    a new name each time, and removed when the write fails."""
+    made = [spec._create_temp(tmp_path, "environment.yml") for _ in range(50)]
+    for fd, _name in made:
+        os.close(fd)
+    names = {name for _fd, name in made}
+    assert len(names) == 50
+    assert all(
+        Path(n).parent == tmp_path and Path(n).name.startswith(".environment.yml.") for n in names
+    )
+    assert {os.stat(n).st_mode & 0o777 for n in names} == {0o600}
+    for n in names:
+        os.unlink(n)
+    target = tmp_path / "environment.yml"
+    spec.write_atomic(target, "a: 1\n")
+    assert target.read_text() == "a: 1\n" and target.stat().st_mode & 0o777 == 0o644
+    with pytest.raises(UnicodeEncodeError):
+        spec.write_atomic(target, "bad \udc80 surrogate\n")
+    assert target.read_text() == "a: 1\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["environment.yml"]

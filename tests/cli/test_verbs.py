@@ -84,3 +84,20 @@ def test_a_command_imports_only_its_own_verb(tmp_path: Path) -> None:
     for name, _, _ in climod.VERBS:
         if name != "env":
             assert f"'conda_unsloth.cli.{name}'" not in loaded
+
+
+@pytest.mark.parametrize("columns", [None, "123", "0", "-4", "wide"])
+def test_help_width_is_the_terminal_width_shutil_would_give(
+    monkeypatch: pytest.MonkeyPatch, columns: str | None
+) -> None:
+    """The formatters read the width without importing shutil; they must read what
+    shutil.get_terminal_size reads (COLUMNS, then the terminal, then 80)."""
+    import shutil
+
+    if columns is None:
+        monkeypatch.delenv("COLUMNS", raising=False)
+    else:
+        monkeypatch.setenv("COLUMNS", columns)
+    assert climod._columns() == shutil.get_terminal_size().columns
+    assert climod.HelpFormatter("prog")._width == climod._columns() - 2
+    assert climod.RawDescriptionHelpFormatter("prog", width=50)._width == 50
