@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 
 from .errors import UnslothError, UsageError
@@ -45,6 +44,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (
         KeyboardInterrupt
     ) as exc:  # also prefixtx.Interrupted (SIGTERM/SIGHUP), after its rollback
+        import signal
+
         signum = getattr(exc, "signum", signal.SIGINT)
         print(
             f"conda-unsloth: interrupted (signal {signum}); nothing was left half-done",

@@ -25,8 +25,8 @@ if TYPE_CHECKING:
 
 NVIDIA_SMI_TIMEOUT_S = 15
 # versions we can compare: CUDA 12.4 (as select.resolve_target needs), glibc 2.17 / 2.28.1
-_CUDA_OVERRIDE = re.compile(r"^\d+\.\d+$")
-_GLIBC_OVERRIDE = re.compile(r"^\d+\.\d+(\.\d+)?$")
+_CUDA_OVERRIDE = r"\d+\.\d+"  # patterns: compiled only when a variable is set
+_GLIBC_OVERRIDE = r"\d+\.\d+(\.\d+)?"
 
 
 @record(frozen=True)
@@ -99,8 +99,15 @@ def _cuda_from_int(v: int) -> str:
     return f"{v // 1000}.{(v % 1000) // 10}"
 
 
+# NVML reaches the kernel driver through one of these device nodes (/dev/dxg on WSL2): without
+# them it cannot initialise, and a host without a driver need not load ctypes (2 ms) to learn it
+DRIVER_NODES = ("/dev/nvidiactl", "/dev/dxg")
+
+
 def _nvml() -> tuple[str, str, tuple[Gpu, ...]] | None:
     """Driver version, driver CUDA and GPUs from NVML, or None when NVML is not there."""
+    if not any(os.path.exists(node) for node in DRIVER_NODES):
+        return None
     import ctypes
 
     try:
@@ -145,7 +152,7 @@ def _on_path(name: str) -> str | None:
     for directory in os.get_exec_path():
         candidate = f"{directory or os.curdir}/{name}"
         try:
-            is_dir = stat.S_ISDIR(os.stat(candidate).st_mode)  # noqa: PTH116 (no pathlib here)
+            is_dir = stat.S_ISDIR(os.stat(candidate).st_mode)
         except OSError:
             continue
         if not is_dir and os.access(candidate, os.X_OK):
@@ -190,14 +197,14 @@ def _nvidia_smi() -> tuple[str, str | None, tuple[Gpu, ...]] | None:
     return driver, (m.group(1) if m else None), tuple(gpus)
 
 
-def override(name: str, pattern: re.Pattern[str], what: str, example: str) -> str | None:
+def override(name: str, pattern: str, what: str, example: str) -> str | None:
     """The value of the ``CONDA_OVERRIDE_*`` variable ``name`` (stripped; ``""`` when set but
     empty, None when unset). A value that is not a version raises :class:`UsageError`."""
     raw = os.environ.get(name)
     if raw is None:
         return None
     value = raw.strip()
-    if value and not pattern.fullmatch(value):
+    if value and not re.fullmatch(pattern, value):
         raise UsageError(
             f"{name}='{raw}' is not a {what} version like {example}",
             hints=[f"export {name}={example}, or unset {name}"],

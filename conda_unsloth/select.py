@@ -28,10 +28,11 @@ if TYPE_CHECKING:
     from .rules import Package
 
 DEFAULT_PROFILE = "pytorch"
-_CUDA_RE = re.compile(r"^\d{2}\.\d$")
-_PY_RE = re.compile(r"^\d\.\d{1,2}$")
-_TORCH_RE = re.compile(r"^\d+\.\d+\.\d+$")
-_ARCH_RE = re.compile(r"^(?:sm_?)?(\d{1,2})\.?(\d)$")
+# patterns, not compiled ones: re compiles (and caches) only those a command uses
+_CUDA_RE = r"\d{2}\.\d"
+_PY_RE = r"\d\.\d{1,2}"
+_TORCH_RE = r"\d+\.\d+\.\d+"
+_ARCH_RE = r"(?:sm_?)?(\d{1,2})\.?(\d)"
 
 
 @record(frozen=True)
@@ -248,7 +249,7 @@ def shown(value: str) -> str:
 
 
 def normalize_arch(value: str) -> str:
-    m = _ARCH_RE.fullmatch(value.strip()) if value.isprintable() else None
+    m = re.fullmatch(_ARCH_RE, value.strip()) if value.isprintable() else None
     if not m:
         raise UsageError(
             f"--gpu-arch {shown(value)} is not a compute capability like 8.0, 9.0 or sm_90",
@@ -262,12 +263,12 @@ def _validate(req: Request, kb: Knowledge) -> None:
         raise UsageError(
             f"--profile {shown(req.profile)} is not a profile; choose one of {', '.join(kb.profiles)}"
         )
-    if req.cuda is not None and not _CUDA_RE.fullmatch(req.cuda):
+    if req.cuda is not None and not re.fullmatch(_CUDA_RE, req.cuda):
         raise UsageError(
             f"--cuda {shown(req.cuda)} is not a CUDA version like 12.1",
             hints=["conda unsloth env --help lists the CUDA versions of each profile"],
         )
-    if req.python is not None and not _PY_RE.fullmatch(req.python):
+    if req.python is not None and not re.fullmatch(_PY_RE, req.python):
         raise UsageError(f"--python {shown(req.python)} is not a Python version like 3.11")
     if req.python is not None and version_key(req.python) < (3, 9):
         raise SelectionError(
@@ -275,7 +276,7 @@ def _validate(req: Request, kb: Knowledge) -> None:
             "nearest valid: --python 3.11",
             hints=["conda unsloth env --python 3.11"],
         )
-    if req.torch is not None and not _TORCH_RE.fullmatch(req.torch):
+    if req.torch is not None and not re.fullmatch(_TORCH_RE, req.torch):
         raise UsageError(f"--torch {shown(req.torch)} is not a PyTorch version like 2.5.1")
     if req.xformers is not None and not re.fullmatch(r"0\.0\.\d+(\.post\d+)?", req.xformers):
         raise UsageError(
@@ -391,7 +392,7 @@ def resolve_target(
 ) -> tuple[Target, list[str]]:
     notices = list(host.notes)
     driver_cuda = host.driver_cuda
-    if driver_cuda is not None and not _CUDA_RE.fullmatch(driver_cuda):
+    if driver_cuda is not None and not re.fullmatch(_CUDA_RE, driver_cuda):
         raise UsageError(f"CONDA_OVERRIDE_CUDA='{driver_cuda}' is not a CUDA version like 12.4")
     if req.cuda is not None:
         cuda, source = req.cuda, "--cuda"

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
 
 from .errors import SpecError, UsageError
 from .record import field, record
 
 TYPE_CHECKING = False  # typing costs 3 ms to import; mypy reads this as True
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Any
 
     from .select import Selection
@@ -226,31 +226,33 @@ def constraints_text(spec: EnvSpec) -> str:
     return "\n".join(lines) + "\n"
 
 
-def constraints_path_for(env_file: Path) -> Path:
-    stem = env_file.name
+def constraints_path_for(env_file: str | os.PathLike[str]) -> str:
+    head, stem = os.path.split(os.fspath(env_file))
     for ext in (".yml", ".yaml"):
         if stem.endswith(ext):
             stem = stem[: -len(ext)]
-    return env_file.with_name(stem + CONSTRAINTS_SUFFIX)
+    return os.path.join(head, stem + CONSTRAINTS_SUFFIX)
 
 
 # ----------------------------------------------------------------------------- writing
 
 
-def check_writable(path: Path) -> None:
+def check_writable(path: str | os.PathLike[str]) -> None:
     """Fail before anything is written if ``path`` cannot be created."""
-    parent = path.parent if str(path.parent) else Path()
-    if path.is_dir():
+    path = os.fspath(path)
+    parent = os.path.dirname(path) or os.curdir
+    if os.path.isdir(path):
         raise UsageError(
-            f"-o {path}: is a directory; give a file name like {path}/environment.yml"
+            f"-o {path}: is a directory; give a file name like "
+            f"{os.path.join(path, 'environment.yml')}"
         )
-    if not parent.is_dir():
+    if not os.path.isdir(parent):
         raise UsageError(
             f"-o {path}: directory {parent} does not exist",
             hints=[f"mkdir -p {parent}"],
         )
     if not os.access(parent, os.W_OK | os.X_OK) or (
-        path.exists() and not os.access(path, os.W_OK)
+        os.path.exists(path) and not os.access(path, os.W_OK)
     ):
         raise UsageError(f"-o {path}: not writable (permission denied)")
 
@@ -258,7 +260,7 @@ def check_writable(path: Path) -> None:
 GENERATED_MARK = "conda-unsloth"  # every file we write names us in its first lines
 
 
-def written_by_us(path: Path) -> bool:
+def written_by_us(path: str | os.PathLike[str]) -> bool:
     try:
         with open(path, encoding="utf-8", errors="replace") as fh:
             return GENERATED_MARK in fh.read(2000)
@@ -266,22 +268,22 @@ def written_by_us(path: Path) -> bool:
         return False
 
 
-def refuse_foreign(path: Path, force: bool, what: str, other: str) -> None:
+def refuse_foreign(path: str | os.PathLike[str], force: bool, what: str, other: str) -> None:
     """Never replace a file conda-unsloth did not write, unless ``force``. ``what`` names the
     file in the message ("--lock x.txt"); ``other`` is the flag for another name ("-o")."""
-    if path.is_file() and not force and not written_by_us(path):
+    if os.path.isfile(path) and not force and not written_by_us(path):
         raise UsageError(
             f"{what} exists and was not written by conda-unsloth; not replacing it",
             hints=[f"use {other} OTHER_FILE, or --force to replace {path}"],
         )
 
 
-def _create_temp(parent: Path, name: str) -> tuple[int, str]:
+def _create_temp(parent: str | os.PathLike[str], name: str) -> tuple[int, str]:
     """``tempfile.mkstemp`` for one file, without importing tempfile (with random and shutil,
     4 ms of a 30 ms plan): an exclusive create, mode 0600, of a name no one else picks."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
     for _ in range(10):
-        tmp = str(parent / f".{name}.{os.getpid()}.{os.urandom(6).hex()}.tmp")
+        tmp = os.path.join(parent, f".{name}.{os.getpid()}.{os.urandom(6).hex()}.tmp")
         try:
             return os.open(tmp, flags, 0o600), tmp
         except FileExistsError:
@@ -289,24 +291,34 @@ def _create_temp(parent: Path, name: str) -> tuple[int, str]:
     raise FileExistsError(f"no free temporary name for {name} in {parent}")
 
 
-def write_atomic(path: Path, text: str) -> None:
+def _unlink_if_there(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return  # not contextlib.suppress: contextlib is one more import on a plan's path
+
+
+def write_atomic(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` to ``path`` via a temp file in the same directory and an atomic rename."""
-    parent = path.parent if str(path.parent) else Path()
-    fd, tmp = _create_temp(parent, path.name)
+    parent, name = os.path.split(os.fspath(path))
+    fd, tmp = _create_temp(parent or os.curdir, name)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
-        mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
+        try:
+            mode = os.stat(path).st_mode & 0o777
+        except FileNotFoundError:
+            mode = 0o644
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        _unlink_if_there(tmp)
         raise
 
 
-def write_files(spec: EnvSpec, env_file: Path) -> list[Path]:
+def write_files(spec: EnvSpec, env_file: str | os.PathLike[str]) -> list[str]:
     """Write environment.yml and its pip constraints file; all-or-nothing as far as possible:
     both are checked writable first and written via atomic renames."""
     constraints = constraints_path_for(env_file)
@@ -316,14 +328,14 @@ def write_files(spec: EnvSpec, env_file: Path) -> list[Path]:
     try:
         write_atomic(env_file, to_yaml(spec))
     except BaseException:
-        constraints.unlink(missing_ok=True)
+        _unlink_if_there(constraints)
         raise
-    return [env_file, constraints]
+    return [os.fspath(env_file), constraints]
 
 
 # ----------------------------------------------------------------------------- reading
 
-_SPEC_RE = re.compile(r"^[A-Za-z0-9_.\-:/*<>=!,~\[\] ]+$")
+_SPEC_RE = r"^[A-Za-z0-9_.\-:/*<>=!,~\[\] ]+$"  # compiled when a file is read, not on import
 
 
 def read(path: Path) -> EnvSpec:
@@ -371,7 +383,7 @@ def read(path: Path) -> EnvSpec:
     pip: list[Dep] = []
     for i, d in enumerate(deps):
         if isinstance(d, str):
-            if not _SPEC_RE.match(d):
+            if not re.match(_SPEC_RE, d):
                 raise SpecError(
                     f"environment file {path}: dependencies[{i}] '{d}' is not a package spec"
                 )

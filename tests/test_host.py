@@ -157,3 +157,19 @@ def test_nvidia_smi_is_found_on_path_as_shutil_which_finds_it_fake_gpu(
         "#!/bin/sh\necho 'NVIDIA-SMI has failed' >&2\nexit 9\n"
     )  # found, run, and refused like any failing nvidia-smi
     assert host.detect().source == "none"
+
+
+def test_no_driver_node_means_nvml_is_not_even_loaded() -> None:
+    """Without /dev/nvidiactl (or WSL's /dev/dxg) NVML cannot start: detection skips loading
+    ctypes and libnvidia-ml instead of failing slowly."""
+    import os
+    import subprocess
+    import sys
+
+    if any(os.path.exists(n) for n in host.DRIVER_NODES):
+        pytest.skip("this host has an NVIDIA driver node")
+    code = (
+        "import sys; from conda_unsloth import host; print(host._nvml(), 'ctypes' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["None", "False"]

@@ -33,7 +33,7 @@ def _rows(node: Any, path: str = "") -> list[tuple[str, dict[str, Any]]]:
 
 @pytest.mark.parametrize("name", knowledge.FILES)
 def test_every_row_has_a_source(name: str) -> None:
-    data = YAML(typ="safe").load((knowledge.default_dir() / name).read_text())
+    data = YAML(typ="safe").load((Path(knowledge.default_dir()) / name).read_text())
     rows = _rows(data)
     assert rows, f"{name} has no rows"
     # rows nested inside another row (e.g. a profile's lists) carry their own source too
@@ -155,7 +155,7 @@ def kb_copy(tmp_path: Path) -> Path:
     d = tmp_path / "kb"
     d.mkdir()
     for f in knowledge.FILES:
-        shutil.copy(knowledge.default_dir() / f, d / f)
+        shutil.copy(Path(knowledge.default_dir()) / f, d / f)
     return d
 
 
@@ -178,7 +178,7 @@ def test_missing_and_non_utf8_files(kb_copy: Path) -> None:
     (kb_copy / "unsloth.yaml").unlink()
     with pytest.raises(KnowledgeError, match="unsloth.yaml is missing"):
         knowledge.load(kb_copy)
-    shutil.copy(knowledge.default_dir() / "unsloth.yaml", kb_copy / "unsloth.yaml")
+    shutil.copy(Path(knowledge.default_dir()) / "unsloth.yaml", kb_copy / "unsloth.yaml")
     (kb_copy / "compat.yaml").write_bytes(b"schema_version: 1\n\xff\xfe\n")
     with pytest.raises(KnowledgeError, match="not UTF-8"):
         knowledge.load(kb_copy)

@@ -22,7 +22,7 @@ KB = knowledge.load()
 def planned(tmp_path: Path, **req: str) -> tuple[spec.EnvSpec, Path]:
     sel = select(Request(**req), Host(platform="linux-64"), KB)  # type: ignore[arg-type]
     out = tmp_path / "environment.yml"
-    es = spec.from_selection(sel, "unsloth", spec.constraints_path_for(out).name)
+    es = spec.from_selection(sel, "unsloth", Path(spec.constraints_path_for(out)).name)
     spec.write_files(es, out)
     return es, out
 

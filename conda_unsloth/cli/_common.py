@@ -5,7 +5,6 @@ define the same flags with the same ``dest`` names."""
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 
 def add_target_options(p: argparse.ArgumentParser) -> None:
@@ -41,7 +40,7 @@ def add_target_options(p: argparse.ArgumentParser) -> None:
         "GPUs of this host)",
     )
     g.add_argument("--platform", metavar="SUBDIR", help="conda platform (only linux-64)")
-    g.add_argument("--knowledge", metavar="DIR", type=Path, help=argparse.SUPPRESS)
+    g.add_argument("--knowledge", metavar="DIR", help=argparse.SUPPRESS)
 
 
 def add_prefix_options(p: argparse.ArgumentParser, conda: bool) -> None:

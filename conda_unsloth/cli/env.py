@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
 from . import _common
 
@@ -52,11 +52,12 @@ def execute(args: argparse.Namespace) -> int:
     from . import _shared
 
     sel, _kb = _shared.plan(args)
-    out = Path(args.output)
-    env_spec = specmod.from_selection(sel, args.name, specmod.constraints_path_for(out).name)
-    files: list[Path] = []
+    out = args.output
+    constraints = specmod.constraints_path_for(out)
+    env_spec = specmod.from_selection(sel, args.name, os.path.basename(constraints))
+    files: list[str] = []
     if not args.dry_run:
-        for path in (out, specmod.constraints_path_for(out)):
+        for path in (out, constraints):
             specmod.refuse_foreign(path, args.force, str(path), "-o")
         files = specmod.write_files(env_spec, out)
     if args.json:

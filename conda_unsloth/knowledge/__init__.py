@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import os
 import re
-from pathlib import Path
 
 from ..errors import KnowledgeError
 from ..record import field, record
@@ -45,8 +44,8 @@ RULE_KINDS = frozenset(
 )
 
 
-def default_dir() -> Path:
-    return Path(__file__).parent
+def default_dir() -> str:
+    return os.path.dirname(os.path.abspath(__file__))
 
 
 @record(frozen=True)
@@ -182,7 +181,7 @@ class KnownIssue:
 
 @record(frozen=True)
 class Knowledge:
-    directory: Path
+    directory: str
     revision: str
     cuda_drivers: tuple[CudaDriver, ...]
     gpu_archs: dict[str, GpuArch]
@@ -363,12 +362,13 @@ class _Row:
         return src
 
 
-def _read(directory: Path, name: str) -> _Row:
+def _read(directory: str, name: str) -> _Row:
     from ..yamlload import YamlSyntaxError, load
 
-    path = directory / name
+    path = os.path.join(directory, name)
     try:
-        text = path.read_bytes()
+        with open(path, "rb") as fh:
+            text = fh.read()
     except FileNotFoundError:
         raise KnowledgeError(
             f"knowledge file {path} is missing",
@@ -473,7 +473,7 @@ def _profile(name: str, r: _Row) -> Profile:
 
 
 def _load(directory: str) -> Knowledge:
-    d = Path(directory)
+    d = directory
     compat = _read(d, "compat.yaml")
     unsloth = _read(d, "unsloth.yaml")
     issues_file = _read(d, "known_issues.yaml")
@@ -675,7 +675,7 @@ def _specifier_table(
     return table
 
 
-def load(directory: str | Path | None = None) -> Knowledge:
+def load(directory: str | os.PathLike[str] | None = None) -> Knowledge:
     """Load and validate the knowledge base (cached per directory).
 
     ``directory`` defaults to ``$CONDA_UNSLOTH_KNOWLEDGE`` or the bundled files. The validated
@@ -685,13 +685,13 @@ def load(directory: str | Path | None = None) -> Knowledge:
     """
     if directory is None:
         directory = os.environ.get(KNOWLEDGE_ENV) or default_dir()
-    path = Path(directory)
-    if not path.is_dir():
+    path = os.fspath(directory)
+    if not os.path.isdir(path):
         raise KnowledgeError(
             f"knowledge directory {path} does not exist",
             hints=[f"unset {KNOWLEDGE_ENV} to use the bundled knowledge base"],
         )
-    return _load_cached(str(path.resolve()))
+    return _load_cached(os.path.realpath(path))
 
 
 _MEMO: dict[str, Knowledge] = {}
@@ -704,16 +704,20 @@ def _load_cached(directory: str) -> Knowledge:
     from .. import __version__
 
     data = [f"{__version__}/{SUPPORTED_SCHEMA}/{directory}".encode()]
+    # the code that shapes and checks the data (this loader, selection, the rules), then the data
+    code = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    sources = [os.path.join(code, f) for f in ("knowledge/__init__.py", "select.py", "rules.py")]
     try:
-        data.append(Path(__file__).read_bytes())  # the loader's own shape of the data
-        data.extend((Path(directory) / name).read_bytes() for name in FILES)
+        for path in (*sources, *(os.path.join(directory, name) for name in FILES)):
+            with open(path, "rb") as fh:
+                data.append(fh.read())
     except OSError:
         return _load(directory)  # _load reports the missing or unreadable file
     blob = b"\0".join(data)
     key = f"{zlib.crc32(blob):08x}{zlib.adler32(blob):08x}{len(blob):x}"
     if key in _MEMO:
         return _MEMO[key]
-    cache_file = _cache_dir() / f"{key}.pickle"
+    cache_file = os.path.join(_cache_dir(), f"{key}.pickle")
     try:
         with open(cache_file, "rb") as fh:
             kb = pickle.load(fh)
@@ -724,8 +728,8 @@ def _load_cached(directory: str) -> Knowledge:
         pass
     kb = _load(directory)
     try:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")
+        os.makedirs(os.path.dirname(cache_file), exist_ok=True)
+        tmp = f"{cache_file[: -len('.pickle')]}.{os.getpid()}.tmp"
         with open(tmp, "wb") as fh:
             pickle.dump(kb, fh, protocol=pickle.HIGHEST_PROTOCOL)
         os.replace(tmp, cache_file)
@@ -735,11 +739,9 @@ def _load_cached(directory: str) -> Knowledge:
     return kb
 
 
-def _cache_dir() -> Path:
+def _cache_dir() -> str:
     env = os.environ.get("CONDA_UNSLOTH_CACHE")
-    base = (
-        Path(env)
-        if env
-        else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "conda-unsloth"
-    )
-    return base / "knowledge"
+    if env:
+        return os.path.join(env, "knowledge")
+    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(xdg, "conda-unsloth", "knowledge")

@@ -48,7 +48,7 @@ def kb_then(old: str, new: str, file: str = "compat.yaml") -> Setup:
         d = tmp / "kb"
         d.mkdir()
         for f in knowledge.FILES:
-            shutil.copy(knowledge.default_dir() / f, d / f)
+            shutil.copy(Path(knowledge.default_dir()) / f, d / f)
         if old == "<delete>":
             (d / file).unlink()
         else:
