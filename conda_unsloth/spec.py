@@ -240,6 +240,8 @@ def constraints_path_for(env_file: str | os.PathLike[str]) -> str:
 def check_writable(path: str | os.PathLike[str]) -> None:
     """Fail before anything is written if ``path`` cannot be created."""
     path = os.fspath(path)
+    if not path:
+        raise UsageError("-o '': the file name is empty; give one like environment.yml")
     parent = os.path.dirname(path) or os.curdir
     if os.path.isdir(path):
         raise UsageError(

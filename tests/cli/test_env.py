@@ -214,6 +214,32 @@ def test_unwritable_output(
     assert tree(tmp_path) == before
 
 
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [
+        ("", "the file name is empty"),
+        (".", "-o .: is a directory; give a file name like ./environment.yml"),
+        ("/", "-o /: is a directory; give a file name like /environment.yml"),
+        ("nodir/", "-o nodir/: directory nodir does not exist"),
+    ],
+    ids=["empty", "cwd", "root", "missing-dir-with-slash"],
+)
+def test_output_that_names_no_file_is_refused(
+    cli: Callable[..., Result],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    output: str,
+    message: str,
+) -> None:
+    """These gave a traceback (pathlib's with_name) or, for 'nodir/', wrote a file 'nodir'."""
+    monkeypatch.chdir(tmp_path)
+    before = tree(tmp_path)
+    r = cli("env", "--cuda", "12.1", "-o", output)
+    assert r.code == 2 and message in r.err and "Traceback" not in r.err, r.err
+    assert len(r.err.splitlines()) <= 2  # the error, and at most one hint
+    assert tree(tmp_path) == before
+
+
 def test_read_only_file_system_simulated_by_a_file_as_parent(
     cli: Callable[..., Result], tmp_path: Path
 ) -> None:
