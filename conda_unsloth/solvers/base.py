@@ -40,8 +40,8 @@ class Record:
 
     @classmethod
     def trusted(cls, fields: dict[str, Any]) -> Record:
-        """A Record from a mapping of *every* field, without the frozen dataclass ``__init__``
-        (0.2 µs instead of 1.6 µs: a solve makes one per package). Equal to ``Record(**fields)``."""
+        """A Record from a mapping of *every* field, without the record ``__init__``
+        (0.3 µs instead of 2.4 µs: a solve makes one per package). Equal to ``Record(**fields)``."""
         rec = object.__new__(cls)
         rec.__dict__.update(fields)
         return rec
