@@ -2,8 +2,12 @@
 
 The loader validates shape *and* consistency (a default CUDA that no pytorch build has, an
 xformers row pinned to a pytorch the profile does not list, companions outside their unsloth's
-ranges, a version written as a YAML float, ...). Any problem is a ``KnowledgeError`` naming
-the file and the row.
+ranges, a version written as a YAML float, a stack it allows that one of its own known issues
+matches, ...). Any problem is a ``KnowledgeError`` naming the file and the row.
+
+What a plan needs is computed here, once, and kept with the data in the on-disk cache: the
+answers to selection's PEP 440 questions (``Knowledge.satisfies``), so that a plan imports
+neither ``packaging`` nor the rules.
 """
 
 from __future__ import annotations
