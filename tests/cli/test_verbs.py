@@ -95,6 +95,7 @@ NOT_ON_THE_PLAN_PATH = (
     "pathlib",
     "packaging",
     "json",
+    "pickle",  # the cache is read with its C half, _pickle
     "tempfile",
     "shutil",
     "signal",
