@@ -76,6 +76,8 @@ def _columns() -> int:
 
 
 class HelpFormatter(argparse.HelpFormatter):
+    """argparse's formatter with the width from :func:`_columns`."""
+
     def __init__(
         self,
         prog: str,
@@ -86,15 +88,8 @@ class HelpFormatter(argparse.HelpFormatter):
         super().__init__(prog, indent_increment, max_help_position, width or _columns() - 2)
 
 
-class RawDescriptionHelpFormatter(argparse.RawDescriptionHelpFormatter):
-    def __init__(
-        self,
-        prog: str,
-        indent_increment: int = 2,
-        max_help_position: int = 24,
-        width: int | None = None,
-    ) -> None:
-        super().__init__(prog, indent_increment, max_help_position, width or _columns() - 2)
+class RawDescriptionHelpFormatter(HelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """The same, keeping descriptions' line breaks (the verbs' examples)."""
 
 
 def verb_module(name: str) -> ModuleType:
