@@ -243,3 +243,36 @@ def test_type_checkers_see_records_as_dataclasses(tmp_path: Path) -> None:
     lines = sorted({int(e.split(":")[1]) for e in errors})
     assert status == 1, out
     assert lines == [10, 11, 12], out
+
+
+def test_methods_the_class_writes_itself_are_kept_as_dataclass_keeps_them() -> None:
+    def make(decorate: Any, fld: Any) -> type:
+        class Tagged:
+            name: str
+            tags: tuple[str, ...] = fld(default=())
+
+            def __repr__(self) -> str:
+                return f"<{self.name}>"
+
+            def __eq__(self, other: object) -> bool:
+                return isinstance(other, Tagged) and other.name == self.name
+
+            def __hash__(self) -> int:
+                return hash(self.name)
+
+        return decorate(frozen=True)(Tagged)
+
+    for cls in (make(dataclasses.dataclass, dataclasses.field), make(rec.record, rec.field)):
+        a, b = cls("x", ("t",)), cls("x")
+        assert (repr(a), a == b, hash(a) == hash(b)) == ("<x>", True, True), cls
+
+
+def test_a_frozen_record_cannot_write_its_own_setattr() -> None:
+    with pytest.raises(TypeError, match="cannot define __setattr__"):
+
+        @rec.record(frozen=True)
+        class Bad:
+            name: str
+
+            def __setattr__(self, name: str, value: object) -> None:
+                object.__setattr__(self, name, value)
