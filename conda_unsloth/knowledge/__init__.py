@@ -659,10 +659,8 @@ def _specifier_table(
 ) -> dict[tuple[str, str], bool]:
     """What selection asks of PEP 440, answered now: each release's python specifier against
     every python the profiles build, its torch and xformers specifiers against every pytorch
-    and xformers version they list."""
-    from packaging.specifiers import SpecifierSet
-    from packaging.version import Version
-
+    and xformers version they list (through :func:`pep440_contains`, the one place the question
+    is written)."""
     domain = {
         "python": {py for p in profiles.values() for row in p.pytorch for py in row.python},
         "torch": {row.version for p in profiles.values() for row in p.pytorch},
@@ -673,9 +671,8 @@ def _specifier_table(
         specs = {"python": rel.python, **rel.requires}
         for name, versions in domain.items():
             spec = specs.get(name, "")
-            parsed = SpecifierSet(spec)
             for v in versions:
-                table[(spec, v)] = Version(v) in parsed
+                table[(spec, v)] = pep440_contains(v, spec)
     return table
 
 
