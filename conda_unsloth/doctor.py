@@ -13,12 +13,12 @@ from __future__ import annotations
 import os
 import re
 import shlex
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import inventory as inv
 from .errors import UnslothError
-from .record import field, record
 from .rules import (
     Finding,
     HostFacts,
@@ -57,7 +57,7 @@ def quote_spec(spec: str) -> str:
     return shlex.quote(spec)
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class EnvRef:
     """How commands refer to the env: ``-n NAME`` when it was named, else ``-p PREFIX``.
     Every name and path is one shell word (shlex.quote), whatever the env is called."""
@@ -90,7 +90,7 @@ class EnvRef:
         return f"{self.python} -m pip install --no-deps {quoted}"
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class Diagnosed:
     finding: Finding
     fix: tuple[str, ...]
@@ -102,7 +102,7 @@ class Diagnosed:
         return doc
 
 
-@record
+@dataclass
 class Diagnosis:
     env: EnvRef
     inventory: inv.Inventory

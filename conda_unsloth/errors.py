@@ -23,8 +23,8 @@ When this module is imported inside a running conda (conda is already in ``sys.m
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
-TYPE_CHECKING = False  # typing costs 3 ms to import; mypy reads this as True
 if TYPE_CHECKING:
     from collections.abc import Iterable
     from typing import Any

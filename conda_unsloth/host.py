@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import os
 import re
-import stat
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .errors import UsageError
-from .record import field, record
 
-TYPE_CHECKING = False  # typing costs 3 ms to import; mypy reads this as True
 if TYPE_CHECKING:
     from typing import Any
 
@@ -29,7 +28,7 @@ _CUDA_OVERRIDE = r"\d+\.\d+"  # patterns: compiled only when a variable is set
 _GLIBC_OVERRIDE = r"\d+\.\d+(\.\d+)?"
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class Gpu:
     index: int
     name: str
@@ -39,7 +38,7 @@ class Gpu:
         return {"index": self.index, "name": self.name, "compute_capability": self.arch}
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class Host:
     platform: str
     driver_version: str | None = None
@@ -147,23 +146,12 @@ def _nvml() -> tuple[str, str, tuple[Gpu, ...]] | None:
         return None
 
 
-def _on_path(name: str) -> str | None:
-    """``shutil.which(name)`` for a plain command name, without importing shutil (3 ms)."""
-    for directory in os.get_exec_path():
-        candidate = f"{directory or os.curdir}/{name}"
-        try:
-            is_dir = stat.S_ISDIR(os.stat(candidate).st_mode)
-        except OSError:
-            continue
-        if not is_dir and os.access(candidate, os.X_OK):
-            return candidate
-    return None
-
-
 def _nvidia_smi() -> tuple[str, str | None, tuple[Gpu, ...]] | None:
     exe = os.environ.get("CONDA_UNSLOTH_NVIDIA_SMI")
     if exe is None:
-        exe = _on_path("nvidia-smi")
+        import shutil
+
+        exe = shutil.which("nvidia-smi")
     if not exe:
         return None
     import subprocess

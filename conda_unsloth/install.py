@@ -15,11 +15,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import InstallError, SpecError, UnslothError
-from .record import field, record
 from .runmode import in_conda
 from .solvers.base import PipPackage, Record, SolvedEnv
 
@@ -29,7 +29,7 @@ Progress = Callable[[str], None]
 # ----------------------------------------------------------------------------- the build
 
 
-@record
+@dataclass
 class CreateOptions:
     prefix: Path
     force: bool = False
@@ -42,7 +42,7 @@ class CreateOptions:
     progress: Progress = field(default=lambda msg: None)
 
 
-@record
+@dataclass
 class CreateResult:
     prefix: Path
     records: int

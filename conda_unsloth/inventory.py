@@ -26,13 +26,13 @@ import os
 import re
 import shlex
 import stat
+from dataclasses import dataclass, field
 from email.parser import HeaderParser
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from .errors import PrefixError
-from .record import field, record
 from .rules import Package, normalize
 
 # Files in conda-meta that end in .json but are not package records.
@@ -80,7 +80,7 @@ def read_regular(path: Path, limit: int, stop: bytes | None = None) -> bytes:
         os.close(fd)
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class CondaRecord:
     name: str
     version: str
@@ -102,7 +102,7 @@ class CondaRecord:
         }
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class PythonDist:
     name: str
     version: str
@@ -127,7 +127,7 @@ class PythonDist:
         }
 
 
-@record
+@dataclass
 class Inventory:
     prefix: Path
     records: list[CondaRecord]

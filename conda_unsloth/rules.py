@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from .knowledge import Knowledge, KnownIssue, arch_covered, parse_arch
-from .record import field, record
 
 # pip distribution name -> the conda package names that provide it
 PROVIDERS: dict[str, tuple[str, ...]] = {
@@ -33,7 +33,7 @@ _XFORMERS_CHANNEL_BUILD = re.compile(r"^py(\d)(\d+)_cu(\d+\.\d+)(?:\.\d+)?_pyt(\
 _LOCAL_CUDA = re.compile(r"\+cu(\d+)$")
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class Package:
     """One installed or planned package. ``installer`` is ``conda`` or ``pip``."""
 
@@ -49,7 +49,7 @@ class Package:
         return f"{self.name} {self.version}{build} ({where})"
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class HostFacts:
     """What the GPU host offers; every field may be unknown (None / empty)."""
 
@@ -58,7 +58,7 @@ class HostFacts:
     glibc: str | None = None
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class Finding:
     issue: KnownIssue
     detail: str
@@ -83,7 +83,7 @@ class Finding:
         }
 
 
-@record
+@dataclass
 class PackageSet:
     packages: list[Package]
     by_name: dict[str, list[Package]] = field(default_factory=dict)
@@ -222,7 +222,7 @@ def xformers_cuda_major(pkg: Package, kb: Knowledge) -> int | None:
 # ----------------------------------------------------------------------------- the rules
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class Hit:
     """What a rule returns when it fires: a one-line detail and the packages behind it."""
 
@@ -457,7 +457,7 @@ def _cuda_major_mismatch(
     return None
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class Violation:
     """One requirement of the installed unsloth release that the env does not meet."""
 

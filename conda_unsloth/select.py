@@ -7,6 +7,8 @@ Pure: no I/O except reading the (already loaded) knowledge base; the host is pas
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .errors import HostError, SelectionError, UsageError
 from .knowledge import (
@@ -18,9 +20,7 @@ from .knowledge import (
     arch_covered,
     version_key,
 )
-from .record import field, record
 
-TYPE_CHECKING = False  # typing costs 3 ms to import; mypy reads this as True
 if TYPE_CHECKING:
     from typing import Any
 
@@ -35,7 +35,7 @@ _TORCH_RE = r"\d+\.\d+\.\d+"
 _ARCH_RE = r"(?:sm_?)?(\d{1,2})\.?(\d)"
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class Request:
     profile: str | None = None
     cuda: str | None = None
@@ -47,7 +47,7 @@ class Request:
     platform: str | None = None
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class Target:
     platform: str
     cuda: str
@@ -75,7 +75,7 @@ class Target:
         }
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class Choice:
     """One chosen package and why."""
 
@@ -86,7 +86,7 @@ class Choice:
     channel: str = ""
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class Selection:
     profile: Profile
     target: Target

@@ -1,20 +1,21 @@
 """EnvSpec: what an environment must contain, and its environment.yml form.
 
-The YAML is what ruamel's round-trip dumper writes in conda's own style (2-space mappings,
+The YAML is written by ruamel's round-trip dumper in conda's own style (2-space mappings,
 sequences indented under their key, no key sorting, block style) with a comment on every pin
-saying why; plain files are written directly, byte for byte the same (see :func:`to_yaml`). It is usable by plain ``conda env create -f`` without this plugin. Reading accepts
+saying why. It is usable by plain ``conda env create -f`` without this plugin. Reading accepts
 any CEP-24 environment.yml (name/channels/dependencies/pip/variables/prefix).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .errors import SpecError, UsageError
-from .record import field, record
 
-TYPE_CHECKING = False  # typing costs 3 ms to import; mypy reads this as True
 if TYPE_CHECKING:
     from pathlib import Path
     from typing import Any
@@ -26,13 +27,13 @@ KNOWN_KEYS = ("name", "channels", "dependencies", "variables", "prefix")
 CONSTRAINTS_SUFFIX = ".pip-constraints.txt"
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class Dep:
     spec: str
     why: str = ""
 
 
-@record
+@dataclass
 class EnvSpec:
     name: str | None
     channels: list[str]
@@ -116,71 +117,13 @@ def from_selection(sel: Selection, name: str | None, constraints_file: str | Non
     )
 
 
-def to_yaml(spec: EnvSpec) -> str:
-    """environment.yml text for ``spec``, byte for byte what ruamel's round-trip dumper writes
-    (:func:`_to_yaml_ruamel`, conda's style). Files made of plain scalars and one-line comments,
-    which is every file a plan writes, are written directly: importing ruamel.yaml alone costs
-    more than a whole plan. Anything else goes through ruamel."""
-    text = _to_yaml_plain(spec)
-    return _to_yaml_ruamel(spec) if text is None else text
-
-
-# A scalar ruamel writes unquoted and reads back as the same string: starts with a letter (or
-# "-" and a letter, like pip's "-c FILE"), no YAML indicator that matters in block context, no
-# ": ", no leading or trailing space, and not a word a YAML resolver reads as a bool or null.
-_PLAIN = re.compile(r"(?:-?[A-Za-z])(?:[A-Za-z0-9_.=<>!*,/+~@;\[\]-]|:(?! )| (?! ))*(?<![: ])\Z")
-_NOT_STR = frozenset({"true", "false", "yes", "no", "on", "off", "y", "n", "null"})
-_COMMENT = re.compile(r"[ -~]*\Z")  # printable ASCII on one line
-
-
-def _plain(s: object) -> bool:
-    return isinstance(s, str) and bool(_PLAIN.match(s)) and s.lower() not in _NOT_STR
-
-
-def _to_yaml_plain(spec: EnvSpec) -> str | None:
-    """The ruamel output written without ruamel, or None where a scalar or comment needs more
-    than this (quoting, escaping, unicode, empty lists): then ruamel writes it."""
-    scalars = [*spec.channels, *(d.spec for d in (*spec.conda, *spec.pip))]
-    scalars += [*spec.variables, *spec.variables.values()]
-    if spec.name:
-        scalars.append(spec.name)
-    comments = [*spec.header, *(d.why for d in (*spec.conda, *spec.pip))]
-    if (
-        not spec.channels
-        or not spec.conda
-        or not all(_plain(s) for s in scalars)
-        or not all(_COMMENT.match(c) for c in comments)
-        # ruamel writes a blank line, or one already starting with "#", without its "# "
-        or not all(h.strip() and not h.lstrip().startswith("#") for h in spec.header)
-    ):
-        return None
-    out = [f"# {h}" for h in spec.header]
-    if spec.name:
-        out.append(f"name: {spec.name}")
-    out.append("channels:")
-    out += [f"  - {c}" for c in spec.channels]
-    out.append("dependencies:")
-    out += _commented_items("  - ", spec.conda)
-    if spec.pip:
-        out.append("  - pip:")
-        out += _commented_items("      - ", spec.pip)
-    if spec.variables:
-        out.append("variables:")
-        out += [f"  {k}: {v}" for k, v in spec.variables.items()]
-    return "\n".join(out) + "\n"
-
-
 def _spec_width(deps: list[Dep]) -> int:
     """Each "why" starts two columns after the longest spec (both writers)."""
     return max(len(d.spec) for d in deps) + 2
 
 
-def _commented_items(lead: str, deps: list[Dep]) -> list[str]:
-    width = _spec_width(deps)
-    return [f"{lead}{d.spec.ljust(width)}# {d.why}" if d.why else lead + d.spec for d in deps]
-
-
-def _to_yaml_ruamel(spec: EnvSpec) -> str:
+def to_yaml(spec: EnvSpec) -> str:
+    """environment.yml text for ``spec``: ruamel's round-trip dumper in conda's style."""
     import io
 
     from ruamel.yaml.comments import CommentedMap, CommentedSeq
@@ -280,30 +223,12 @@ def refuse_foreign(path: str | os.PathLike[str], force: bool, what: str, other: 
         )
 
 
-def _create_temp(parent: str | os.PathLike[str], name: str) -> tuple[int, str]:
-    """``tempfile.mkstemp`` for one file, without importing tempfile (with random and shutil,
-    4 ms of a 30 ms plan): an exclusive create, mode 0600, of a name no one else picks."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-    for _ in range(10):
-        tmp = os.path.join(parent, f".{name}.{os.getpid()}.{os.urandom(6).hex()}.tmp")
-        try:
-            return os.open(tmp, flags, 0o600), tmp
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"no free temporary name for {name} in {parent}")
-
-
-def _unlink_if_there(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        return  # not contextlib.suppress: contextlib is one more import on a plan's path
-
-
 def write_atomic(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` to ``path`` via a temp file in the same directory and an atomic rename."""
     parent, name = os.path.split(os.fspath(path))
-    fd, tmp = _create_temp(parent or os.curdir, name)
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=parent or os.curdir)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
@@ -316,7 +241,8 @@ def write_atomic(path: str | os.PathLike[str], text: str) -> None:
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
-        _unlink_if_there(tmp)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
         raise
 
 
@@ -330,7 +256,8 @@ def write_files(spec: EnvSpec, env_file: str | os.PathLike[str]) -> list[str]:
     try:
         write_atomic(env_file, to_yaml(spec))
     except BaseException:
-        _unlink_if_there(constraints)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(constraints)
         raise
     return [os.fspath(env_file), constraints]
 

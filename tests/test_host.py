@@ -132,31 +132,32 @@ def test_doctor_with_malformed_override_one_line_exit_2(
     assert tree(tmp_path) == before
 
 
-def test_nvidia_smi_is_found_on_path_as_shutil_which_finds_it_fake_gpu(
+def test_nvidia_smi_is_looked_up_on_path_fake_gpu(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`_on_path` stands in for shutil.which (not imported on a plan's path): same answers for
-    a directory, a non-executable file and an executable, in PATH order."""
-    import shutil
-
-    dirs = [tmp_path / n for n in ("a_dir", "b_noexec", "c_exec", "d_exec")]
+    """Without CONDA_UNSLOTH_NVIDIA_SMI, the first executable nvidia-smi on PATH is run (a
+    directory or a non-executable file of that name is skipped), and a failing one is refused."""
+    dirs = [tmp_path / n for n in ("a_dir", "b_noexec", "c_exec")]
     for d in dirs:
         d.mkdir()
     (dirs[0] / "nvidia-smi").mkdir()  # a directory named like the command
-    (dirs[1] / "nvidia-smi").write_text("#!/bin/sh\n")  # not executable
-    for d in dirs[2:]:
-        (d / "nvidia-smi").write_text("#!/bin/sh\n")
-        (d / "nvidia-smi").chmod(0o755)
-    for order in (dirs, dirs[:2], [dirs[3], dirs[2]], []):
-        monkeypatch.setenv("PATH", ":".join(str(d) for d in order))
-        assert host._on_path("nvidia-smi") == shutil.which("nvidia-smi")
-    monkeypatch.setenv("PATH", ":".join(str(d) for d in dirs))
-    assert host._on_path("nvidia-smi") == str(dirs[2] / "nvidia-smi")
-    monkeypatch.delenv("CONDA_UNSLOTH_NVIDIA_SMI")  # as on a user's machine: looked up on PATH
+    (dirs[1] / "nvidia-smi").write_text("#!/bin/sh\nexit 1\n")  # not executable
     (dirs[2] / "nvidia-smi").write_text(
         "#!/bin/sh\necho 'NVIDIA-SMI has failed' >&2\nexit 9\n"
     )  # found, run, and refused like any failing nvidia-smi
+    (dirs[2] / "nvidia-smi").chmod(0o755)
+    monkeypatch.setenv("PATH", ":".join(str(d) for d in dirs))
+    monkeypatch.delenv("CONDA_UNSLOTH_NVIDIA_SMI")  # as on a user's machine: looked up on PATH
+    monkeypatch.setenv("CONDA_UNSLOTH_NVML", "0")
     assert host.detect().source == "none"
+    (dirs[2] / "nvidia-smi").write_text(
+        "#!/bin/sh\n"
+        'case "$1" in --query-gpu=*) echo "0, NVIDIA H100, 550.54.14, 9.0";;\n'
+        '*) echo "| NVIDIA-SMI 550.54.14   Driver Version: 550.54.14   CUDA Version: 12.4 |";;\n'
+        "esac\n"
+    )
+    found = host.detect()
+    assert (found.source, found.driver_cuda, found.archs) == ("nvidia-smi", "12.4", ("9.0",))
 
 
 def test_no_driver_node_means_nvml_is_not_even_loaded() -> None:

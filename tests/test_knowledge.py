@@ -189,15 +189,29 @@ def test_missing_directory(tmp_path: Path) -> None:
         knowledge.load(tmp_path / "nope")
 
 
-def test_edits_are_seen_at_once_despite_the_cache(
-    kb_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("CONDA_UNSLOTH_CACHE", str(tmp_path / "cache"))
+def test_edits_of_a_knowledge_directory_are_seen_at_once(kb_copy: Path) -> None:
     assert knowledge.load(kb_copy).profiles["pytorch"].default_cuda == "12.1"
-    assert list((tmp_path / "cache" / "knowledge").glob("*.pickle")), "the parsed result is cached"
     f = kb_copy / "compat.yaml"
     f.write_text(f.read_text().replace("default_cuda: '12.1'", "default_cuda: '11.8'"))
     assert knowledge.load(kb_copy).profiles["pytorch"].default_cuda == "11.8"
+
+
+def test_the_bundle_is_the_checked_data_of_the_yaml_files() -> None:
+    """bundle.json is generated from the YAML (python -m conda_unsloth.knowledge --write): a
+    YAML edit without regenerating fails here, and the bundle loads as the YAML does."""
+    bundled = Path(knowledge.default_dir()) / knowledge.BUNDLE
+    assert bundled.read_text(encoding="utf-8") == knowledge.bundle_text(knowledge.default_dir())
+    from conda_unsloth.knowledge.loader import load_yaml
+
+    assert knowledge.load() == load_yaml(knowledge.default_dir())
+
+
+def test_a_broken_bundle_is_a_knowledge_error(tmp_path: Path) -> None:
+    from conda_unsloth.knowledge.loader import load_bundle
+
+    (tmp_path / knowledge.BUNDLE).write_text('{"files": {}}')
+    with pytest.raises(KnowledgeError, match="--write"):
+        load_bundle(str(tmp_path))
 
 
 def test_specifier_table_answers_as_packaging_does() -> None:

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from conda_unsloth import knowledge, record
+from conda_unsloth import knowledge
 from conda_unsloth.errors import SolveError, UnsolvableError
 from conda_unsloth.select import Target
 from conda_unsloth.solvers.base import PipPackage, Record, SolvedEnv
@@ -85,12 +87,12 @@ def test_intended_stack_passes() -> None:
         (
             replace(
                 GOOD,
-                record.replace(PT, build="py3.11_cpu_0", depends=("pytorch-mutex 1.0 cpu",)),
+                dataclasses.replace(PT, build="py3.11_cpu_0", depends=("pytorch-mutex 1.0 cpu",)),
             ),
             "pytorch 2.5.1 py3.11_cpu_0 (pytorch) is a CPU build; the target is CUDA 12.1",
         ),
         (
-            replace(GOOD, record.replace(PT, build="py3.11_cuda11.8_cudnn9.1.0_0")),
+            replace(GOOD, dataclasses.replace(PT, build="py3.11_cuda11.8_cudnn9.1.0_0")),
             "pytorch 2.5.1 py3.11_cuda11.8_cudnn9.1.0_0 (pytorch) is a CUDA 11.8 build; the target is CUDA 12.1",
         ),
         (
@@ -104,7 +106,9 @@ def test_intended_stack_passes() -> None:
         (
             replace(
                 GOOD,
-                record.replace(XF, build="py311_cu12.1.0_pyt2.5.0", depends=("pytorch 2.5.0.*",)),
+                dataclasses.replace(
+                    XF, build="py311_cu12.1.0_pyt2.5.0", depends=("pytorch 2.5.0.*",)
+                ),
             ),
             "xformers 0.0.28.post3 py311_cu12.1.0_pyt2.5.0 (xformers) was built for pytorch 2.5.0, but the solved pytorch is pytorch 2.5.1",
         ),
@@ -142,7 +146,7 @@ def test_violation_names_the_record(records: tuple[Record, ...], message: str) -
 
 def test_known_issue_rule_is_a_violation() -> None:
     """torch 2.3.1 + xformers 0.0.27 (its own build) passes the build checks but is F1."""
-    pt = record.replace(
+    pt = dataclasses.replace(
         PT, version="2.3.1", build="py3.10_cuda12.1_cudnn8.9.2_0", depends=("torchtriton 2.3.1",)
     )
     xf = rec("xformers", "0.0.27", "py310_cu12.1.0_pyt2.3.1", "xformers", ("pytorch 2.3.1.*",))
@@ -186,11 +190,11 @@ def test_conda_forge_stack_passes() -> None:
     ("xformers", "message"),
     [
         (
-            record.replace(CF_XF, depends=("pytorch >=2.9,<2.10.0a0", "pytorch * cuda*")),
+            dataclasses.replace(CF_XF, depends=("pytorch >=2.9,<2.10.0a0", "pytorch * cuda*")),
             "depends on 'pytorch >=2.9,<2.10.0a0', which excludes pytorch 2.10.0",
         ),
         (
-            record.replace(
+            dataclasses.replace(
                 CF_XF,
                 build="cpu_py310h0a1b2c3_0",
                 depends=("pytorch >=2.10,<2.11.0a0", "pytorch * cpu*"),
@@ -198,7 +202,7 @@ def test_conda_forge_stack_passes() -> None:
             "xformers 0.0.34 cpu_py310h0a1b2c3_0 (conda-forge) is not a CUDA build",
         ),
         (
-            record.replace(CF_XF, depends=("python >=3.10",)),
+            dataclasses.replace(CF_XF, depends=("python >=3.10",)),
             "does not pin pytorch, so it cannot be proven built for it",
         ),
     ],

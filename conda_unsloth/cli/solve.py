@@ -4,10 +4,10 @@ the intended stack, and optionally write a lock file."""
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..record import replace
 from . import _common
 
 if TYPE_CHECKING:

@@ -5,12 +5,12 @@ file is refused before anything is written."""
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
 from ..errors import SpecError
-from ..record import replace
 from ..redact import redact_url
 from ..solvers.base import PipPackage, Record, SolvedEnv
 

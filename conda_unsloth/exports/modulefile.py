@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..errors import UsageError
-from ..record import field, record
 
 if TYPE_CHECKING:
     from ..inventory import CondaRecord
@@ -51,7 +51,7 @@ _STACK = (
 )
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class EnvFacts:
     """What a modulefile says about an env, read from the prefix without running anything."""
 

@@ -247,8 +247,8 @@ def _to_record_fast(n: Any) -> Record:
     noarch = n.noarch
     ts = n.timestamp
     md5, sha = n.md5, n.sha256
-    return Record.trusted(
-        {
+    return Record(
+        **{
             "name": name,
             "version": version,
             "build": build,

@@ -17,10 +17,10 @@ when every required check passed or warned. Remedies come from the knowledge bas
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import VerifyError
-from ..record import field, record
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -33,7 +33,7 @@ STATUSES = ("pass", "fail", "skip", "warn")
 PASSING = ("pass", "warn")
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class CheckResult:
     id: str
     title: str
@@ -61,7 +61,7 @@ class CheckResult:
         }
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class VerifyReport:
     probe_version: str
     created: str
@@ -227,7 +227,7 @@ def dumps(report: VerifyReport) -> str:
     return json.dumps(report.to_json(), indent=2) + "\n"
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class Remedy:
     id: str
     checks: tuple[str, ...]

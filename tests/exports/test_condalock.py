@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from conda_unsloth.errors import SolveError
 from conda_unsloth.exports.condalock import dependencies, export, to_dict
-from conda_unsloth.record import replace
 from conda_unsloth.redact import has_credentials
 from conda_unsloth.solvers.base import SolvedEnv
 

@@ -3,10 +3,10 @@ name=version=build, channels in order, no credentials."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from conda_unsloth.exports.environment import export
-from conda_unsloth.record import replace
 from conda_unsloth.redact import has_credentials
 from conda_unsloth.solvers.base import SolvedEnv
 from conda_unsloth.spec import read

@@ -4,11 +4,11 @@ line against CEP 23's regex; dependencies come first; no credentials survive."""
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import pytest
 
 from conda_unsloth.exports.explicit import export, ordered
-from conda_unsloth.record import replace
 from conda_unsloth.redact import has_credentials
 from conda_unsloth.solvers.base import SolvedEnv
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from conda_unsloth import knowledge
 from conda_unsloth.host import Host
-from conda_unsloth.record import replace
 from conda_unsloth.select import Request, Selection, select
 from conda_unsloth.spec import EnvSpec, from_selection
 

@@ -84,9 +84,10 @@ def libmamba():  # type: ignore[no-untyped-def]
     "cuda", ["11.8", "12.1", "12.4"], ids=["cuda11.8", "cuda12.1", "cuda12.4"]
 )
 def test_libmamba_pytorch_profile(libmamba, tmp_path, cuda: str) -> None:  # type: ignore[no-untyped-def]
+    from dataclasses import replace
+
     from conda_unsloth import knowledge
     from conda_unsloth.host import Host
-    from conda_unsloth.record import replace
     from conda_unsloth.select import Request, select
     from conda_unsloth.spec import from_selection
     from conda_unsloth.validate import validate

@@ -8,11 +8,11 @@ would pair with xformers 0.0.27, known issue F1)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from conda_unsloth.record import replace
 from conda_unsloth.spec import Dep
 from conda_unsloth.validate import check_pytorch, check_rules, check_triton, check_xformers
 from tests.realdata import REAL_CHANNELS

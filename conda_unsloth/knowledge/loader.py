@@ -1,0 +1,514 @@
+"""Reading and checking the knowledge files: typed access to each row with errors that name
+the file and the row, consistency checks across files, and the bundle (the checked data of the
+bundled files as JSON, so that a plan does not parse YAML)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, NoReturn
+
+from ..errors import KnowledgeError
+from .model import (
+    BnbWheel,
+    CudaDriver,
+    ExtraSpec,
+    GpuArch,
+    Knowledge,
+    KnownIssue,
+    Profile,
+    PytorchBuild,
+    UnslothRelease,
+    XformersBuild,
+    XformersWheel,
+    pep440_contains,
+)
+
+KNOWLEDGE_ENV = "CONDA_UNSLOTH_KNOWLEDGE"
+FILES = ("compat.yaml", "unsloth.yaml", "known_issues.yaml")
+BUNDLE = "bundle.json"
+SUPPORTED_SCHEMA = 1
+
+RULE_KINDS = frozenset(
+    {
+        "version_in",
+        "xformers_torch_mismatch",
+        "runtime",
+        "cpu_pytorch",
+        "cuda_newer_than_driver",
+        "arch_not_covered",
+        "blackwell_old_xformers",
+        "mkl_too_new",
+        "bnb_missing_cuda",
+        "duplicate_torch",
+        "mixed_providers",
+        "python_xformers_channel",
+        "xformers_newer_than_torch",
+        "glibc_too_old",
+        "cuda_major_mismatch",
+        "unsloth_requirements",
+    }
+)
+
+
+class _Row:
+    """Typed access to one mapping of a knowledge file, with errors that name file and row."""
+
+    def __init__(self, data: Any, file: str, where: str) -> None:
+        self.file = file
+        self.where = where
+        if not isinstance(data, dict):
+            self.fail(f"expected a mapping, got {type(data).__name__}")
+        self.data: dict[str, Any] = data
+
+    def fail(self, why: str) -> NoReturn:
+        raise KnowledgeError(
+            f"knowledge file {self.file}: {self.where}: {why}",
+            hints=[
+                f"fix the row in {self.file}, or unset {KNOWLEDGE_ENV} to use the bundled files",
+            ],
+        )
+
+    def has(self, key: str) -> bool:
+        return key in self.data
+
+    def text(self, key: str, *, optional: bool = False, default: str = "") -> str:
+        if key not in self.data:
+            if optional:
+                return default
+            self.fail(f"missing key '{key}'")
+        value = self.data[key]
+        if isinstance(value, bool) or not isinstance(value, str):
+            if isinstance(value, float):
+                self.fail(
+                    f"'{key}' is the number {value!r}; write versions as quoted strings "
+                    f"(e.g. '{value}') so 12.10 does not become 12.1"
+                )
+            if isinstance(value, int) and not isinstance(value, bool):
+                return str(value)
+            self.fail(f"'{key}' must be a string, got {type(value).__name__}")
+        if not optional and not value.strip() and key in ("source", "version"):
+            self.fail(f"'{key}' is empty")
+        return str(value)
+
+    def texts(self, key: str, *, optional: bool = False) -> tuple[str, ...]:
+        if key not in self.data:
+            if optional:
+                return ()
+            self.fail(f"missing key '{key}'")
+        value = self.data[key]
+        if not isinstance(value, list):
+            self.fail(f"'{key}' must be a list")
+        out = []
+        for item in value:
+            if isinstance(item, float):
+                self.fail(f"'{key}' holds the number {item!r}; quote versions ('{item}')")
+            if not isinstance(item, (str, int)) or isinstance(item, bool):
+                self.fail(f"'{key}' must hold strings")
+            out.append(str(item))
+        return tuple(out)
+
+    def ints(self, key: str) -> tuple[int, ...]:
+        value = self.data.get(key)
+        if not isinstance(value, list) or not all(
+            isinstance(i, int) and not isinstance(i, bool) for i in value
+        ):
+            self.fail(f"'{key}' must be a list of integers")
+        return tuple(value)
+
+    def integer(self, key: str) -> int:
+        value = self.data.get(key)
+        if not isinstance(value, int) or isinstance(value, bool):
+            self.fail(f"'{key}' must be an integer")
+        return value
+
+    def mapping(self, key: str) -> dict[str, Any]:
+        value = self.data.get(key)
+        if not isinstance(value, dict):
+            self.fail(f"'{key}' must be a mapping")
+        return value
+
+    def rows(self, key: str) -> list[_Row]:
+        value = self.data.get(key)
+        if not isinstance(value, list):
+            self.fail(f"'{key}' must be a list")
+        out = []
+        for i, item in enumerate(value):
+            label = ""
+            if isinstance(item, dict):
+                ident = item.get("version") or item.get("id") or item.get("cuda") or ""
+                label = f" ({ident})" if ident else ""
+            out.append(_Row(item, self.file, f"{self.where}{key}[{i}]{label}"))
+        return out
+
+    def source(self) -> str:
+        src = self.text("source")
+        if not src.strip():
+            self.fail("'source' is empty: every row needs a source")
+        return src
+
+
+def read_yaml(directory: str, name: str) -> Any:
+    """One knowledge file parsed (YAML), or a KnowledgeError naming it."""
+    from ..yamlload import YamlSyntaxError, load
+
+    path = Path(directory) / name
+    try:
+        with open(path, "rb") as fh:
+            text = fh.read()
+    except FileNotFoundError:
+        raise KnowledgeError(
+            f"knowledge file {path} is missing",
+            hints=[f"point {KNOWLEDGE_ENV} at a directory holding {', '.join(FILES)}"],
+        ) from None
+    except OSError as exc:
+        raise KnowledgeError(f"knowledge file {path} cannot be read: {exc.strerror}") from None
+    try:
+        decoded = text.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise KnowledgeError(
+            f"knowledge file {name}: not UTF-8 (byte {exc.start})", hints=[]
+        ) from None
+    try:
+        return load(decoded)
+    except YamlSyntaxError as exc:
+        raise KnowledgeError(f"knowledge file {name}: {exc.detail}") from None
+
+
+def _file(data: Any, name: str) -> _Row:
+    row = _Row(data, name, "")
+    schema = row.integer("schema_version")
+    if schema != SUPPORTED_SCHEMA:
+        row.fail(f"schema_version {schema} is not supported (this tool reads {SUPPORTED_SCHEMA})")
+    return row
+
+
+def _profile(name: str, r: _Row) -> Profile:
+    prefix = r.where
+    extra = tuple(
+        ExtraSpec(spec=e.text("spec"), why=e.text("why"), source=e.source())
+        for e in r.rows("extra_specs")
+    )
+    arch_lists = {}
+    for a in r.rows("arch_lists"):
+        arch_lists[a.text("cuda")] = a.text("archs")
+        a.source()
+    pytorch = tuple(
+        PytorchBuild(
+            version=p.text("version"),
+            cuda=p.texts("cuda"),
+            python=p.texts("python"),
+            triton=p.text("triton"),
+            source=p.source(),
+        )
+        for p in r.rows("pytorch")
+    )
+    xformers = tuple(
+        XformersBuild(
+            version=x.text("version"),
+            pytorch=x.text("pytorch"),
+            python=x.texts("python"),
+            archs=x.text("archs"),
+            cuda=x.texts("cuda", optional=True),
+            known_issue=x.text("known_issue", optional=True) or None,
+            source=x.source(),
+        )
+        for x in r.rows("xformers")
+    )
+    cuda_builds = {}
+    if r.has("xformers_cuda_builds"):
+        for b in r.rows("xformers_cuda_builds"):
+            cuda_builds[b.text("cuda")] = b.text("build")
+            b.source()
+    profile = Profile(
+        name=name,
+        summary=r.text("summary"),
+        source=r.source(),
+        channels=r.texts("channels"),
+        cuda_package=r.text("cuda_package"),
+        default_cuda=r.text("default_cuda"),
+        default_python=r.text("default_python"),
+        pytorch_build=r.text("pytorch_build"),
+        triton_package=r.text("triton_package"),
+        extra_specs=extra,
+        arch_lists=arch_lists,
+        pytorch=pytorch,
+        xformers_build=r.text("xformers_build"),
+        xformers=xformers,
+        xformers_cuda_builds=cuda_builds,
+    )
+    # consistency
+    if not profile.channels:
+        r.fail("'channels' is empty")
+    if profile.default_cuda not in profile.cudas:
+        r.fail(f"default_cuda {profile.default_cuda} is not built by any pytorch row")
+    if profile.default_python not in profile.pythons:
+        r.fail(f"default_python {profile.default_python} is not built by any pytorch row")
+    versions = [p.version for p in pytorch]
+    if len(set(versions)) != len(versions):
+        r.fail("a pytorch version is listed twice")
+    for i, p in enumerate(pytorch):
+        for c in p.cuda:
+            if c not in arch_lists:
+                r.fail(f"pytorch[{i}] ({p.version}): cuda {c} has no arch_lists row")
+            if cuda_builds and c not in cuda_builds:
+                r.fail(f"pytorch[{i}] ({p.version}): cuda {c} has no xformers_cuda_builds row")
+    for i, x in enumerate(xformers):
+        if not any(x.matches_pytorch(v) for v in versions) and x.known_issue is None:
+            r.fail(
+                f"{prefix}xformers[{i}] ({x.version}): pinned to pytorch {x.pytorch}, "
+                "which no pytorch row of this profile provides"
+            )
+    return profile
+
+
+def build(
+    files: dict[str, Any],
+    directory: str,
+    specifier_table: dict[tuple[str, str], bool] | None = None,
+) -> Knowledge:
+    """The Knowledge of parsed ``files`` (file name -> data). Without ``specifier_table`` (data
+    someone may have edited) every row is checked against PEP 440 and every stack the data
+    allows against its own known issues; with it (the bundle, checked when it was generated)
+    only the shape is checked."""
+    d = directory
+    checked = specifier_table is not None
+    compat = _file(files["compat.yaml"], "compat.yaml")
+    unsloth = _file(files["unsloth.yaml"], "unsloth.yaml")
+    issues_file = _file(files["known_issues.yaml"], "known_issues.yaml")
+
+    drivers = tuple(
+        CudaDriver(
+            cuda=r.text("cuda"),
+            min_driver=r.text("min_driver"),
+            family_floor=r.text("family_floor"),
+            source=r.source(),
+        )
+        for r in compat.rows("cuda_drivers")
+    )
+    archs = {}
+    for r in compat.rows("gpu_archs"):
+        arch = r.text("arch")
+        archs[arch] = GpuArch(arch, r.text("name"), r.text("min_cuda"), r.source())
+    profiles_map = compat.mapping("profiles")
+    if not profiles_map:
+        compat.fail("'profiles' is empty")
+    profiles = {
+        name: _profile(name, _Row(body, "compat.yaml", f"profiles.{name}."))
+        for name, body in profiles_map.items()
+    }
+    for p in profiles.values():
+        for c in p.cudas:
+            if not any(dr.cuda == c for dr in drivers):
+                compat.fail(f"profiles.{p.name}: cuda {c} has no cuda_drivers row")
+    xf = tuple(
+        XformersWheel(
+            version=r.text("version"),
+            torch=r.text("torch"),
+            build_torch=r.text("build_torch"),
+            cuda=r.integer("cuda"),
+            source=r.source(),
+        )
+        for r in compat.rows("xformers_pypi")
+    )
+    bnb = tuple(
+        BnbWheel(
+            version=r.text("version"),
+            cuda=r.ints("cuda"),
+            torch=r.text("torch", optional=True),
+            python=r.text("python", optional=True),
+            source=r.source(),
+        )
+        for r in compat.rows("bitsandbytes_pypi")
+    )
+
+    releases = []
+    for r in unsloth.rows("releases"):
+        requires_raw = r.mapping("requires")
+        requires = {}
+        for k, v in requires_raw.items():
+            if v is None:
+                v = ""
+            if not isinstance(v, str):
+                r.fail(f"requires.{k} must be a quoted specifier string")
+            requires[str(k)] = v
+        companions = {}
+        for k, v in r.mapping("companions").items():
+            if isinstance(v, float):
+                r.fail(f"companions.{k} is the number {v!r}; quote it")
+            companions[str(k)] = str(v)
+        rel = UnslothRelease(
+            version=r.text("version"),
+            python=r.text("python"),
+            requires=requires,
+            companions=companions,
+            profiles=r.texts("profiles"),
+            resolved_with=r.text("resolved_with"),
+            source=r.source(),
+            companion_python=r.texts("companion_python", optional=True),
+        )
+        for prof in rel.profiles:
+            if prof not in profiles:
+                r.fail(f"profile '{prof}' does not exist in compat.yaml")
+        if not checked:
+            _check_pep440(r, rel)
+        releases.append(rel)
+    defaults_map = unsloth.mapping("defaults")
+    default_release = {str(k): str(v) for k, v in defaults_map.items()}
+    for prof, default_ver in default_release.items():
+        if prof not in profiles:
+            unsloth.fail(f"defaults: profile '{prof}' does not exist")
+        rel_row = next((x for x in releases if x.version == default_ver), None)
+        if rel_row is None:
+            unsloth.fail(f"defaults.{prof}: release {default_ver} is not listed")
+        elif prof not in rel_row.profiles:
+            unsloth.fail(f"defaults.{prof}: release {default_ver} does not list profile {prof}")
+    for prof in profiles:
+        if prof not in default_release:
+            unsloth.fail(f"defaults: no default release for profile '{prof}'")
+
+    issues: dict[str, KnownIssue] = {}
+    for r in issues_file.rows("issues"):
+        check = r.mapping("check")
+        kind = check.get("kind")
+        if kind not in RULE_KINDS:
+            r.fail(
+                f"check.kind '{kind}' is not a rule this tool knows ({', '.join(sorted(RULE_KINDS))})"
+            )
+        severity = r.text("severity")
+        if severity not in ("error", "warning", "info"):
+            r.fail(f"severity '{severity}' must be error, warning or info")
+        scope = r.text("scope")
+        if scope not in ("packages", "host", "runtime"):
+            r.fail(f"scope '{scope}' must be packages, host or runtime")
+        issue = KnownIssue(
+            id=r.text("id"),
+            title=r.text("title"),
+            symptom=r.text("symptom"),
+            severity=severity,
+            scope=scope,
+            check=dict(check),
+            fix=r.text("fix"),
+            fix_commands=r.texts("fix_commands"),
+            source=r.source(),
+        )
+        if issue.id in issues:
+            r.fail(f"issue id {issue.id} is listed twice")
+        issues[issue.id] = issue
+    for p in profiles.values():
+        for x in p.xformers:
+            if x.known_issue and x.known_issue not in issues:
+                compat.fail(
+                    f"profiles.{p.name}.xformers ({x.version}): known_issue {x.known_issue} "
+                    "is not in known_issues.yaml"
+                )
+    kb = Knowledge(
+        directory=d,
+        revision=f"{compat.text('revision')}/{unsloth.text('revision')}/{issues_file.text('revision')}",
+        cuda_drivers=drivers,
+        gpu_archs=archs,
+        profiles=profiles,
+        xformers_pypi=xf,
+        bnb_pypi=bnb,
+        releases=tuple(releases),
+        default_release=default_release,
+        issues=issues,
+        specifier_table=specifier_table or _specifier_table(profiles, releases),
+    )
+    if checked:
+        return kb
+    from ..select import knowledge_conflicts
+
+    conflicts = knowledge_conflicts(kb)
+    if conflicts:
+        more = f" (and {len(conflicts) - 1} more)" if len(conflicts) > 1 else ""
+        raise KnowledgeError(
+            f"knowledge file known_issues.yaml: known issue {conflicts[0]}, a stack that "
+            f"compat.yaml and unsloth.yaml allow{more}",
+            hints=[
+                "fix the rows in compat.yaml, unsloth.yaml or known_issues.yaml, or unset "
+                f"{KNOWLEDGE_ENV} to use the bundled files"
+            ],
+        )
+    return kb
+
+
+def _specifier_table(
+    profiles: dict[str, Profile], releases: list[UnslothRelease]
+) -> dict[tuple[str, str], bool]:
+    """What selection asks of PEP 440, answered now: each release's python specifier against
+    every python the profiles build, its torch and xformers specifiers against every pytorch
+    and xformers version they list (through :func:`pep440_contains`, the one place the question
+    is written)."""
+    domain = {
+        "python": {py for p in profiles.values() for row in p.pytorch for py in row.python},
+        "torch": {row.version for p in profiles.values() for row in p.pytorch},
+        "xformers": {x.version for p in profiles.values() for x in p.xformers},
+    }
+    table: dict[tuple[str, str], bool] = {}
+    for rel in releases:
+        specs = {"python": rel.python, **rel.requires}
+        for name, versions in domain.items():
+            spec = specs.get(name, "")
+            for v in versions:
+                table[(spec, v)] = pep440_contains(v, spec)
+    return table
+
+
+def _check_pep440(r: _Row, rel: UnslothRelease) -> None:
+    """Every requirement is a PEP 440 specifier set, every companion a version inside its own
+    release's range."""
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+    from packaging.version import InvalidVersion, Version
+
+    for k, v in rel.requires.items():
+        try:
+            SpecifierSet(v)
+        except InvalidSpecifier:
+            r.fail(f"requires.{k}: '{v}' is not a valid version specifier")
+    for name, pin in rel.companions.items():
+        try:
+            ver = Version(pin)
+        except InvalidVersion:
+            r.fail(f"companions.{name}: '{pin}' is not a version")
+        spec = rel.requires.get(name)
+        if spec is not None and ver not in SpecifierSet(spec):
+            r.fail(
+                f"companion {name}=={pin} violates this release's own requirement "
+                f"{name}{spec} (contradictory row)"
+            )
+
+
+def load_yaml(directory: str) -> Knowledge:
+    """The knowledge of the YAML files in ``directory``, fully checked."""
+    return build({name: read_yaml(directory, name) for name in FILES}, directory)
+
+
+def bundle_text(directory: str) -> str:
+    """The bundle of ``directory``'s files: their data, checked in full here (shape, PEP 440,
+    known issues against every stack), and the PEP 440 answers a plan asks for."""
+    files = {name: read_yaml(directory, name) for name in FILES}
+    kb = build(files, directory)
+    table = sorted([s, v, a] for (s, v), a in kb.specifier_table.items())
+    doc = {
+        "generated_by": "python -m conda_unsloth.knowledge --write",
+        "files": files,
+        "specifier_table": table,
+    }
+    return json.dumps(doc, indent=1, ensure_ascii=False) + "\n"
+
+
+def load_bundle(directory: str) -> Knowledge:
+    """The knowledge of ``directory``'s bundle (shape checked; the rest was at generation)."""
+    path = Path(directory) / BUNDLE
+    try:
+        with open(path, encoding="utf-8") as fh:
+            doc = json.load(fh)
+        files = doc["files"]
+        table = {(s, v): bool(a) for s, v, a in doc["specifier_table"]}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise KnowledgeError(
+            f"knowledge bundle {path} cannot be read ({exc})",
+            hints=["python -m conda_unsloth.knowledge --write regenerates it"],
+        ) from None
+    return build(files, directory, table)
