@@ -51,7 +51,7 @@ import rattler  # noqa: E402
 from conda_unsloth import __version__, knowledge  # noqa: E402
 from conda_unsloth.errors import UnsolvableError  # noqa: E402
 from conda_unsloth.host import Host  # noqa: E402
-from conda_unsloth.select import Request, Target, select  # noqa: E402
+from conda_unsloth.select import Request, select  # noqa: E402
 from conda_unsloth.solvers.base import SolvedEnv  # noqa: E402
 from conda_unsloth.solvers.rattler import (  # noqa: E402
     RattlerSolver,
@@ -59,6 +59,7 @@ from conda_unsloth.solvers.rattler import (  # noqa: E402
     rewrite_spec,
 )
 from conda_unsloth.spec import Dep, EnvSpec, from_selection  # noqa: E402
+from conda_unsloth.target import Target  # noqa: E402
 from conda_unsloth.validate import violations  # noqa: E402
 from tests.channels import Pkg, write_channel, write_conda_forge_profile, write_pytorch_profile  # noqa: E402
 from tests.realdata import REAL_CHANNELS  # noqa: E402
@@ -245,7 +246,7 @@ def bench(name: str, spec: EnvSpec, target: Target, repeat: int, cache: Path) ->
     # the timed call just as any caller must.
     urls = channel_urls(spec.channels, subdirs)
     spec_strings = [rewrite_spec(s, urls, []) for s in spec.conda_specs()]
-    vp_strings = [vp.split("=") for vp in target.virtual_packages()]
+    vp_strings = [(vp.name, vp.version, vp.build) for vp in target.virtual_packages()]
     gateway = rattler.Gateway(cache_dir=cache / "raw")
 
     def call() -> Any:

@@ -23,22 +23,27 @@ class _Parser(argparse.ArgumentParser):
 
 def main(argv: Sequence[str] | None = None) -> int:
     from .cli import execute, generate_parser
+    from .prefixtx import signals_raise
+    from .runtime import command_of, standalone
 
     argv = list(sys.argv[1:] if argv is None else argv)
     want_json = "--json" in argv
+    runtime = standalone(command_of())
     try:
-        parser = generate_parser(_Parser, argv)
-        args = parser.parse_args(argv)
-        return execute(args)
+        with signals_raise():  # SIGTERM/SIGHUP/SIGQUIT end a run as Ctrl-C does
+            parser = generate_parser(_Parser, argv)
+            args = parser.parse_args(argv)
+            return execute(args, runtime)
     except UnslothError as exc:
+        hints = [runtime.hint(h) for h in exc.hints]
         if want_json:
             import json
 
-            json.dump(exc.to_json(), sys.stdout, indent=2)
+            json.dump({**exc.to_json(), "hints": hints}, sys.stdout, indent=2)
             sys.stdout.write("\n")
         else:
-            print(f"conda-unsloth: error: {exc.message}", file=sys.stderr)
-            for h in exc.hints:
+            print(f"conda-unsloth: error: {runtime.hint(exc.message)}", file=sys.stderr)
+            for h in hints:
                 print(f"hint: {h}", file=sys.stderr)
         return exc.return_code
     except (

@@ -380,7 +380,8 @@ def rebuild(
 ) -> str:
     """``conda unsloth create`` for a new env next to this one, keeping as much of this env's
     choices (unsloth release, python, CUDA) as the planner accepts."""
-    from .select import DEFAULT_PROFILE, Request
+    from .select import Request
+    from .target import DEFAULT_PROFILE
 
     rel = _release(ps, kb)
     torch = ps.torch()

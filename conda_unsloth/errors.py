@@ -14,41 +14,26 @@ UnslothError                 message + hints (each hint names the next command t
 └── VerifyError              verification could not run
 ```
 
-When this module is imported inside a running conda (conda is already in ``sys.modules``),
-``UnslothError`` subclasses ``conda.CondaError`` so conda prints the message without an
-"ERROR REPORT" and uses ``return_code`` as the exit code. Outside conda it is a plain
-``Exception``: the core never imports conda.
+These are plain exceptions: the core never imports conda. The standalone entry point prints
+them as one line plus hints; inside conda the plugin's hook converts them to conda's errors
+(``conda_unsloth/conda/errors.py``) so conda prints them its way with our exit code.
 """
 
 from __future__ import annotations
 
-import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
     from typing import Any
 
-_Base: type[Exception]
-if "conda" in sys.modules:  # pragma: no cover - exercised only inside conda
-    try:
-        from conda import CondaError as _CondaError
 
-        _Base = _CondaError
-    except ImportError:
-        _Base = Exception
-else:
-    _Base = Exception
-
-
-class UnslothError(_Base):  # type: ignore[valid-type,misc]
+class UnslothError(Exception):
     """Base of every expected failure: a one-line message plus hints."""
 
     return_code: int = 1
 
     def __init__(self, message: str, hints: Iterable[str] = (), **details: Any) -> None:
-        # CondaError formats with ``message % kwargs`` only when kwargs are passed: pass none,
-        # and set our fields afterwards (CondaError.__init__ assigns ``self.message`` itself).
         super().__init__(message)
         self.message = message
         self.hints = tuple(hints)

@@ -14,62 +14,37 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .cache import cache_dir
 from .errors import InstallError, SpecError, UnslothError
-from .runmode import in_conda
 from .solvers.base import PipPackage, Record, SolvedEnv
 
 Progress = Callable[[str], None]
 
 
+@dataclass(frozen=True)
+class PipOptions:
+    """Where the pip stage finds wheels."""
+
+    find_links: tuple[str, ...] = ()
+    index_url: str | None = None
+    offline: bool = False
+
+
 # ----------------------------------------------------------------------------- the build
 
 
-@dataclass
-class CreateOptions:
-    prefix: Path
-    force: bool = False
-    keep_failed: bool = False
-    cache_dir: Path | None = None
-    pip_find_links: tuple[str, ...] = ()
-    pip_index_url: str | None = None
-    offline: bool = False
-    require_hashes: bool = False
-    progress: Progress = field(default=lambda msg: None)
-
-
-@dataclass
-class CreateResult:
-    prefix: Path
-    records: int
-    pip: list[PipPackage]
-    seconds: dict[str, float]
-    replaced: bool
-    marker: Path | None = None
-    verification: dict[str, Any] | None = None
-
-
-def install_records(
-    records: list[Record],
-    prefix: Path,
-    cache_dir: Path | None,
-    platform: str,
-    *,
-    show_progress: bool = False,
+def install_with_rattler(
+    records: Sequence[Record], prefix: Path, show_progress: bool = False
 ) -> None:
-    """Link conda packages into ``prefix``: inside conda with conda's own fetch-verify-link
-    transaction; standalone with py-rattler in a child process (see rattler_install), which is
-    killed and waited for if we are interrupted, so nothing links behind a rollback."""
-    if in_conda():  # conda's transaction (tested against a real conda: test_conda_install)
-        from .conda_install import install_explicit
-
-        install_explicit(records, prefix)
-        return
-    cache = cache_dir or default_cache_dir() / "pkgs"
+    """Link conda packages into ``prefix`` with py-rattler, in a child process (see
+    rattler_install) that is killed and waited for if we are interrupted, so nothing links
+    behind a rollback. (Inside conda, conda's own transaction does this: conda/install.py.)"""
+    cache = cache_dir("pkgs")
     # the job goes through the child's stdin: a job file would be left in /tmp by a SIGKILL
     job = json.dumps(
         {
@@ -91,14 +66,6 @@ def install_records(
     if code != 0:
         line = err.strip().splitlines()[-1:] or [f"exit code {code}"]
         raise InstallError(f"installing conda packages failed: {line[0]}")
-
-
-def default_cache_dir() -> Path:
-    env = os.environ.get("CONDA_UNSLOTH_CACHE")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "conda-unsloth"
 
 
 def verify_local_hashes(records: list[Record]) -> None:
@@ -182,8 +149,9 @@ def pip_stage(
     prefix: Path,
     requirements: list[str],
     constraints: list[str],
-    opts: CreateOptions,
+    opts: PipOptions,
     locked: list[PipPackage] | None = None,
+    require_hashes: bool = False,
 ) -> list[PipPackage]:
     """Install the pip companions into the env so that nothing conda installed is replaced.
 
@@ -202,12 +170,12 @@ def pip_stage(
     owned = conda_dists(prefix)
     pins = [f"{name}=={version}" for name, version in sorted(owned.items())]
     source = []
-    if opts.offline or opts.pip_find_links:
+    if opts.offline or opts.find_links:
         source.append("--no-index")
-    for fl in opts.pip_find_links:
+    for fl in opts.find_links:
         source += ["--find-links", fl]
-    if opts.pip_index_url and not opts.offline:
-        source += ["--index-url", opts.pip_index_url]
+    if opts.index_url and not opts.offline:
+        source += ["--index-url", opts.index_url]
     base = [str(python), "-m", "pip", "install", "--no-input", "--no-cache-dir"]
     with tempfile.TemporaryDirectory(prefix="conda-unsloth-pip-") as tmp:
         work = Path(tmp)
@@ -246,7 +214,7 @@ def pip_stage(
         req = work / "requirements.txt"
         req.write_text("\n".join(lines) + "\n")
         cmd = [*base, "--no-deps", "-c", str(cfile), *source, "-r", str(req)]
-        if all(p.sha256 for p in locked) or opts.require_hashes:
+        if all(p.sha256 for p in locked) or require_hashes:
             cmd.append("--require-hashes")
         proc = _run(cmd, "pip stage", _pip_env())
         if proc.returncode != 0:
@@ -324,11 +292,6 @@ def lock_digest(solved: SolvedEnv) -> str:
     for p in solved.pip:
         h.update(f"{p.name}=={p.version}#{p.sha256}\n".encode())
     return h.hexdigest()
-
-
-def python_of(solved: SolvedEnv) -> str | None:
-    py = solved.record("python")
-    return py.version if py else None
 
 
 def stdin_is_interactive() -> bool:

@@ -23,11 +23,18 @@ SUMMARY = "Create, verify and diagnose conda GPU environments for Unsloth."
 
 
 def _action(args: Any) -> int:
+    """Run the verb in conda's runtime; our errors leave as conda's (conda/errors.py)."""
     from .cli import execute
-    from .runmode import inside_conda
+    from .conda.runtime import runtime
+    from .errors import UnslothError
 
-    with inside_conda():
-        return execute(args)
+    rt = runtime()
+    try:
+        return execute(args, rt)
+    except UnslothError as exc:
+        from .conda.errors import conda_error
+
+        raise conda_error(exc, rt) from None
 
 
 def _configure_parser(parser: Any) -> None:
@@ -51,7 +58,7 @@ if hookimpl is not None:
     def conda_health_checks() -> Iterator[Any]:
         import dataclasses
 
-        from .health import health_check_kwargs
+        from .conda.health import health_check_kwargs
 
         # fixer/summary/fix exist only from conda 26.1; an unknown field is a TypeError
         fields = {f.name for f in dataclasses.fields(_types.CondaHealthCheck)}
@@ -59,7 +66,7 @@ if hookimpl is not None:
 
     @hookimpl  # type: ignore[untyped-decorator]
     def conda_post_commands() -> Iterator[Any]:
-        from .guard import RUN_FOR, post_command
+        from .conda.guard import RUN_FOR, post_command
 
         yield _types.CondaPostCommand(
             name="unsloth-guard", action=post_command, run_for=set(RUN_FOR)
@@ -71,18 +78,9 @@ if hookimpl is not None:
         if exporter is None:  # conda < 25.7
             return
         import dataclasses
-        import functools
 
-        from .conda_exporters import EXPORTERS, export
+        from .conda.exporters import exporter_kwargs
 
         fields = {f.name for f in dataclasses.fields(exporter)}
-        for name, (aliases, filenames, description) in EXPORTERS.items():
-            kwargs = {
-                "name": name,
-                "aliases": aliases,
-                "default_filenames": filenames,
-                "export": functools.partial(export, name),
-            }
-            if "description" in fields:
-                kwargs["description"] = description
+        for kwargs in exporter_kwargs(fields):
             yield exporter(**kwargs)

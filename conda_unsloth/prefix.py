@@ -1,5 +1,6 @@
 """Environment locations: resolve ``-n NAME`` / ``-p PREFIX`` the way conda does, without
-importing conda (inside conda, conda's own ``context`` is used)."""
+importing conda. The env directories come from the runtime (conda's ``context.envs_dirs``
+inside conda, :func:`conda_unsloth.runtime.standalone_envs_dirs` otherwise)."""
 
 from __future__ import annotations
 
@@ -7,36 +8,6 @@ import os
 from pathlib import Path
 
 from .errors import PrefixError, UsageError
-from .runmode import in_conda
-
-
-def envs_dirs() -> list[Path]:
-    """Where named environments live, in conda's search order (best effort without conda)."""
-    if in_conda():  # pragma: no cover - inside conda
-        try:
-            from conda.base.context import context
-
-            return [Path(d) for d in context.envs_dirs]
-        except ImportError:
-            pass
-    dirs: list[Path] = []
-    for entry in os.environ.get("CONDA_ENVS_PATH", os.environ.get("CONDA_ENVS_DIRS", "")).split(
-        os.pathsep
-    ):
-        if entry:
-            dirs.append(Path(entry).expanduser())
-    for var in ("CONDA_ROOT", "MAMBA_ROOT_PREFIX"):
-        root = os.environ.get(var)
-        if root:
-            dirs.append(Path(root) / "envs")
-    exe = os.environ.get("CONDA_EXE")
-    if exe:
-        dirs.append(Path(exe).resolve().parent.parent / "envs")
-    home = Path.home()
-    dirs.append(home / ".conda" / "envs")
-    for base in ("miniforge3", "mambaforge", "miniconda3", "anaconda3"):
-        dirs.append(home / base / "envs")
-    return list(dict.fromkeys(dirs))
 
 
 def validate_name(name: str) -> str:
@@ -49,7 +20,7 @@ def validate_name(name: str) -> str:
     return name
 
 
-def resolve_existing(name: str | None, prefix: str | None) -> Path:
+def resolve_existing(name: str | None, prefix: str | None, envs_dirs: list[Path]) -> Path:
     """The prefix of an existing environment; PrefixError when there is none, or when a create
     of it is running or was killed half-way (its journal is beside it)."""
     if prefix:
@@ -70,13 +41,13 @@ def resolve_existing(name: str | None, prefix: str | None) -> Path:
         return path
     if name:
         validate_name(name)
-        for d in envs_dirs():
+        for d in envs_dirs:
             cand = d / name
             _refuse_unfinished(cand)
             if is_env(cand):
                 return cand.absolute()
         raise PrefixError(
-            f"no environment named '{name}' in {', '.join(str(d) for d in envs_dirs()[:3])}...",
+            f"no environment named '{name}' in {', '.join(str(d) for d in envs_dirs[:3])}...",
             hints=["conda env list shows your environments", "or use -p /path/to/env"],
         )
     active = os.environ.get("CONDA_PREFIX")
@@ -85,19 +56,19 @@ def resolve_existing(name: str | None, prefix: str | None) -> Path:
     raise UsageError("no environment given: use -n NAME or -p PREFIX")
 
 
-def new_prefix(name: str | None, prefix: str | None) -> Path:
+def new_prefix(name: str | None, prefix: str | None, envs_dirs: list[Path]) -> Path:
     """Where a new environment goes (it may already exist: callers decide)."""
     if prefix:
         return Path(prefix).expanduser().absolute()
     if name:
         validate_name(name)
-        for d in envs_dirs():  # an env of that name anywhere on the search path is the one
+        for d in envs_dirs:  # an env of that name anywhere on the search path is the one
             if os.path.lexists(d / name):  # `conda activate NAME` would find: that is the target
                 return (d / name).absolute()
-        for d in envs_dirs():
+        for d in envs_dirs:
             if d.is_dir() and os.access(d, os.W_OK):
                 return (d / name).absolute()
-        first = envs_dirs()[0]
+        first = envs_dirs[0]
         return (first / name).absolute()
     raise UsageError("give the new environment a name with -n NAME or a location with -p PREFIX")
 

@@ -32,14 +32,13 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from .errors import InstallError, PrefixError
 from .prefix import is_env
-from .runmode import in_conda
 
 Progress = Callable[[str], None]
 CAUGHT_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
@@ -349,28 +348,23 @@ def recover(prefix: Path, say: Progress) -> None:
 # ----------------------------------------------------------------------------- safety
 
 
-def _roots() -> list[Path]:
-    roots = [Path(sys.prefix), Path(sys.base_prefix)]
+def _roots(extra: Sequence[Path] = ()) -> list[Path]:
+    roots = [Path(sys.prefix), Path(sys.base_prefix), *extra]
     for var in ("CONDA_ROOT", "MAMBA_ROOT_PREFIX", "CONDA_PREFIX"):
         if os.environ.get(var):
             roots.append(Path(os.environ[var]))
     exe = os.environ.get("CONDA_EXE")
     if exe:
         roots.append(Path(exe).resolve().parent.parent)
-    if in_conda():  # pragma: no cover - inside conda
-        with contextlib.suppress(Exception):
-            from conda.base.context import context
-
-            roots.append(Path(context.root_prefix))
     return roots
 
 
-def check_safe(prefix: Path) -> None:
-    """Refuse prefixes whose replacement or creation would hurt: a conda root or the running
-    interpreter's env, the active env, a prefix holding other envs, one nested in an env, a
-    symlink."""
+def check_safe(prefix: Path, roots: Sequence[Path] = ()) -> None:
+    """Refuse prefixes whose replacement or creation would hurt: a conda root (``roots``: the
+    runtime's, e.g. conda's root prefix) or the running interpreter's env, the active env, a
+    prefix holding other envs, one nested in an env, a symlink."""
     real = prefix.resolve()
-    for root in _roots():
+    for root in _roots(roots):
         with contextlib.suppress(OSError):
             if real == root.resolve():
                 raise PrefixError(
@@ -399,11 +393,20 @@ def check_safe(prefix: Path) -> None:
         )
 
 
-def check_target(prefix: Path, force: bool) -> bool:
+def check_target(prefix: Path, force: bool, roots: Sequence[Path] = ()) -> bool:
     """Refuse to touch an existing prefix without ``force``; return True if it will be replaced."""
-    check_safe(prefix)
+    check_safe(prefix, roots)
     if not os.path.lexists(prefix):
         return False
+    replaceable = prefix.is_dir() and (is_env(prefix) or not any(prefix.iterdir()))
+    if not replaceable:
+        what = "directory" if prefix.is_dir() else "file"
+        raise PrefixError(
+            f"{prefix} already exists and is a {what}, not a conda environment; nothing was "
+            "changed "
+            "(--force replaces only an environment or an empty directory)",
+            hints=["choose another -n NAME or -p PATH"],
+        )
     if not force:
         what = "environment" if is_env(prefix) else ("directory" if prefix.is_dir() else "file")
         raise PrefixError(
@@ -413,11 +416,7 @@ def check_target(prefix: Path, force: bool) -> bool:
                 "or choose another -n/-p",
             ],
         )
-    if prefix.is_dir() and (is_env(prefix) or not any(prefix.iterdir())):
-        return True
-    raise PrefixError(
-        f"{prefix} exists and is not a conda environment; refusing to replace it even with --force",
-    )
+    return True
 
 
 # ----------------------------------------------------------------------------- transaction

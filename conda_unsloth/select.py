@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .errors import HostError, SelectionError, UsageError
+from .errors import SelectionError, UsageError
 from .knowledge import (
     Knowledge,
     Profile,
@@ -20,6 +20,16 @@ from .knowledge import (
     arch_covered,
     version_key,
 )
+from .target import (
+    DEFAULT_PROFILE,
+    Target,
+    check_platform,
+    check_profile,
+    parse_cuda,
+    resolve_target,
+    shown,
+    split_archs,
+)
 
 if TYPE_CHECKING:
     from typing import Any
@@ -27,12 +37,9 @@ if TYPE_CHECKING:
     from .host import Host
     from .rules import Package
 
-DEFAULT_PROFILE = "pytorch"
 # patterns, not compiled ones: re compiles (and caches) only those a command uses
-_CUDA_RE = r"\d{2}\.\d"
-_PY_RE = r"\d\.\d{1,2}"
-_TORCH_RE = r"\d+\.\d+\.\d+"
-_ARCH_RE = r"(?:sm_?)?(\d{1,2})\.?(\d)"
+_PY_RE = r"[0-9]\.[0-9]{1,2}"
+_TORCH_RE = r"[0-9]+\.[0-9]+\.[0-9]+"
 
 
 @dataclass(frozen=True)
@@ -45,34 +52,6 @@ class Request:
     unsloth: str | None = None
     gpu_archs: tuple[str, ...] = ()
     platform: str | None = None
-
-
-@dataclass(frozen=True)
-class Target:
-    platform: str
-    cuda: str
-    archs: tuple[str, ...]
-    driver_cuda: str | None
-    glibc: str | None
-    cuda_source: str  # "--cuda", "driver", "profile default"
-
-    def virtual_packages(self) -> list[str]:
-        """Virtual packages the solver sees for this target (name=version=build)."""
-        out = [f"__cuda={self.driver_cuda or self.cuda}=0"]
-        if self.platform.startswith("linux"):
-            out += ["__linux=5.15=0", f"__glibc={self.glibc or '2.28'}=0", "__unix=0=0"]
-        return out
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "platform": self.platform,
-            "cuda": self.cuda,
-            "gpu_archs": list(self.archs),
-            "driver_cuda": self.driver_cuda,
-            "glibc": self.glibc,
-            "cuda_source": self.cuda_source,
-            "virtual_packages": self.virtual_packages(),
-        }
 
 
 @dataclass(frozen=True)
@@ -243,30 +222,14 @@ class Selection:
 # ----------------------------------------------------------------------------- validation
 
 
-def shown(value: str) -> str:
-    """A user value quoted for a one-line message (control characters escaped)."""
-    return f"'{value}'" if value.isprintable() else repr(value)
-
-
-def normalize_arch(value: str) -> str:
-    m = re.fullmatch(_ARCH_RE, value.strip()) if value.isprintable() else None
-    if not m:
-        raise UsageError(
-            f"--gpu-arch {shown(value)} is not a compute capability like 8.0, 9.0 or sm_90",
-            hints=["nvidia-smi --query-gpu=compute_cap --format=csv shows yours"],
-        )
-    return f"{int(m.group(1))}.{m.group(2)}"
-
-
 def _validate(req: Request, kb: Knowledge) -> None:
-    if req.profile is not None and req.profile not in kb.profiles:
-        raise UsageError(
-            f"--profile {shown(req.profile)} is not a profile; choose one of {', '.join(kb.profiles)}"
-        )
-    if req.cuda is not None and not re.fullmatch(_CUDA_RE, req.cuda):
-        raise UsageError(
-            f"--cuda {shown(req.cuda)} is not a CUDA version like 12.1",
-            hints=["conda unsloth env --help lists the CUDA versions of each profile"],
+    if req.profile is not None:
+        check_profile(req.profile, kb)
+    if req.cuda is not None:
+        parse_cuda(
+            req.cuda,
+            "--cuda",
+            hints=("conda unsloth env --help lists the CUDA versions of each profile",),
         )
     if req.python is not None and not re.fullmatch(_PY_RE, req.python):
         raise UsageError(f"--python {shown(req.python)} is not a Python version like 3.11")
@@ -278,7 +241,7 @@ def _validate(req: Request, kb: Knowledge) -> None:
         )
     if req.torch is not None and not re.fullmatch(_TORCH_RE, req.torch):
         raise UsageError(f"--torch {shown(req.torch)} is not a PyTorch version like 2.5.1")
-    if req.xformers is not None and not re.fullmatch(r"0\.0\.\d+(\.post\d+)?", req.xformers):
+    if req.xformers is not None and not re.fullmatch(r"0\.0\.[0-9]+(\.post[0-9]+)?", req.xformers):
         raise UsageError(
             f"--xformers {shown(req.xformers)} is not an xformers version like 0.0.28.post3"
         )
@@ -287,11 +250,7 @@ def _validate(req: Request, kb: Knowledge) -> None:
         raise SelectionError(
             f"--unsloth {shown(req.unsloth)} is not in the knowledge base; known releases: {known}"
         )
-    if req.platform is not None and req.platform not in ("linux-64",):
-        raise SelectionError(
-            f"--platform {shown(req.platform)}: Unsloth GPU environments are built for linux-64 only",
-            hints=["use --platform linux-64"],
-        )
+    check_platform(req.platform)
 
 
 # ----------------------------------------------------------------------------- selection
@@ -387,63 +346,6 @@ def _nearest(
     return None
 
 
-def resolve_target(
-    req: Request, profile: Profile, host: Host, kb: Knowledge
-) -> tuple[Target, list[str]]:
-    notices = list(host.notes)
-    driver_cuda = host.driver_cuda
-    if driver_cuda is not None and not re.fullmatch(_CUDA_RE, driver_cuda):
-        raise UsageError(f"CONDA_OVERRIDE_CUDA='{driver_cuda}' is not a CUDA version like 12.4")
-    if req.cuda is not None:
-        cuda, source = req.cuda, "--cuda"
-    elif driver_cuda is not None:
-        fitting = [c for c in profile.cudas if version_key(c) <= version_key(driver_cuda)]
-        if profile.default_cuda in fitting:
-            cuda = profile.default_cuda
-        elif fitting:
-            cuda = fitting[-1]
-        else:
-            cuda = profile.default_cuda  # refused below with the driver's numbers
-        source = f"driver supports CUDA {driver_cuda}"
-    else:
-        cuda, source = profile.default_cuda, "profile default"
-        notices.append(
-            f"no NVIDIA driver found: targeting CUDA {cuda}, the {profile.name} profile's "
-            "default (use --cuda X.Y or CONDA_OVERRIDE_CUDA to choose)"
-        )
-    if cuda not in profile.cudas:
-        other = [p.name for p in kb.profiles.values() if cuda in p.cudas]
-        alt = f"--profile {other[0]} --cuda {cuda}" if other else f"--cuda {profile.cudas[-1]}"
-        raise SelectionError(
-            f"CUDA {cuda} is not offered by profile {profile.name} "
-            f"(it has {', '.join(profile.cudas)}); nearest valid: {alt}",
-            hints=[f"conda unsloth env {alt}"],
-        )
-    if driver_cuda is not None and version_key(cuda) > version_key(driver_cuda):
-        fitting = [c for c in profile.cudas if version_key(c) <= version_key(driver_cuda)]
-        driver = f"driver {host.driver_version}" if host.driver_version else "the driver"
-        alt = f"--cuda {fitting[-1]}" if fitting else "a newer NVIDIA driver"
-        need = kb.driver(cuda)
-        raise HostError(
-            f"CUDA {cuda} is newer than {driver} supports (CUDA {driver_cuda} at most; "
-            f"CUDA {cuda} needs driver >= {need.min_driver if need else '?'}); "
-            f"nearest valid: {alt}",
-            hints=[f"conda unsloth env {alt}" if fitting else "update the NVIDIA driver"],
-        )
-    archs = tuple(normalize_arch(a) for a in req.gpu_archs) or host.archs
-    if not archs:
-        notices.append("no GPU architecture known: kernels not checked (use --gpu-arch 8.0)")
-    target = Target(
-        platform=req.platform or (host.platform if host.platform == "linux-64" else "linux-64"),
-        cuda=cuda,
-        archs=archs,
-        driver_cuda=driver_cuda,
-        glibc=host.glibc,
-        cuda_source=source,
-    )
-    return target, notices
-
-
 def arch_supported(kb: Knowledge, arch: str, cuda: str, arch_list: str) -> bool:
     """Kernels for ``arch`` in a build whose TORCH_CUDA_ARCH_LIST is ``arch_list``, made with
     CUDA ``cuda`` (whose own libraries must know the arch: Blackwell needs CUDA >= 12.8)."""
@@ -486,7 +388,14 @@ def _check_archs(target: Target, profile: Profile, kb: Knowledge) -> None:
 def select(req: Request, host: Host, kb: Knowledge) -> Selection:
     _validate(req, kb)
     profile = kb.profiles[req.profile or DEFAULT_PROFILE]
-    target, notices = resolve_target(req, profile, host, kb)
+    target, notices = resolve_target(
+        profile,
+        host,
+        kb,
+        cuda=req.cuda,
+        archs=split_archs(req.gpu_archs),
+        platform=req.platform,
+    )
     _check_archs(target, profile, kb)
     cuda = target.cuda
     release = kb.release(req.unsloth) if req.unsloth else None
@@ -600,7 +509,7 @@ def knowledge_conflicts(kb: Knowledge) -> list[str]:
     for profile in kb.profiles.values():
         releases = [r for r in kb.releases if profile.name in r.profiles]
         for cuda in profile.cudas:
-            target = Target("linux-64", cuda, (), None, None, "knowledge check")
+            target = Target("linux-64", cuda, why="knowledge check")
             for release in releases:
                 for pt, py, xf, rel in _candidates(profile, kb, cuda, release):
                     key = (profile.name, cuda, pt.version, py, xf.version, rel.version)

@@ -42,10 +42,6 @@ class EnvSpec:
     pip_constraints: list[Dep] = field(default_factory=list)
     variables: dict[str, str] = field(default_factory=dict)
     header: list[str] = field(default_factory=list)
-    # facts carried for later stages (not part of environment.yml)
-    profile: str | None = None
-    cuda: str | None = None
-    python: str | None = None
 
     def conda_specs(self) -> list[str]:
         return [d.spec for d in self.conda]
@@ -111,9 +107,6 @@ def from_selection(sel: Selection, name: str | None, constraints_file: str | Non
         pip=pip,
         pip_constraints=constraints,
         header=header,
-        profile=p.name,
-        cuda=sel.cuda,
-        python=sel.python,
     )
 
 

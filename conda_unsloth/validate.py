@@ -24,12 +24,13 @@ from typing import TYPE_CHECKING
 
 from .errors import SolveError, UnsolvableError
 from .rules import evaluate, is_cpu_torch, torch_cuda
+from .target import CudaFrom
 
 if TYPE_CHECKING:
     from .knowledge import Knowledge
-    from .select import Target
     from .solvers.base import Record, SolvedEnv
     from .spec import EnvSpec
+    from .target import Target
 
 TRITON_NAMES = ("torchtriton", "triton")
 _OPS = ("==", "!=", ">=", "<=", "~=", ">", "<", "=")
@@ -204,22 +205,36 @@ def describe(rec: Record) -> str:
 # ----------------------------------------------------------------------------- checks
 
 
-def check_pytorch(solved: SolvedEnv, target: Target) -> list[str]:
+def _wanted_cuda(target: Target) -> str:
+    if target.cuda_from is CudaFrom.SOLVE:
+        return f"CUDA {' or '.join(target.cuda_allowed) or target.cuda} ({target.cuda_source})"
+    return f"CUDA {target.cuda}"
+
+
+def check_pytorch(
+    solved: SolvedEnv, target: Target, checked: list[str] | None = None
+) -> list[str]:
+    checked = [] if checked is None else checked
     out: list[str] = []
     pt = solved.record("pytorch")
+    wanted = _wanted_cuda(target)
     if pt is None:
-        return [f"the solution has no pytorch (target: a CUDA {target.cuda} build)"]
+        return [f"the solution has no pytorch (target: a {wanted} build)"]
     pkg = pt.to_package()
     if is_cpu_torch(pkg):
-        out.append(f"{describe(pt)} is a CPU build; the target is CUDA {target.cuda}")
+        out.append(f"{describe(pt)} is a CPU build; the target is {wanted}")
     else:
         cuda = torch_cuda(pkg)
+        if target.cuda_from is CudaFrom.SOLVE:
+            ok = cuda is not None and cuda in target.cuda_allowed
+        else:
+            ok = cuda == target.cuda
         if cuda is None:
-            out.append(
-                f"{describe(pt)} is not recognisably a CUDA build; the target is CUDA {target.cuda}"
-            )
-        elif cuda != target.cuda:
-            out.append(f"{describe(pt)} is a CUDA {cuda} build; the target is CUDA {target.cuda}")
+            out.append(f"{describe(pt)} is not recognisably a CUDA build; the target is {wanted}")
+        elif not ok:
+            out.append(f"{describe(pt)} is a CUDA {cuda} build; the target is {wanted}")
+        else:
+            checked.append(f"pytorch {pt.version} is a CUDA {cuda} build")
     mutex = solved.record("pytorch-mutex")
     if mutex is not None and mutex.build == "cpu":
         out.append(f"{describe(mutex)} selects the CPU variant of pytorch")
@@ -229,10 +244,16 @@ def check_pytorch(solved: SolvedEnv, target: Target) -> list[str]:
     return out
 
 
-def check_xformers(solved: SolvedEnv, requested: bool) -> list[str]:
+def check_xformers(
+    solved: SolvedEnv, requested: bool, checked: list[str] | None = None
+) -> list[str]:
+    checked = [] if checked is None else checked
     xf, pt = solved.record("xformers"), solved.record("pytorch")
     if xf is None:
-        return ["the solution has no xformers, but the spec asks for it"] if requested else []
+        if requested:
+            return ["the solution has no xformers, but the spec asks for it"]
+        checked.append("no xformers (none asked for)")
+        return []
     if pt is None:
         return []
     out: list[str] = []
@@ -251,49 +272,66 @@ def check_xformers(solved: SolvedEnv, requested: bool) -> list[str]:
     for d in torch_deps:
         if not dep_admits(d, pt):
             out.append(f"{describe(xf)} depends on '{d}', which excludes {describe(pt)}")
+    if not out:
+        checked.append(f"xformers {xf.version} ({xf.build}) was built for pytorch {pt.version}")
     return out
 
 
-def check_triton(solved: SolvedEnv) -> list[str]:
+def check_triton(solved: SolvedEnv, checked: list[str] | None = None) -> list[str]:
+    checked = [] if checked is None else checked
     pt = solved.record("pytorch")
     if pt is None:
         return []
     out: list[str] = []
-    for d in pt.depends:
+    pins = [d for d in pt.depends if dep_name(d) in TRITON_NAMES]
+    for d in pins:
         name = dep_name(d)
-        if name not in TRITON_NAMES:
-            continue
         rec = solved.record(name)
         if rec is None:
             out.append(f"{describe(pt)} pins '{d}', but the solution has no {name}")
         elif not dep_admits(d, rec):
             out.append(f"{describe(pt)} pins '{d}', but the solution has {describe(rec)}")
+        else:
+            checked.append(f"{name} {rec.version} is the one pytorch pins ('{d}')")
+    if not pins:
+        checked.append("pytorch pins no triton")
     return out
 
 
-def check_rules(solved: SolvedEnv, kb: Knowledge) -> list[str]:
-    return [
+def check_rules(solved: SolvedEnv, kb: Knowledge, checked: list[str] | None = None) -> list[str]:
+    checked = [] if checked is None else checked
+    rules = [i for i in kb.issues.values() if i.scope == "packages"]
+    out = [
         f"{f.id} ({f.issue.title}): {f.detail}"
         for f in evaluate(solved.packages(), kb)
         if f.issue.scope == "packages"
     ]
+    if not out:
+        checked.append(f"no known issue ({len(rules)} package rules)")
+    return out
 
 
-def violations(solved: SolvedEnv, kb: Knowledge, target: Target) -> list[str]:
+def violations(
+    solved: SolvedEnv, kb: Knowledge, target: Target, checked: list[str] | None = None
+) -> list[str]:
+    """Every way ``solved`` misses the intended stack; what passed is added to ``checked``."""
     requested = solved.spec is not None and any(
         spec_name(s) == "xformers" for s in solved.spec.conda_specs()
     )
+    passed = [] if checked is None else checked
     return (
-        check_pytorch(solved, target)
-        + check_xformers(solved, requested)
-        + check_triton(solved)
-        + check_rules(solved, kb)
+        check_pytorch(solved, target, passed)
+        + check_xformers(solved, requested, passed)
+        + check_triton(solved, passed)
+        + check_rules(solved, kb, passed)
     )
 
 
-def validate(solved: SolvedEnv, kb: Knowledge, target: Target) -> None:
-    """Raise :class:`ValidationError` listing every violation; return None when clean."""
-    found = violations(solved, kb, target)
+def validate(solved: SolvedEnv, kb: Knowledge, target: Target) -> tuple[str, ...]:
+    """Raise :class:`ValidationError` listing every violation; return what was checked (each
+    passed) when clean."""
+    checked: list[str] = []
+    found = violations(solved, kb, target, checked)
     if found:
         raise ValidationError(
             f"the {solved.solver} solution is not the intended stack: " + "; ".join(found),
@@ -303,36 +341,30 @@ def validate(solved: SolvedEnv, kb: Knowledge, target: Target) -> None:
             ],
             violations=found,
         )
+    return tuple(checked)
 
 
 # ----------------------------------------------------------------------------- unsolvable
 
 
-def _profile_of(spec: EnvSpec, kb: Knowledge) -> str | None:
-    if spec.profile:
-        return spec.profile
-    names = {spec_name(s) for s in spec.conda_specs()}
-    if "pytorch-cuda" in names:
-        return "pytorch"
-    if "cuda-version" in names:
-        return "conda-forge"
-    return None
-
-
-def unsolvable_hints(explanation: str, spec: EnvSpec, target: Target, kb: Knowledge) -> list[str]:
-    """Our domain hints for a failed solve, from the knowledge base."""
+def unsolvable_hints(
+    explanation: str,
+    spec: EnvSpec,
+    target: Target,
+    kb: Knowledge,
+    profile_name: str | None = None,
+) -> list[str]:
+    """Our domain hints for a failed solve, from the knowledge base (``profile_name``: the
+    plan's profile; by default the one the spec's CUDA package implies)."""
     from .knowledge import version_key
+    from .target import file_pins
 
     hints: list[str] = []
-    profile_name = _profile_of(spec, kb)
+    pins = file_pins(spec, "", target.platform)
+    profile_name = profile_name or pins.profile
     profile = kb.profiles.get(profile_name) if profile_name else None
     text = explanation.lower()
-    py = spec.python
-    if py is None:
-        for s in spec.conda_specs():
-            m = re.match(r"^python\s*=+\s*(3\.\d+)", s.replace(" ", ""))
-            if m:
-                py = m.group(1)
+    py = pins.python
     if profile is not None and "xformers" in text:
         pys = sorted(
             {p for x in profile.xformers if not x.known_issue for p in x.python}, key=version_key
@@ -359,11 +391,15 @@ def unsolvable_hints(explanation: str, spec: EnvSpec, target: Target, kb: Knowle
 
 
 def explain_unsolvable(
-    err: UnsolvableError, spec: EnvSpec, target: Target, kb: Knowledge
+    err: UnsolvableError,
+    spec: EnvSpec,
+    target: Target,
+    kb: Knowledge,
+    profile: str | None = None,
 ) -> UnsolvableError:
     """``err`` with the solver's explanation first, then our hints."""
     return UnsolvableError(
         err.message,
-        hints=[*err.hints, *unsolvable_hints(err.message, spec, target, kb)],
+        hints=[*err.hints, *unsolvable_hints(err.message, spec, target, kb, profile)],
         **err.details,
     )

@@ -14,7 +14,7 @@
 # AuthInfo=socket=...), so a munged or Slurm of the host is left alone.
 #
 # The cluster models one GPU type per partition. By default each type is a node of its own
-# (several slurmd on this host, one port each; Debian builds Slurm with multiple-slurmd):
+# (one slurmd per node on this host, each on its own port, started with `slurmd -N NODE`):
 #   node gpu-v100: Gres=gpu:v100:2 Features=v100   partition v100
 #   node gpu-a100: Gres=gpu:a100:2 Features=a100   partition a100
 #   node gpu-h100: Gres=gpu:h100:2 Features=h100   partition h100
@@ -35,7 +35,8 @@
 #   CONDA_UNSLOTH_SLURM_TIMEOUT    seconds `start` waits for the nodes to be idle (60)
 # Nodes declare at least 8 CPUs and 32 GiB (SlurmdParameters=config_overrides keeps them from
 # draining on a smaller host) so our generated jobs (--cpus-per-task=4 --mem=16G) fit as
-# written; memory is not enforced (no cgroups, CR_Core).
+# written; memory is not enforced (no cgroups, CR_Core). A job that fits no partition is
+# refused by sbatch (EnforcePartLimits=ANY) instead of pending for ever.
 #
 # Runs as root (slurmd must). No systemd needed: the daemons are started directly and stopped
 # by the PIDs in STATE_DIR/run, never by name.
@@ -43,6 +44,7 @@ set -euo pipefail
 export LC_ALL=C
 
 PROG="slurm-local"
+MARKER=".slurm-local"
 PACKAGES=(slurmctld slurmd slurm-client munge)
 COMMANDS=(slurmctld slurmd sinfo sbatch squeue scancel scontrol munged munge unmunge)
 
@@ -98,10 +100,13 @@ setup() {
     GPUS="${CONDA_UNSLOTH_SLURM_GPUS:-2}"
     PORT="${CONDA_UNSLOTH_SLURM_PORT:-6817}"
     TIMEOUT="${CONDA_UNSLOTH_SLURM_TIMEOUT:-60}"
+    CPUS="${CONDA_UNSLOTH_SLURM_CPUS:-$(max "$(host_cpus)" 8)}"
+    MEM_MB="${CONDA_UNSLOTH_SLURM_MEM_MB:-$(max "$(host_mem_mb)" 32768)}"
     local n
-    for n in GPUS PORT TIMEOUT; do
+    for n in GPUS PORT TIMEOUT CPUS MEM_MB; do
         [[ "${!n}" =~ ^[1-9][0-9]*$ ]] || die "CONDA_UNSLOTH_SLURM_$n must be a positive integer"
     done
+    [ $((PORT + ${#GPU_TYPES[@]})) -le 65535 ] || die "CONDA_UNSLOTH_SLURM_PORT is too high"
     if [ "$LAYOUT" = single ]; then
         NODES=(gpu-node)
     else
@@ -190,6 +195,10 @@ wait_pidfile() { # NAME SECONDS
     done
 }
 
+port_busy() { # PORT -> 0 when something accepts connections on it
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
 show_logs() {
     local f
     for f in "$LOGS"/*.log; do
@@ -218,11 +227,7 @@ host_mem_mb() { awk '/^MemTotal:/ {print int($2 / 1024)}' /proc/meminfo; }
 max() { if [ "$1" -gt "$2" ]; then echo "$1"; else echo "$2"; fi; }
 
 write_config() {
-    local cpus mem t n i port features gres first last
-    cpus="${CONDA_UNSLOTH_SLURM_CPUS:-$(max "$(host_cpus)" 8)}"
-    mem="${CONDA_UNSLOTH_SLURM_MEM_MB:-$(max "$(host_mem_mb)" 32768)}"
-    [[ "$cpus" =~ ^[1-9][0-9]*$ ]] || die "CONDA_UNSLOTH_SLURM_CPUS must be a positive integer"
-    [[ "$mem" =~ ^[1-9][0-9]*$ ]] || die "CONDA_UNSLOTH_SLURM_MEM_MB must be a positive integer"
+    local cpus="$CPUS" mem="$MEM_MB" t n i port features gres first last
 
     # fake GPU device files: Slurm 22.05 removes "file-less" GPUs and wants a character device
     mkdir -p "$STATE_DIR/dev"
@@ -257,6 +262,8 @@ write_config() {
         echo "MpiDefault=none"
         echo "SwitchType=switch/none"
         echo "MailProg=/bin/true"
+        echo "# refuse at submission a job that no partition could ever run (else it pends forever)"
+        echo "EnforcePartLimits=ANY"
         echo "SelectType=select/cons_tres"
         echo "SelectTypeParameters=CR_Core"
         echo "ReturnToService=2"
@@ -360,9 +367,27 @@ do_start() {
         do_stop
     fi
 
+    # ports: another cluster (or this host's Slurm) may hold them
+    local port last=$((PORT + ${#NODES[@]}))
+    for ((port = PORT; port <= last; port++)); do
+        if port_busy "$port"; then
+            die "port $port is in use (another Slurm?); choose others with CONDA_UNSLOTH_SLURM_PORT"
+        fi
+    done
+
+    # only ever write into an empty or new directory, or one this script made
+    if [ -e "$STATE_DIR" ] && [ ! -f "$STATE_DIR/$MARKER" ]; then
+        [ -d "$STATE_DIR" ] || die "STATE_DIR $STATE_DIR exists and is not a directory"
+        if [ -n "$(ls -A "$STATE_DIR")" ]; then
+            die "STATE_DIR $STATE_DIR is not empty and was not made by $0; give another"
+        fi
+    fi
+    mkdir -p "$STATE_DIR"
+    echo "state directory of scripts/slurm-local.sh (conda-unsloth)" >"$STATE_DIR/$MARKER"
+
     # a fresh cluster each time: no jobs or node states carried over
     rm -rf "$STATE_DIR/state" "$STATE_DIR/spool" "$RUN"
-    mkdir -p "$STATE_DIR" "$ETC" "$LOGS" "$STATE_DIR/state" "$STATE_DIR/munge"
+    mkdir -p "$ETC" "$LOGS" "$STATE_DIR/state" "$STATE_DIR/munge"
     for n in "${NODES[@]}"; do mkdir -p "$STATE_DIR/spool/$n"; done
     # munged wants its socket's directory open to all, its key private
     mkdir -m 0755 "$RUN"

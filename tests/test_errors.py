@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
-import pytest
-
 from conda_unsloth.errors import KnowledgeError, SolveError, UnslothError, UsageError
 
 
@@ -29,16 +24,3 @@ def test_message_hints_and_codes() -> None:
 
 def test_message_with_percent_signs_is_not_formatted() -> None:
     assert str(UnslothError("100% of %(name)s")) == "100% of %(name)s"
-
-
-def test_a_conda_error_inside_conda() -> None:
-    pytest.importorskip("conda")
-    code = (
-        "import conda\n"
-        "from conda_unsloth.errors import UsageError\n"
-        "e = UsageError('bad %s value', hints=['do this'])\n"
-        "assert isinstance(e, conda.CondaError), UsageError.__mro__\n"
-        "assert str(e) == 'bad %s value\\nhint: do this', str(e)\n"
-        "assert e.return_code == 2\n"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True)

@@ -258,7 +258,7 @@ def test_pip_may_not_replace_condas_torch(tmp_path: Path, monkeypatch: pytest.Mo
     wheels.mkdir()
     envbuild.wheel(wheels, "evil", "1.0", ["torch==2.5.1+cu121"])
     envbuild.wheel(wheels, "torch", "2.5.1+cu121", [])
-    opts = install.CreateOptions(prefix=prefix, offline=True, pip_find_links=(str(wheels),))
+    opts = install.PipOptions(find_links=(str(wheels),), offline=True)
     before = tree(prefix)
     with pytest.raises(
         InstallError, match=r"pip would replace conda's torch 2\.5\.1 with torch 2\.5\.1\+cu121"

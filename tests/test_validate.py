@@ -9,9 +9,9 @@ import pytest
 
 from conda_unsloth import knowledge
 from conda_unsloth.errors import SolveError, UnsolvableError
-from conda_unsloth.select import Target
 from conda_unsloth.solvers.base import PipPackage, Record, SolvedEnv
 from conda_unsloth.spec import Dep, EnvSpec
+from conda_unsloth.target import Target
 from conda_unsloth.validate import (
     ValidationError,
     conda_version_matches,
@@ -24,8 +24,8 @@ from conda_unsloth.validate import (
 )
 
 KB = knowledge.load()
-T121 = Target("linux-64", "12.1", (), None, "2.36", "--cuda")
-T129 = Target("linux-64", "12.9", (), None, "2.36", "--cuda")
+T121 = Target("linux-64", "12.1", glibc="2.36")
+T129 = Target("linux-64", "12.9", glibc="2.36")
 
 
 def rec(

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from types import ModuleType
     from typing import Any
 
+    from ..runtime import Runtime
+
 PROG = "conda-unsloth"
 DESCRIPTION = (
     "Create, verify and diagnose conda GPU environments for Unsloth: a pytorch CUDA build, the "
@@ -62,8 +64,8 @@ def verb_module(name: str) -> ModuleType:
     return importlib.import_module(f"{__name__}.{name}")
 
 
-def _execute_verb(name: str, args: argparse.Namespace) -> int:
-    return int(verb_module(name).execute(args) or 0)
+def _execute_verb(name: str, args: argparse.Namespace, runtime: Runtime) -> int:
+    return int(verb_module(name).execute(args, runtime) or 0)
 
 
 def configure_parser(
@@ -88,7 +90,7 @@ def configure_parser(
         )
         mod.configure_parser(p, conda)
         p.set_defaults(func=functools.partial(_execute_verb, name))
-    parser.set_defaults(func=lambda args: _print_help(parser))
+    parser.set_defaults(func=lambda args, runtime: _print_help(parser))
 
 
 def _print_help(parser: argparse.ArgumentParser) -> int:
@@ -96,10 +98,10 @@ def _print_help(parser: argparse.ArgumentParser) -> int:
     return 0
 
 
-def execute(args: argparse.Namespace) -> int:
-    """Entry point for conda's subcommand plugin: run the chosen verb."""
+def execute(args: argparse.Namespace, runtime: Runtime) -> int:
+    """Run the verb the parsed ``args`` chose, in ``runtime`` (conda's or standalone)."""
     func: Any = args.func
-    return int(func(args) or 0)
+    return int(func(args, runtime) or 0)
 
 
 def generate_parser(

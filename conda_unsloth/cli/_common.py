@@ -1,6 +1,6 @@
-"""Options shared by several verbs. Inside conda we attach conda's own helpers so ``-n/-p/-c``,
-``--json``, ``--dry-run`` and ``--yes`` behave exactly as in ``conda create``; standalone we
-define the same flags with the same ``dest`` names."""
+"""Options shared by several verbs. Inside conda, conda's own helpers add ``-n/-p/-c``,
+``--json``, ``--dry-run`` and ``--yes`` (``conda_unsloth/conda/parser.py``) so they behave as in
+``conda create``; standalone we define the same flags with the same ``dest`` names."""
 
 from __future__ import annotations
 
@@ -45,9 +45,9 @@ def add_target_options(p: argparse.ArgumentParser) -> None:
 
 def add_prefix_options(p: argparse.ArgumentParser, conda: bool) -> None:
     if conda:
-        from conda.cli.helpers import add_parser_prefix
+        from ..conda.parser import add_prefix_options as conda_prefix
 
-        add_parser_prefix(p)
+        conda_prefix(p)
         return
     g = p.add_argument_group("target environment").add_mutually_exclusive_group()
     g.add_argument("-n", "--name", help="name of the environment")
@@ -55,11 +55,8 @@ def add_prefix_options(p: argparse.ArgumentParser, conda: bool) -> None:
 
 
 def add_channel_options(p: argparse.ArgumentParser, conda: bool) -> None:
-    if conda:
-        from conda.cli.helpers import add_parser_channels
-
-        add_parser_channels(p)
-        return
+    """``-c`` replaces the profile's channels (strict priority, in the order given); the
+    profile's channels, not .condarc's, are what a plan solves with."""
     g = p.add_argument_group("channel customization")
     g.add_argument(
         "-c",
@@ -67,25 +64,28 @@ def add_channel_options(p: argparse.ArgumentParser, conda: bool) -> None:
         action="append",
         dest="channel",
         metavar="CHANNEL",
-        help="use these channels instead of the profile's (repeatable; strict priority "
-        "in the order given; file:// URLs and paths work)",
+        help="solve with these channels INSTEAD OF the profile's (repeatable; strict priority "
+        "in the order given; names, URLs, file:// URLs and paths; .condarc channels are never "
+        "used)",
     )
     g.add_argument(
         "--override-channels",
         action="store_true",
-        help="accepted for conda compatibility; -c always replaces the profile's channels",
+        help="accepted as in conda: -c already replaces the profile's channels",
     )
 
 
-def add_output_options(p: argparse.ArgumentParser, conda: bool, *, dry_run: bool = True) -> None:
+def add_output_options(p: argparse.ArgumentParser, conda: bool) -> None:
+    """``--json``, ``-q``, ``-d/--dry-run`` (a dry run writes nothing, ever) and ``-y``."""
     if conda:
-        from conda.cli.helpers import add_output_and_prompt_options
+        from ..conda.parser import add_output_options as conda_output
 
-        add_output_and_prompt_options(p)
+        conda_output(p)
         return
     g = p.add_argument_group("output, prompt, and flow control")
     g.add_argument("--json", action="store_true", help="report as one JSON document on stdout")
     g.add_argument("-q", "--quiet", action="store_true", help="do not print progress")
-    if dry_run:
-        g.add_argument("-d", "--dry-run", action="store_true", help="only show what would be done")
+    g.add_argument(
+        "-d", "--dry-run", action="store_true", help="only show what would be done; write nothing"
+    )
     g.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import argparse
+    from collections.abc import Callable
     from typing import Any, TextIO
 
     from ..host import Host
@@ -41,11 +42,28 @@ def host() -> Host:
     return detect()
 
 
-def plan(args: argparse.Namespace) -> tuple[Selection, Knowledge]:
-    from ..select import select
+def target_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The target flags for ``pipeline.plan_file`` (``--profile --cuda --gpu-arch
+    --platform``)."""
+    from ..target import split_archs
 
-    kb = knowledge(args)
-    return select(request(args), host(), kb), kb
+    return {
+        "profile": args.profile,
+        "cuda": args.cuda,
+        "archs": split_archs(args.gpu_arch or ()),
+        "platform": args.platform,
+    }
+
+
+def progress(args: argparse.Namespace) -> Callable[[str], None]:
+    """``==> message`` lines on stderr for the long steps (none with --json or --quiet)."""
+    quiet = args.json or getattr(args, "quiet", False)
+
+    def say(msg: str) -> None:
+        if not quiet:
+            print(f"==> {msg}", file=sys.stderr, flush=True)
+
+    return say
 
 
 def table(
@@ -83,10 +101,8 @@ def print_selection(sel: Selection, out: TextIO | None = None) -> None:
     table(selection_rows(sel), ("package", "version", "build", "from", "why"), out)
 
 
-def notices(sel: Selection, quiet: bool) -> None:
-    if quiet:
-        return
-    for n in sel.notices:
+def print_notices(notices: tuple[str, ...] | list[str]) -> None:
+    for n in notices:
         print(f"notice: {n}", file=sys.stderr)
 
 

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from . import _common
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
 
 DESCRIPTION = """\
 Read what is installed in an environment (conda records in conda-meta/ and the Python
@@ -26,7 +30,7 @@ examples:
 
 def configure_parser(p: argparse.ArgumentParser, conda: bool = False) -> None:
     _common.add_prefix_options(p, conda)
-    _common.add_output_options(p, conda, dry_run=False)
+    _common.add_output_options(p, conda)
     p.add_argument(
         "--no-host",
         action="store_true",
@@ -35,7 +39,7 @@ def configure_parser(p: argparse.ArgumentParser, conda: bool = False) -> None:
     p.add_argument("--knowledge", metavar="DIR", help=argparse.SUPPRESS)
 
 
-def execute(args: argparse.Namespace) -> int:
+def execute(args: argparse.Namespace, runtime: Runtime) -> int:
     from pathlib import Path
 
     from .. import doctor
@@ -43,7 +47,7 @@ def execute(args: argparse.Namespace) -> int:
     from . import _shared
 
     name = getattr(args, "name", None)
-    prefix = resolve_existing(name, getattr(args, "prefix", None))
+    prefix = resolve_existing(name, getattr(args, "prefix", None), runtime.envs_dirs())
     kb = _shared.knowledge(args)
     host = None if args.no_host else doctor.host_facts()
     diag = doctor.diagnose(Path(prefix), kb, host=host, name=name)

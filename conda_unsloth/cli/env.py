@@ -10,6 +10,8 @@ from . import _common
 if TYPE_CHECKING:
     import argparse
 
+    from ..runtime import Runtime
+
 DESCRIPTION = """\
 Decide python, pytorch (CUDA build), pytorch-cuda / cuda-version, the xformers build made for
 exactly that pytorch, triton, and Unsloth with its pip companions, then write an environment.yml
@@ -39,19 +41,15 @@ def configure_parser(p: argparse.ArgumentParser, conda: bool = False) -> None:
         help="replace FILE even if it was not written by conda-unsloth",
     )
     _common.add_target_options(p)
-    if conda:
-        from conda.cli.helpers import add_output_and_prompt_options
-
-        add_output_and_prompt_options(p)
-    else:
-        _common.add_output_options(p, conda=False)
+    _common.add_output_options(p, conda)
 
 
-def execute(args: argparse.Namespace) -> int:
+def execute(args: argparse.Namespace, runtime: Runtime) -> int:
     from .. import spec as specmod
+    from ..select import select
     from . import _shared
 
-    sel, _kb = _shared.plan(args)
+    sel = select(_shared.request(args), _shared.host(), _shared.knowledge(args))
     out = args.output
     constraints = specmod.constraints_path_for(out)
     env_spec = specmod.from_selection(sel, args.name, os.path.basename(constraints))
@@ -67,7 +65,8 @@ def execute(args: argparse.Namespace) -> int:
         doc["pip_constraints"] = specmod.constraints_text(env_spec)
         _shared.emit_json(doc)
         return 0
-    _shared.notices(sel, args.quiet)
+    if not args.quiet:
+        _shared.print_notices(sel.notices)
     if not args.quiet:
         _shared.print_selection(sel)
     if files:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -11,8 +10,7 @@ from . import _common
 if TYPE_CHECKING:
     import argparse
 
-    from ..inventory import Inventory
-    from ..solvers.base import PipPackage, Record, SolvedEnv
+    from ..runtime import Runtime
 
 DESCRIPTION = """\
 Export what is installed in an environment (its conda-meta records and pip distributions, with
@@ -33,22 +31,14 @@ examples:
   conda unsloth create -n copy --from-lock conda-lock.yml
 """
 
-FORMATS = {
-    "explicit": "explicit",
-    "conda-lock": "conda-lock",
-    "conda-lock-v1": "conda-lock",
-    "environment": "environment",
-    "environment-yaml": "environment",
-    "yaml": "environment",
-    "yml": "environment",
-}
-
 
 def configure_parser(p: argparse.ArgumentParser, conda: bool = False) -> None:
+    from .. import exports as formats
+
     _common.add_prefix_options(p, conda)
     p.add_argument(
         "--format",
-        choices=sorted(FORMATS),
+        choices=formats.names(),
         default=None,
         help="explicit, conda-lock or environment (default: from -o's name, else explicit)",
     )
@@ -60,231 +50,41 @@ def configure_parser(p: argparse.ArgumentParser, conda: bool = False) -> None:
         action="store_true",
         help="replace FILE even if it was not written by conda-unsloth",
     )
-    _common.add_output_options(p, conda, dry_run=False)
-
-
-def _format(requested: str | None, output: str | None) -> str:
-    if requested:
-        return FORMATS[requested]
-    if output:
-        from ..exports import condalock, environment, explicit
-
-        name = Path(output).name
-        for mod in (explicit, condalock, environment):
-            if name in mod.DEFAULT_FILENAMES:
-                return str(mod.FORMAT)
-        if name.endswith((".yml", ".yaml")):
-            return "conda-lock" if "lock" in name else "environment"
-    return "explicit"
-
-
-# ----------------------------------------------------------------------------- prefix -> SolvedEnv
-
-
-def _subdir_of(data: dict[str, Any], url: str) -> str:
-    subdir = data.get("subdir")
-    if isinstance(subdir, str) and subdir:
-        return subdir
-    parts = url.rstrip("/").split("/")
-    return parts[-2] if len(parts) >= 2 else ""
-
-
-def record_from_meta(data: dict[str, Any]) -> Record:
-    """A ``solvers.base.Record`` from a conda-meta JSON record (as conda writes it: url, md5,
-    sha256, channel, subdir, depends, ...); credentials removed from url and channel."""
-    from ..redact import redact_url
-    from ..solvers.base import Record
-
-    def text(key: str) -> str | None:
-        v = data.get(key)
-        return v if isinstance(v, str) and v else None
-
-    def strings(key: str) -> tuple[str, ...]:
-        v = data.get(key)
-        return tuple(x for x in v if isinstance(x, str)) if isinstance(v, list) else ()
-
-    def integer(key: str) -> int | None:
-        v = data.get(key)
-        return v if isinstance(v, int) and not isinstance(v, bool) else None
-
-    url = redact_url(text("url") or "")
-    subdir = _subdir_of(data, url)
-    fn = text("fn") or (url.rsplit("/", 1)[-1] if url else "")
-    channel = ""
-    if url and f"/{subdir}/" in url:
-        channel = url[: url.rindex(f"/{subdir}/")]
-    elif text("channel"):
-        channel = redact_url(str(text("channel"))).rstrip("/").removesuffix(f"/{subdir}")
-    noarch = data.get("noarch")
-    if isinstance(noarch, dict):  # old conda: {"type": "python"}
-        noarch = noarch.get("type")
-    return Record(
-        name=str(data["name"]),
-        version=str(data["version"]),
-        build=str(data["build"]),
-        build_number=integer("build_number") or 0,
-        channel=channel,
-        subdir=subdir,
-        url=url,
-        fn=fn,
-        md5=text("md5"),
-        sha256=text("sha256"),
-        depends=strings("depends"),
-        constrains=strings("constrains"),
-        size=integer("size"),
-        timestamp=integer("timestamp"),
-        noarch=noarch if isinstance(noarch, str) else None,
-        license=text("license"),
-    )
-
-
-def _direct_url(dist_path: Path) -> tuple[str | None, str | None]:
-    """Wheel URL and sha256 from a dist-info's direct_url.json (PEP 610), when pip wrote one."""
-    try:
-        data = json.loads((dist_path / "direct_url.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None, None
-    if not isinstance(data, dict) or not isinstance(data.get("url"), str):
-        return None, None
-    info = data.get("archive_info")
-    sha = None
-    if isinstance(info, dict):
-        hashes = info.get("hashes")
-        if isinstance(hashes, dict) and isinstance(hashes.get("sha256"), str):
-            sha = hashes["sha256"]
-        elif isinstance(info.get("hash"), str) and info["hash"].startswith("sha256="):
-            sha = info["hash"].removeprefix("sha256=")
-    if info is None:  # a VCS or local directory install: no archive to lock
-        return None, None
-    return data["url"], sha
-
-
-def pip_packages(inv: Inventory, marker_doc: dict[str, Any]) -> tuple[PipPackage, ...]:
-    """The env's pip-installed distributions; wheel url + sha256 from the marker (what
-    conda-unsloth installed) or the dist-info's direct_url.json, where known."""
-    from ..redact import redact_url
-    from ..rules import normalize
-    from ..solvers.base import PipPackage
-
-    known: dict[tuple[str, str], tuple[str | None, str | None]] = {}
-    for p in marker_doc.get("pip") or ():
-        if isinstance(p, dict) and isinstance(p.get("name"), str):
-            url = p.get("url") if isinstance(p.get("url"), str) else None
-            sha = p.get("sha256") if isinstance(p.get("sha256"), str) else None
-            known[(normalize(p["name"]), str(p.get("version")))] = (url, sha)
-    out = []
-    for d in sorted(inv.pip_dists(), key=lambda d: normalize(d.name)):
-        url, sha = known.get((normalize(d.name), d.version), (None, None))
-        if url is None and d.path.is_dir():
-            url, sha = _direct_url(d.path)
-        out.append(PipPackage(d.name, d.version, redact_url(url) if url else None, sha))
-    return tuple(out)
-
-
-def solved_from_prefix(prefix: Path) -> SolvedEnv:
-    from .. import inventory, marker
-    from ..errors import PrefixError
-    from ..host import conda_platform
-    from ..redact import redact_url
-    from ..solvers.base import SolvedEnv
-
-    inv = inventory.read(prefix)
-    records = []
-    for rec in inv.records:
-        try:
-            data = json.loads(rec.file.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:  # inventory.read already parsed it once
-            raise PrefixError(f"conda record {rec.file} cannot be read: {exc}") from None
-        records.append(record_from_meta(data))
-    mark = marker.read(prefix) or {}
-    target = mark.get("target") if isinstance(mark.get("target"), dict) else {}
-    assert isinstance(target, dict)
-    subdirs = sorted({r.subdir for r in records if r.subdir and r.subdir != "noarch"})
-    platform = subdirs[0] if len(subdirs) == 1 else str(target.get("platform") or conda_platform())
-    channels: list[str] = []
-    for c in mark.get("channels") or ():
-        if isinstance(c, str):
-            channels.append(redact_url(c))
-    for r in records:
-        if r.channel and r.channel not in channels:
-            channels.append(r.channel)
-    vpkgs = target.get("virtual_packages")
-    solver = mark.get("solver")
-    return SolvedEnv(
-        platform=platform,
-        channels=tuple(channels),
-        records=tuple(records),
-        virtual_packages=tuple(v for v in vpkgs if isinstance(v, str))
-        if isinstance(vpkgs, list)
-        else (),
-        solver=f"installed env; solved by {solver}"
-        if isinstance(solver, str)
-        else "installed env",
-        pip=pip_packages(inv, mark),
-    )
-
-
-def render_export(solved: SolvedEnv, fmt: str, env_prefix: Path) -> str:
-    """The export text of an installed env in ``fmt`` (shared with conda's exporter hook)."""
-    from .. import prefix as prefixmod
-    from ..errors import SpecError, UsageError
-    from ..exports import condalock, environment, explicit
-    from ..redact import has_credentials
-
-    if fmt != "environment":
-        missing = [r for r in solved.records if not r.url]
-        if missing:
-            names = ", ".join(f"{r.name}-{r.version}-{r.build}" for r in missing[:3])
-            raise SpecError(
-                f"no download URL recorded for {names}"
-                + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
-                + f"; the {fmt} format needs one for every package",
-                hints=["use --format environment (pins without URLs)"],
-            )
-    if fmt == "explicit":
-        text = explicit.export(solved)
-    elif fmt == "conda-lock":
-        text = condalock.export(solved, sources=(str(env_prefix),))
-    else:
-        try:
-            env_name: str | None = prefixmod.validate_name(env_prefix.name)
-        except UsageError:
-            env_name = None
-        text = environment.export(solved, name=env_name)
-    if has_credentials(text):  # defence in depth: the writers redact, this proves it
-        raise SpecError("refusing to write an export that still contains credentials")
-    return text
+    _common.add_output_options(p, conda)
 
 
 # ----------------------------------------------------------------------------- verb
 
 
-def execute(args: argparse.Namespace) -> int:
+def execute(args: argparse.Namespace, runtime: Runtime) -> int:
     import sys
 
+    from .. import exports as formats
     from .. import prefix as prefixmod
     from ..errors import SpecError
+    from ..exports import installed
     from ..spec import check_writable, refuse_foreign, write_atomic
     from . import _shared
 
-    fmt = _format(args.format, args.output)
+    fmt = formats.for_output(args.format, args.output)
     out = Path(args.output).expanduser() if args.output else None
     if out is not None:
         check_writable(out)
         refuse_foreign(out, args.force, str(out), "-o")
-    env_prefix = prefixmod.resolve_existing(args.name, args.prefix)
-    solved = solved_from_prefix(env_prefix)
+    env_prefix = prefixmod.resolve_existing(args.name, args.prefix, runtime.envs_dirs())
+    solved = installed.solved_from_prefix(env_prefix)
     if not solved.records:
         raise SpecError(f"{env_prefix} has no conda packages to export")
-    text = render_export(solved, fmt, env_prefix)
-    if out is not None:
+    text = installed.render_installed(solved, fmt, env_prefix)
+    if out is not None and not args.dry_run:
         write_atomic(out, text)
     unlocked = [p for p in solved.pip if not (p.url and p.sha256)]
     if args.json:
         doc: dict[str, Any] = {
             "prefix": str(env_prefix),
-            "format": fmt,
+            "format": fmt.name,
             "path": str(out) if out else None,
+            "written": bool(out) and not args.dry_run,
             "platform": solved.platform,
             "conda_packages": len(solved.records),
             "pip_packages": len(solved.pip),
@@ -297,7 +97,10 @@ def execute(args: argparse.Namespace) -> int:
     if out is None:
         sys.stdout.write(text)
         return 0
-    print(f"wrote {out} ({fmt}: {len(solved.records)} conda packages, {len(solved.pip)} pip)")
+    verb = "would write" if args.dry_run else "wrote"
+    print(
+        f"{verb} {out} ({fmt.name}: {len(solved.records)} conda packages, {len(solved.pip)} pip)"
+    )
     if unlocked and not args.quiet:
         print(
             f"notice: {len(unlocked)} pip package(s) have no known wheel URL/sha256 "

@@ -12,6 +12,8 @@ from . import _common
 if TYPE_CHECKING:
     import argparse
 
+    from ..runtime import Runtime
+
 DESCRIPTION = """\
 Write a modulefile that does what `conda activate` does: PREFIX/bin first on PATH,
 CONDA_PREFIX set, the env's etc/conda/activate.d scripts applied (source_sh / source-sh, undone
@@ -77,7 +79,7 @@ def _format(requested: str) -> str:
     return "lmod"
 
 
-def execute(args: argparse.Namespace) -> int:
+def execute(args: argparse.Namespace, runtime: Runtime) -> int:
     import sys
 
     from .. import prefix as prefixmod
@@ -88,7 +90,7 @@ def execute(args: argparse.Namespace) -> int:
 
     fmt = _format(args.format)
     family = mf.validate_family(args.family or mf.DEFAULT_FAMILY)
-    env_prefix = prefixmod.resolve_existing(args.name, args.prefix)
+    env_prefix = prefixmod.resolve_existing(args.name, args.prefix, runtime.envs_dirs())
     facts = mf.read_facts(env_prefix)
     name = args.module_name
     if not name:

@@ -14,6 +14,7 @@ from . import _common
 if TYPE_CHECKING:
     import argparse
 
+    from ..runtime import Runtime
     from ..verify.report import VerifyReport
 
 DESCRIPTION = """\
@@ -94,7 +95,7 @@ def configure_parser(p: argparse.ArgumentParser, conda: bool = False) -> None:
         help="replace FILE even if conda-unsloth did not write it; with --from-report, accept a "
         "report written by another environment's python",
     )
-    _common.add_output_options(p, conda, dry_run=False)
+    _common.add_output_options(p, conda)
 
 
 def _validate(args: argparse.Namespace) -> list[str]:
@@ -136,7 +137,7 @@ def _warn(msg: str, quiet: bool) -> None:
         print(f"conda-unsloth: warning: {msg}", file=sys.stderr)
 
 
-def execute(args: argparse.Namespace) -> int:
+def execute(args: argparse.Namespace, runtime: Runtime) -> int:
     from ..prefix import resolve_existing
     from ..verify import probe
 
@@ -145,10 +146,35 @@ def execute(args: argparse.Namespace) -> int:
             print(f"{c.id:<26} {c.group:<9} {c.title}")
         return 0
     tokens = _validate(args)
-    prefix = resolve_existing(args.name, args.prefix)
+    prefix = resolve_existing(args.name, args.prefix, runtime.envs_dirs())
     if args.sbatch:
         return _sbatch(args, prefix, tokens)
+    if args.dry_run:
+        return _dry_run(args, prefix, tokens)
     return _run(args, prefix, tokens)
+
+
+def _dry_run(args: argparse.Namespace, prefix: Path, tokens: list[str]) -> int:
+    """What a verification would run and record; runs and writes nothing."""
+    from ..exports import slurm
+    from ..verify import probe
+    from . import _shared
+
+    checks = [c.id for c in probe.select(tokens)]
+    report = Path(args.report).expanduser().absolute() if args.report else None
+    doc = {
+        "prefix": str(prefix),
+        "checks": checks,
+        "report_file": str(report or slurm.default_report(prefix)),
+        "expect_cuda": _expect_cuda(args, prefix),
+        "dry_run": True,
+    }
+    if args.json:
+        _shared.emit_json(doc)
+    else:
+        print(f"would verify {prefix}: {len(checks)} checks ({', '.join(checks)})")
+        print(f"would record the report in {doc['report_file']} (a dry run writes nothing)")
+    return 0
 
 
 def _sbatch(args: argparse.Namespace, prefix: Path, tokens: list[str]) -> int:
@@ -170,9 +196,20 @@ def _sbatch(args: argparse.Namespace, prefix: Path, tokens: list[str]) -> int:
         checks=tuple(tokens),
         timeout=args.timeout,
     )
-    out = slurm.write(job, Path(args.sbatch).expanduser(), force=args.force)
+    out = Path(args.sbatch).expanduser()
+    if not args.dry_run:
+        out = slurm.write(job, out, force=args.force)
     if args.json:
-        _shared.emit_json({"sbatch": str(out), "prefix": str(prefix), "report": str(report)})
+        _shared.emit_json(
+            {
+                "sbatch": str(out),
+                "prefix": str(prefix),
+                "report": str(report),
+                "written": not args.dry_run,
+            }
+        )
+    elif args.dry_run:
+        print(f"would write {out} (a dry run writes nothing)")
     else:
         print(f"wrote {out}")
         print(f"next: sbatch {out}   (report: {report})")

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from ..rules import Package
-    from ..select import Target
     from ..spec import EnvSpec
+    from ..target import Target
 
 
 @dataclass(frozen=True)

@@ -33,11 +33,10 @@ from .base import PipPackage, Record, SolvedEnv
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
-    from ..select import Target
     from ..spec import EnvSpec
+    from ..target import Target
 
 NAME = "rattler"
-CACHE_ENV = "CONDA_UNSLOTH_CACHE"
 CHANNEL_ALIAS = "https://conda.anaconda.org"
 DEFAULTS = ("https://repo.anaconda.com/pkgs/main", "https://repo.anaconda.com/pkgs/r")
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(/label/[A-Za-z0-9_.-]+)?$")
@@ -66,13 +65,10 @@ def run_coro(coro: Any) -> Any:
 
 
 def cache_dir() -> Path:
-    """``$CONDA_UNSLOTH_CACHE/rattler``, else ``$XDG_CACHE_HOME/conda-unsloth/rattler``, else
-    ``~/.cache/conda-unsloth/rattler``."""
-    override = os.environ.get(CACHE_ENV)
-    if override:
-        return Path(override).expanduser() / "rattler"
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "conda-unsloth" / "rattler"
+    """Where repodata is cached (``cache.cache_dir("rattler")``)."""
+    from ..cache import cache_dir as base
+
+    return base("rattler")
 
 
 # ----------------------------------------------------------------------------- channels
@@ -347,15 +343,14 @@ def solved_extra(spec: EnvSpec, notes: list[str]) -> dict[str, Any]:
 def virtual_packages(target: Target) -> list[Any]:
     import rattler
 
-    out = []
-    for vp in target.virtual_packages():
-        name, version, build = [*vp.split("="), "0", "0"][:3]
-        out.append(
-            rattler.GenericVirtualPackage(
-                rattler.PackageName(name), rattler.Version(version), rattler.BuildString(build)
-            )
+    return [
+        rattler.GenericVirtualPackage(
+            rattler.PackageName(vp.name),
+            rattler.Version(vp.version),
+            rattler.BuildString(vp.build),
         )
-    return out
+        for vp in target.virtual_packages()
+    ]
 
 
 @functools.cache
@@ -471,7 +466,7 @@ class RattlerSolver:
             raise UnsolvableError(
                 redact_text(str(exc).strip()),
                 channels=[redact_url(u) for u in urls],
-                virtual_packages=target.virtual_packages(),
+                virtual_packages=[str(vp) for vp in target.virtual_packages()],
             ) from None
         except GatewayError as exc:
             detail = _first_lines(exc, 3)
@@ -497,7 +492,7 @@ class RattlerSolver:
             platform=target.platform,
             channels=tuple(_channel_label(u) for u in urls),
             records=tuple(sorted((to_record(r) for r in records), key=lambda r: r.name)),
-            virtual_packages=tuple(target.virtual_packages()),
+            virtual_packages=tuple(str(vp) for vp in target.virtual_packages()),
             solver=_solver_label(),
             pip=pip_packages(spec),
             pip_constraints=tuple(d.spec for d in spec.pip_constraints),

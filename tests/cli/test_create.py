@@ -174,7 +174,7 @@ def test_second_concurrent_create_is_refused(
         r = cli(*args(demo, prefix))
     assert (
         r.code == 2
-        and f"another conda unsloth create is building {prefix} (pid {os.getpid()})" in r.err
+        and f"another conda-unsloth create is building {prefix} (pid {os.getpid()})" in r.err
     )
     assert not prefix.exists()
 

@@ -294,7 +294,7 @@ def test_validation_failure_from_file_hints_at_cuda_flag(
     assert r.code == 1
     assert r.err.splitlines()[-1] == (
         "hint: the target CUDA was 12.1 ('pytorch-cuda=12.1' in environment.yml); choose it "
-        f"with conda unsloth solve -f {env} --cuda X.Y"
+        f"with conda-unsloth solve -f {env} --cuda X.Y"
     )
     assert "Traceback" not in r.err
 

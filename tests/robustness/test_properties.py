@@ -15,7 +15,8 @@ from conda_unsloth.errors import SpecError, UnslothError
 from conda_unsloth.exports.lockread import read_lock
 from conda_unsloth.host import Gpu, Host
 from conda_unsloth.rules import Package, arch_covered, evaluate
-from conda_unsloth.select import Request, normalize_arch, select
+from conda_unsloth.select import Request, select
+from conda_unsloth.target import normalize_arch
 from tests.test_select import check_invariants
 
 KB = knowledge.load()

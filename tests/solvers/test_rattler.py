@@ -9,9 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conda_unsloth.errors import SolveError, SpecError, UnsolvableError, UsageError
-from conda_unsloth.select import Target
-from conda_unsloth.solvers import get_solver
+from conda_unsloth.errors import SolveError, SpecError, UnsolvableError
 from conda_unsloth.solvers.rattler import (
     CHANNEL_ALIAS,
     RattlerSolver,
@@ -23,6 +21,7 @@ from conda_unsloth.solvers.rattler import (
     rewrite_spec,
 )
 from conda_unsloth.spec import Dep, EnvSpec
+from conda_unsloth.target import Target, VirtualPackage
 from conda_unsloth.validate import ValidationError, explain_unsolvable, validate
 
 from .conftest import KB
@@ -142,10 +141,10 @@ def test_cuda_driver_too_old_is_unsolvable(conda_forge_channels: list[str]) -> N
     spec = EnvSpec(None, conda_forge_channels, [Dep("python=3.12"), Dep("pytorch=*=cuda*")])
 
     class NoCudaTarget(Target):
-        def virtual_packages(self) -> list[str]:
-            return ["__linux=5.15=0", "__glibc=2.36=0", "__unix=0=0"]
+        def virtual_packages(self) -> tuple[VirtualPackage, ...]:
+            return tuple(v for v in super().virtual_packages() if v.name != "__cuda")
 
-    t = NoCudaTarget("linux-64", "12.9", (), None, "2.36", "--cuda")
+    t = NoCudaTarget("linux-64", "12.9", glibc="2.36")
     with pytest.raises(UnsolvableError, match="__cuda"):
         RattlerSolver().solve(spec, t)
 
@@ -300,29 +299,6 @@ def test_solve_carries_unpinned_pip_requirements(pytorch_channels: list[str]) ->
     solved = RattlerSolver().solve(spec, _target("12.1"))
     assert [(p.name, p.version) for p in solved.pip] == [("peft", "0.14.0")]
     assert solved.extra["pip_unpinned"] == ("unsloth", "transformers>=4.46")
-
-
-# ----------------------------------------------------------------------------- get_solver
-
-
-def test_get_solver_defaults_to_rattler_outside_conda() -> None:
-    assert get_solver(None).name == "rattler"
-    assert get_solver("rattler").name == "rattler"
-
-
-def test_get_solver_libmamba_without_conda_is_usage_error() -> None:
-    pytest.importorskip("pytest")
-    import importlib.util
-
-    if importlib.util.find_spec("conda") is not None:
-        pytest.skip("conda is installed here")
-    with pytest.raises(UsageError, match="needs conda"):
-        get_solver("libmamba")
-
-
-def test_get_solver_unknown_name() -> None:
-    with pytest.raises(UsageError, match="is not a solver"):
-        get_solver("classic")
 
 
 def test_fast_record_conversion_matches_public_api(planned, pytorch_channels: list[str]) -> None:

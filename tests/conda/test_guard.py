@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from conda_unsloth import guard, marker
+from conda_unsloth import marker
+from conda_unsloth.conda import guard
 from tests import prefixes as P
 
 

@@ -6,15 +6,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .errors import InstallError
+from ..errors import InstallError
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from pathlib import Path
 
-    from .solvers.base import Record
+    from ..solvers.base import Record
 
 
-def explicit_lines(records: list[Record]) -> list[str]:
+def explicit_lines(records: Sequence[Record]) -> list[str]:
     lines = ["@EXPLICIT"]
     for r in records:
         digest = f"#{r.sha256}" if r.sha256 else (f"#{r.md5}" if r.md5 else "")
@@ -22,7 +23,9 @@ def explicit_lines(records: list[Record]) -> list[str]:
     return lines
 
 
-def install_explicit(records: list[Record], prefix: Path) -> None:
+def install_explicit(records: Sequence[Record], prefix: Path, show_progress: bool = False) -> None:
+    """Fetch (hash-checked), extract and link ``records`` into ``prefix`` with conda's
+    transaction (conda's own progress bars; ``show_progress`` is conda's to decide)."""
     from conda import CondaError
     from conda.misc import explicit
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conda_unsloth.conda_install import explicit_lines
+from conda_unsloth.conda.install import explicit_lines
 from conda_unsloth.solvers.base import Record
 
 
@@ -46,7 +46,7 @@ def test_explicit_lines_carry_sha256_else_md5() -> None:
 
 def test_install_explicit_with_real_conda(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("conda.misc")
-    from conda_unsloth.conda_install import install_explicit
+    from conda_unsloth.conda.install import install_explicit
     from conda_unsloth.exports.lockread import read_lock
     from tests.channels import Pkg, write_channel
 

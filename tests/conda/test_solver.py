@@ -7,17 +7,17 @@ import os
 
 import pytest
 
-from conda_unsloth.errors import SpecError
-from conda_unsloth.select import Target
-from conda_unsloth.solvers.conda_libmamba import (
+from conda_unsloth.conda.solver import (
     CondaLibmambaSolver,
     _qualified_specs,
     scoped_env,
     target_overrides,
 )
+from conda_unsloth.errors import SpecError
 from conda_unsloth.spec import Dep, EnvSpec
+from conda_unsloth.target import CudaFrom, Target
 
-T121 = Target("linux-64", "12.1", (), None, "2.36", "--cuda")
+T121 = Target("linux-64", "12.1", glibc="2.36")
 
 
 def test_target_overrides_come_from_the_target_not_the_host() -> None:
@@ -27,7 +27,7 @@ def test_target_overrides_come_from_the_target_not_the_host() -> None:
         "CONDA_OVERRIDE_LINUX": "5.15",
         "CONDA_OVERRIDE_ARCHSPEC": "x86_64",
     }
-    driver = Target("linux-aarch64", "12.1", (), "12.4", None, "driver")
+    driver = Target("linux-aarch64", "12.1", driver_cuda="12.4", cuda_from=CudaFrom.DRIVER)
     assert target_overrides(driver) == {
         "CONDA_OVERRIDE_CUDA": "12.4",
         "CONDA_OVERRIDE_GLIBC": "2.28",
@@ -74,7 +74,7 @@ def test_qualified_specs_follow_replacement_channels() -> None:
 def libmamba():  # type: ignore[no-untyped-def]
     pytest.importorskip("conda", reason="needs a real conda installation")
     pytest.importorskip("conda_libmamba_solver", reason="needs conda-libmamba-solver")
-    from conda_unsloth.solvers.conda_libmamba import CondaLibmambaSolver
+    from conda_unsloth.conda.solver import CondaLibmambaSolver
 
     return CondaLibmambaSolver()
 
@@ -122,7 +122,7 @@ def conda_context():  # type: ignore[no-untyped-def]
 def test_scope_keeps_condas_own_offline_setting(
     conda_context, condarc_offline: bool, flag: bool, expected: bool
 ) -> None:  # type: ignore[no-untyped-def]
-    from conda_unsloth.solvers.conda_libmamba import target_scope
+    from conda_unsloth.conda.solver import target_scope
 
     with conda_context._override("offline", condarc_offline):
         with target_scope(conda_context, T121, offline=flag):
@@ -134,7 +134,7 @@ def test_scope_keeps_condas_own_offline_setting(
 def test_scope_presents_the_targets_virtual_packages_not_the_hosts(
     conda_context, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]
-    from conda_unsloth.solvers.conda_libmamba import target_scope
+    from conda_unsloth.conda.solver import target_scope
 
     monkeypatch.setenv("CONDA_OVERRIDE_ARCHSPEC", "zen4")
     monkeypatch.setenv("CONDA_OVERRIDE_LINUX", "6.8.0")

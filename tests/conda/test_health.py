@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conda_unsloth import health
+from conda_unsloth.conda import health
 from tests import prefixes as P
 from tests.conftest import tree
 
@@ -206,7 +206,7 @@ def test_health_check_kwargs_follow_the_fields(fields: set[str], expected: set[s
 
 def test_importing_the_check_does_not_import_conda() -> None:
     code = (
-        "import sys, conda_unsloth.health, conda_unsloth.doctor, conda_unsloth.inventory; "
+        "import sys, conda_unsloth.conda.health, conda_unsloth.doctor, conda_unsloth.inventory; "
         "assert not any(m == 'conda' or m.startswith('conda.') for m in sys.modules), "
         "sorted(m for m in sys.modules if m.startswith('conda'))"
     )

@@ -16,12 +16,12 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import UnslothError
+from ..errors import UnslothError
 
 if TYPE_CHECKING:
     import argparse
 
-    from .doctor import Diagnosed, Diagnosis
+    from ..doctor import Diagnosed, Diagnosis
 
 NAME = "unsloth"
 SUMMARY = "Known-bad Unsloth GPU stacks (xformers/torch/CUDA/unsloth requirements)"
@@ -35,7 +35,7 @@ Installer = Callable[["argparse.Namespace", list[str]], int]
 
 
 def _diagnose(prefix: str) -> Diagnosis:
-    from . import doctor, knowledge
+    from .. import doctor, knowledge
 
     return doctor.diagnose(Path(prefix), knowledge.load(), host=None, scopes=("packages",))
 

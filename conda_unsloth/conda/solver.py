@@ -26,12 +26,12 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import SolveError, UnslothError, UnsolvableError, UsageError
 from ..redact import redact_text, redact_url
-from .base import Record, SolvedEnv
-from .rattler import channel_url, pip_packages, rewrite_spec, solved_extra
+from ..solvers.base import Record, SolvedEnv
+from ..solvers.rattler import channel_url, pip_packages, rewrite_spec, solved_extra
 
 if TYPE_CHECKING:
-    from ..select import Target
     from ..spec import EnvSpec
+    from ..target import Target
 
 NAME = "libmamba"
 # The baseline microarchitecture per platform, as conda's __archspec build string: the solve
@@ -60,14 +60,10 @@ def target_overrides(target: Target) -> dict[str, str | None]:
         "CONDA_OVERRIDE_LINUX": None,
         "CONDA_OVERRIDE_ARCHSPEC": ARCHSPEC_BASELINE.get(target.platform),
     }
+    names = {"__cuda": "CUDA", "__glibc": "GLIBC", "__linux": "LINUX"}
     for vp in target.virtual_packages():
-        name, version = [*vp.split("="), ""][:2]
-        if name == "__cuda":
-            out["CONDA_OVERRIDE_CUDA"] = version
-        elif name == "__glibc":
-            out["CONDA_OVERRIDE_GLIBC"] = version
-        elif name == "__linux":
-            out["CONDA_OVERRIDE_LINUX"] = version
+        if vp.name in names:
+            out[f"CONDA_OVERRIDE_{names[vp.name]}"] = vp.version
     return out
 
 
@@ -183,7 +179,7 @@ def target_scope(context: Any, target: Target, *, offline: bool) -> Iterator[tup
         stack.enter_context(context._override("offline", bool(offline or context.offline)))
         records = getattr(context.plugin_manager, "get_virtual_package_records", None)
         if records is None:  # pragma: no cover - conda < 24.x
-            yield tuple(target.virtual_packages())
+            yield tuple(str(vp) for vp in target.virtual_packages())
         else:
             yield tuple(vp_label(r) for r in records())
 

@@ -8,21 +8,22 @@ from types import SimpleNamespace
 
 import pytest
 
-from conda_unsloth.conda_exporters import EXPORTERS, export
-from conda_unsloth.conda_exporters import FORMATS as VERB_FORMAT
+from conda_unsloth.conda.exporters import export
 from conda_unsloth.errors import UsageError
+from conda_unsloth.exports import FORMATS, Format
 from tests.cli.test_export import make_env
 from tests.conftest import Result
 
 
-@pytest.mark.parametrize("name", list(EXPORTERS))
+@pytest.mark.parametrize("fmt", FORMATS, ids=lambda f: f.conda_name)
 def test_same_output_as_the_verb_conda_env_stand_in(
-    cli: Callable[..., Result], tmp_path: Path, name: str
+    cli: Callable[..., Result], tmp_path: Path, fmt: Format
 ) -> None:
     """conda hands the exporter its Environment; a stand-in with the same two attributes."""
+    name = fmt.conda_name
     prefix = make_env(tmp_path)
     out = tmp_path / "verb.out"
-    r = cli("export", "-p", str(prefix), "--format", VERB_FORMAT[name], "-o", str(out))
+    r = cli("export", "-p", str(prefix), "--format", fmt.name, "-o", str(out))
     assert r.code == 0, r.err
     got = export(name, SimpleNamespace(prefix=str(prefix), name=None))
     assert got == out.read_text().rstrip("\n")
@@ -35,9 +36,9 @@ def test_no_prefix_is_a_clear_error() -> None:
 
 def test_names_never_collide_with_conda_or_conda_lockfiles() -> None:
     taken = {"explicit", "environment-yaml", "environment-json", "requirements", "conda-lock-v1"}
-    for name, (aliases, files, _) in EXPORTERS.items():
-        assert not ({name, *aliases} & taken)
-        assert all(f.startswith("unsloth") for f in files)
+    for f in FORMATS:
+        assert not ({f.conda_name, *f.conda_aliases} & taken)
+        assert f.conda_filename.startswith("unsloth")
 
 
 def test_exporter_hook_with_real_conda() -> None:
@@ -49,7 +50,7 @@ def test_exporter_hook_with_real_conda() -> None:
     from conda_unsloth import plugin
 
     names = [e.name for e in plugin.conda_environment_exporters()]  # type: ignore[attr-defined]
-    assert names == list(EXPORTERS)
+    assert names == [f.conda_name for f in FORMATS]
 
 
 def test_other_platform_than_installed_is_refused(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ RUN_FOR = frozenset(
 
 def _ours(prefix: Path) -> bool:
     """Does ``prefix`` carry our marker (a regular file)? One stat; False when it cannot tell."""
-    from . import marker
+    from .. import marker
 
     try:
         return stat.S_ISREG(marker.path_for(prefix).stat().st_mode)
@@ -35,7 +35,7 @@ def check_prefix(prefix: Path, command: str = "") -> list[str]:
     try:
         if not _ours(prefix):
             return []
-        from . import doctor, knowledge
+        from .. import doctor, knowledge
 
         diag = doctor.diagnose(prefix, knowledge.load(), host=None, scopes=("packages",))
         lines = []

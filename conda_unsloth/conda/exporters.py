@@ -10,36 +10,35 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .errors import UsageError
-
-# name -> (aliases, default file names, description); names are prefixed so they never collide
-# with conda's own `explicit` / `environment-yaml` or conda-lockfiles' `conda-lock-v1`.
-EXPORTERS: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
-    "unsloth-explicit": (
-        (),
-        ("unsloth-explicit.txt",),
-        "@EXPLICIT with sha256, credentials redacted",
-    ),
-    "unsloth-conda-lock": (
-        ("unsloth-lock",),
-        ("unsloth.conda-lock.yml",),
-        "conda-lock v1 including the pip part with wheel hashes",
-    ),
-    "unsloth-environment": ((), ("unsloth-environment.yml",), "fully pinned environment.yml"),
-}
+from ..errors import UsageError
 
 
-FORMATS = {
-    "unsloth-explicit": "explicit",
-    "unsloth-conda-lock": "conda-lock",
-    "unsloth-environment": "environment",
-}
+def exporter_kwargs(fields: set[str]) -> list[dict[str, Any]]:
+    """``CondaEnvironmentExporter`` arguments for each of our formats, for the fields the
+    running conda's class has (``description`` is newer than the hook)."""
+    import functools
+
+    from ..exports import FORMATS
+
+    out = []
+    for f in FORMATS:
+        kwargs: dict[str, Any] = {
+            "name": f.conda_name,
+            "aliases": f.conda_aliases,
+            "default_filenames": (f.conda_filename,),
+            "export": functools.partial(export, f.conda_name),
+        }
+        if "description" in fields:
+            kwargs["description"] = f.description
+        out.append(kwargs)
+    return out
 
 
 def export(name: str, env: Any) -> str:
     """The exporter hook's ``export(env)`` (bound to a format name): the verb's own rendering of
     the prefix conda's Environment points at."""
-    from .cli.export import render_export, solved_from_prefix
+    from ..exports import by_name
+    from ..exports.installed import render_installed, solved_from_prefix
 
     prefix = getattr(env, "prefix", None)
     if not prefix:
@@ -52,4 +51,4 @@ def export(name: str, env: Any) -> str:
             f"it cannot export them for platform {wanted}",
             hints=[f"drop --platform {wanted}, or solve for it: conda unsloth solve --lock ..."],
         )
-    return render_export(solved, FORMATS[name], Path(prefix)).rstrip("\n")
+    return render_installed(solved, by_name(name), Path(prefix)).rstrip("\n")

@@ -1,0 +1,420 @@
+"""The pipeline, stage by stage, as functions with typed results:
+
+```
+plan (a request, or an environment file)  -> Plan       (spec + target)
+solve + validate (or read a lock)         -> Solution   (records + what validation checked)
+prepare the create                        -> Prepared   (the pip part, constraints, the prefix)
+build: install -> pip stage -> mark -> verify, inside prefixtx.transaction -> Built
+```
+
+The verbs in ``cli/`` parse arguments, call these and render what they return; the
+:class:`~conda_unsloth.runtime.Runtime` brings what differs inside conda (solver, installer).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import PrefixError, UsageError, VerifyError
+from .install import PipOptions
+from .target import CudaFrom, Target
+
+if TYPE_CHECKING:
+    from .host import Host
+    from .knowledge import Knowledge
+    from .runtime import Runtime
+    from .select import Request, Selection
+    from .solvers.base import PipPackage, SolvedEnv, Solver
+    from .spec import EnvSpec
+
+Progress = Callable[[str], None]
+
+
+def _quiet(msg: str) -> None:
+    return None
+
+
+# ----------------------------------------------------------------------------- plan
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to solve: the environment spec and the target it is for."""
+
+    spec: EnvSpec
+    target: Target
+    profile: str
+    selection: Selection | None = None  # None when the spec came from a file
+    source: str | None = None  # the environment file, when there is one
+    notices: tuple[str, ...] = ()
+
+
+def plan_request(req: Request, host: Host, kb: Knowledge, name: str | None = None) -> Plan:
+    """A plan from the command line's request (the knowledge base decides every pin)."""
+    from . import spec as specmod
+    from .select import select
+
+    sel = select(req, host, kb)
+    env = specmod.from_selection(sel, name, None)
+    return Plan(env, sel.target, sel.profile.name, sel, None, sel.notices)
+
+
+def plan_file(
+    path: Path,
+    host: Host,
+    kb: Knowledge,
+    *,
+    profile: str | None = None,
+    cuda: str | None = None,
+    archs: tuple[str, ...] = (),
+    platform: str | None = None,
+) -> Plan:
+    """A plan from an environment file: its pins are read once (``target.target_from_spec``);
+    ``--cuda``/``--profile`` given on the command line win over them."""
+    from . import spec as specmod
+    from .target import target_from_spec
+
+    env = specmod.read(path)
+    target, prof, _pins, notices = target_from_spec(
+        env, path.name, host, kb, profile=profile, cuda=cuda, archs=archs, platform=platform
+    )
+    return Plan(env, target, prof, None, str(path), tuple(notices))
+
+
+# ----------------------------------------------------------------------------- solve
+
+
+@dataclass(frozen=True)
+class Solution:
+    """A solved (or locked) environment and what validation checked on it."""
+
+    solved: SolvedEnv
+    target: Target | None  # None for a lock: it was validated when it was written
+    checked: tuple[str, ...] = ()
+    notices: tuple[str, ...] = ()
+
+
+def solve(
+    plan: Plan,
+    solver: Solver,
+    kb: Knowledge,
+    *,
+    offline: bool = False,
+    channels: list[str] | None = None,
+) -> Solution:
+    """Solve ``plan`` for its target (``channels`` replace the spec's) and validate the
+    result. Raises UnsolvableError (with our hints) or ValidationError."""
+    from .errors import UnsolvableError
+    from .validate import ValidationError, explain_unsolvable, validate
+
+    env = replace(plan.spec, channels=list(channels)) if channels else plan.spec
+    target = plan.target
+    notices = list(plan.notices)
+    try:
+        solved = solver.solve(env, target, offline=offline)
+    except UnsolvableError as exc:
+        raise explain_unsolvable(exc, env, target, kb, plan.profile) from None
+    notices += list(solved.extra.get("notes", ()))
+    if target.cuda_from is CudaFrom.SOLVE:
+        cuda = solved_cuda(solved)
+        if cuda is not None:
+            target = target.with_solved_cuda(cuda)
+            notices.append(f"target CUDA {cuda}: from the solved pytorch ({target.why})")
+    unpinned = list(solved.extra.get("pip_unpinned", ()))
+    if unpinned:
+        notices.append(
+            f"{len(unpinned)} pip requirement(s) are not name==version pins and are kept "
+            f"verbatim, not locked: {', '.join(unpinned)}"
+        )
+    try:
+        checked = validate(solved, kb, target)
+    except ValidationError as exc:
+        if plan.source is None or target.cuda_from is CudaFrom.FLAG:
+            raise
+        raise ValidationError(
+            exc.message,
+            hints=[
+                *exc.hints,
+                f"the target CUDA was {target.cuda} ({target.cuda_source}); choose it with "
+                f"conda unsloth solve -f {plan.source} --cuda X.Y",
+            ],
+            **exc.details,
+        ) from None
+    return Solution(solved, target, checked, tuple(notices))
+
+
+def solved_cuda(solved: SolvedEnv) -> str | None:
+    """The CUDA of the solved pytorch (None: none, a CPU build or an unknown one)."""
+    from .rules import torch_cuda
+
+    pt = solved.record("pytorch")
+    return torch_cuda(pt.to_package()) if pt is not None else None
+
+
+def read_lock(path: Path, platform: str) -> Solution:
+    """A lock file as a Solution: no solve; every local package's sha256 is checked now."""
+    from .exports.lockread import read_lock as read
+    from .install import verify_local_hashes
+
+    solved = read(path, platform=platform)
+    verify_local_hashes(list(solved.records))
+    return Solution(solved, None, ("every package file matches its sha256 in the lock",))
+
+
+# ----------------------------------------------------------------------------- create
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A create, decided and not yet begun: what the user is asked to confirm."""
+
+    prefix: Path
+    replacing: bool
+    solution: Solution
+    plan: Plan | None  # None for --from-lock
+    pip_requirements: tuple[str, ...]  # to resolve with pip (empty when the lock has hashes)
+    locked_pip: tuple[PipPackage, ...] | None  # the lock's hashed wheels, installed as they are
+    constraints: tuple[str, ...]
+    notices: tuple[str, ...] = ()
+
+    @property
+    def pip_shown(self) -> list[str]:
+        if self.locked_pip is None:
+            return list(self.pip_requirements)
+        return [p.requirement() for p in self.locked_pip]
+
+    def to_json(self) -> dict[str, Any]:
+        solved = self.solution.solved
+        target = self.solution.target
+        return {
+            "prefix": str(self.prefix),
+            "replaces_existing": self.replacing,
+            "target": target.to_json() if target else None,
+            "checked": list(self.solution.checked),
+            "conda": [r.to_json() for r in solved.records],
+            "pip": self.pip_shown,
+            "solver": solved.solver,
+        }
+
+
+def constraints_for(solved: SolvedEnv, extra: list[str]) -> list[str]:
+    """Pin every Python distribution conda installed to conda's version."""
+    names = {"pytorch": "torch", "torchtriton": "triton"}
+    out = dict.fromkeys(extra)
+    for r in solved.records:
+        if r.name == "python" or not any(d.split()[0] == "python" for d in r.depends):
+            continue
+        out[f"{names.get(r.name, r.name)}=={r.version}"] = None
+    return list(out)
+
+
+def prepare_create(
+    prefix: Path,
+    force: bool,
+    solution: Solution,
+    plan: Plan | None,
+    roots: list[Path],
+) -> Prepared:
+    """Decide the pip part of a create and check the prefix can be created (or, with
+    ``force``, replaced; never one of ``roots``)."""
+    from . import prefixtx
+
+    replacing = prefixtx.check_target(prefix, force, roots)
+    solved = solution.solved
+    locked: tuple[PipPackage, ...] | None = None
+    notices: list[str] = []
+    if plan is None:  # a lock
+        unhashed = list(solved.extra.get("pip_requirements", []))
+        if unhashed:  # the lock pins pip packages without wheel hashes: resolve them (and the
+            # hashed ones) against conda's pins, as a plan would
+            reqs = tuple([p.requirement() for p in solved.pip] + unhashed)
+            notices.append(
+                "the lock's pip part has no wheel hashes: resolving it with pip against "
+                "conda's pins"
+            )
+        else:
+            reqs, locked = (), tuple(solved.pip)
+        constraints = constraints_for(solved, [])
+    else:
+        reqs = tuple(plan.spec.pip_requirements())
+        constraints = constraints_for(solved, [d.spec for d in plan.spec.pip_constraints])
+    return Prepared(
+        prefix, replacing, solution, plan, reqs, locked, tuple(constraints), tuple(notices)
+    )
+
+
+@dataclass(frozen=True)
+class Built:
+    prefix: Path
+    replaced: bool
+    conda_packages: int
+    pip: tuple[PipPackage, ...]
+    verification: dict[str, Any]
+    seconds: dict[str, float] = field(default_factory=dict)
+    marker: Path | None = None
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    force: bool = False
+    keep_failed: bool = False
+    verify: bool = True
+    pip: PipOptions = field(default_factory=PipOptions)
+    show_progress: bool = False  # rattler's progress bars on stderr
+    request: dict[str, Any] = field(default_factory=dict)  # what was asked, for the marker
+
+
+def build(
+    prep: Prepared,
+    opts: BuildOptions,
+    runtime: Runtime,
+    kb: Knowledge,
+    host: Host,
+    *,
+    say: Progress = _quiet,
+) -> Built:
+    """Install, run the pip stage, write the marker and verify, all inside the prefix's
+    transaction (lock, journal, rollback): a failure or an interrupt leaves nothing behind
+    (``keep_failed`` keeps it, marked failed), and an env being replaced is put back."""
+    from . import install, marker, prefixtx
+
+    prefix, solved = prep.prefix, prep.solution.solved
+    target = prep.solution.target
+    seconds: dict[str, float] = {}
+    selection = prep.plan.selection if prep.plan else None
+    base_marker = {
+        "request": opts.request,
+        "target": target.to_json() if target else None,
+        "profile": prep.plan.profile if prep.plan else None,
+        "knowledge_revision": kb.revision,
+        "solver": solved.solver,
+        "lock_digest": install.lock_digest(solved),
+        "channels": list(solved.channels),
+    }
+    if selection is not None:
+        base_marker["profile"] = selection.profile.name
+
+    def mark_failed(exc: BaseException) -> None:
+        marker.write(
+            prefix,
+            {
+                **base_marker,
+                "status": "failed",
+                "failure": install.describe_failure(exc),
+                "created": install.now(),
+            },
+        )
+
+    with (
+        prefixtx.prefix_lock(prefix),
+        prefixtx.signals_raise(),
+        _same_target(prefix, opts.force, prep.replacing, runtime.roots()),
+        prefixtx.transaction(prefix, prep.replacing, opts.keep_failed, mark_failed, say),
+    ):
+        t0 = time.monotonic()
+        say(f"installing {len(solved.records)} conda packages into {prefix}")
+        runtime.install(list(solved.records), prefix, opts.show_progress)
+        seconds["install"] = time.monotonic() - t0
+        t0 = time.monotonic()
+        pip_installed: list[PipPackage] = []
+        if prep.pip_requirements or prep.locked_pip:
+            say("pip stage (--no-deps, conda's packages pinned)")
+            pip_installed = install.pip_stage(
+                prefix,
+                list(prep.pip_requirements),
+                list(prep.constraints),
+                opts.pip,
+                locked=list(prep.locked_pip) if prep.locked_pip is not None else None,
+                require_hashes=prep.locked_pip is not None,
+            )
+            install.post_pip_checks(prefix)
+        seconds["pip"] = time.monotonic() - t0
+        marker_doc = {
+            **base_marker,
+            "status": "built",
+            "created": install.now(),
+            "pip": [
+                {"name": p.name, "version": p.version, "url": p.url, "sha256": p.sha256}
+                for p in pip_installed
+            ],
+        }
+        marker.write(prefix, marker_doc)
+        t0 = time.monotonic()
+        verification = verify_new_env(prefix, target, host, opts.verify, runtime, say)
+        seconds["verify"] = time.monotonic() - t0
+        marker.write(prefix, {**marker_doc, "status": "ok", "verification": verification})
+    return Built(
+        prefix,
+        prep.replacing,
+        len(solved.records),
+        tuple(pip_installed),
+        verification,
+        seconds,
+        marker.path_for(prefix),
+    )
+
+
+@contextlib.contextmanager
+def _same_target(prefix: Path, force: bool, replacing: bool, roots: list[Path]) -> Iterator[None]:
+    """Under the lock, the prefix must still be what we planned against (another create may
+    have built it while we solved or asked)."""
+    from . import prefixtx
+
+    if prefixtx.check_target(prefix, force, roots) != replacing:
+        raise PrefixError(f"{prefix} changed while this create was planning; nothing was changed")
+    yield
+
+
+def verify_new_env(
+    prefix: Path,
+    target: Target | None,
+    host: Host,
+    wanted: bool,
+    runtime: Runtime,
+    say: Progress = _quiet,
+) -> dict[str, Any]:
+    """The post-install GPU verification: skipped (and recorded as such) with --no-verify or
+    when this host has no GPU to run it on (also when CONDA_OVERRIDE_CUDA says the env is for
+    another machine); a failed required check raises VerifyError (the create rolls back)."""
+    from .install import now
+
+    if not wanted:
+        return {"verdict": "skipped", "reason": "--no-verify", "time": now()}
+    if not host.gpus:
+        reason = "no GPU visible on this host"
+        if host.source == "CONDA_OVERRIDE_CUDA" and host.driver_cuda:
+            reason = (
+                f"building for another machine (CONDA_OVERRIDE_CUDA={host.driver_cuda}) on a "
+                "host without a GPU"
+            )
+        say(f"{reason}: verification skipped (run `{runtime.command} verify` on a GPU node)")
+        return {"verdict": "skipped", "reason": reason, "time": now()}
+    from .exports.slurm import default_report
+    from .spec import write_atomic
+    from .verify import report as reportmod
+    from .verify import run_verification
+
+    say("verifying on the GPU")
+    report = run_verification(prefix, expect_cuda=target.cuda if target else None)
+    report_file = default_report(prefix)
+    write_atomic(report_file, reportmod.dumps(report))
+    summary = reportmod.marker_record(report, report_file)
+    if not report.ok:
+        raise VerifyError(
+            "verification failed: " + ", ".join(summary["failed"]),
+            hints=[
+                f"conda unsloth verify -p {prefix} shows each check and its fix",
+                "--keep-failed keeps the env for inspection",
+            ],
+        )
+    return summary
+
+
+def check_inputs(file: str | None, from_lock: str | None) -> None:
+    if file and from_lock:
+        raise UsageError("give either -f ENV_YML or --from-lock LOCK, not both")
