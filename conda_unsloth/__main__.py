@@ -17,8 +17,11 @@ if TYPE_CHECKING:
 class _Parser(argparse.ArgumentParser):
     """argparse, but a bad flag is a one-line UsageError (exit 2) instead of usage + exit."""
 
+    verb: str | None = None  # the verb on the command line, for the hint of a bad flag
+
     def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{message}", hints=[f"{self.prog} --help"])
+        prog = f"{self.prog} {self.verb}" if self.verb and " " not in self.prog else self.prog
+        raise UsageError(f"{message}", hints=[f"{prog} --help"])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -32,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with signals_raise():  # SIGTERM/SIGHUP/SIGQUIT end a run as Ctrl-C does
             parser = generate_parser(_Parser, argv)
-            args = parser.parse_args(argv)
+            args = parser.parse_args(argv)  # a bad flag: _Parser.error names the verb's help
             return execute(args, runtime)
     except UnslothError as exc:
         hints = [runtime.hint(h) for h in exc.hints]

@@ -33,10 +33,24 @@ if TYPE_CHECKING:
     from .spec import EnvSpec
 
 Progress = Callable[[str], None]
+# a long step: a context manager that shows ``msg`` while the step runs (the CLI's spinner)
+Step = Callable[[str], "contextlib.AbstractContextManager[None]"]
 
 
 def _quiet(msg: str) -> None:
     return None
+
+
+def announce(say: Progress) -> Step:
+    """A Step that only says what starts (no spinner): for logs, --quiet, and inside conda,
+    whose own progress lines must not interleave with a spinner."""
+
+    @contextlib.contextmanager
+    def step(msg: str) -> Iterator[None]:
+        say(msg)
+        yield
+
+    return step
 
 
 # ----------------------------------------------------------------------------- plan
@@ -257,6 +271,7 @@ class Built:
     verification: dict[str, Any]
     seconds: dict[str, float] = field(default_factory=dict)
     marker: Path | None = None
+    pip_requested: tuple[str, ...] = ()  # the requirements asked for (their closure is `pip`)
 
 
 @dataclass(frozen=True)
@@ -265,7 +280,7 @@ class BuildOptions:
     keep_failed: bool = False
     verify: bool = True
     pip: PipOptions = field(default_factory=PipOptions)
-    show_progress: bool = False  # rattler's progress bars on stderr
+    show_progress: bool = False  # conda's own progress output (inside conda)
     request: dict[str, Any] = field(default_factory=dict)  # what was asked, for the marker
 
 
@@ -277,12 +292,14 @@ def build(
     host: Host,
     *,
     say: Progress = _quiet,
+    step: Step | None = None,
 ) -> Built:
     """Install, run the pip stage, write the marker and verify, all inside the prefix's
     transaction (lock, journal, rollback): a failure or an interrupt leaves nothing behind
     (``keep_failed`` keeps it, marked failed), and an env being replaced is put back."""
     from . import install, marker, prefixtx
 
+    step = step or announce(say)
     prefix, solved = prep.prefix, prep.solution.solved
     target = prep.solution.target
     seconds: dict[str, float] = {}
@@ -317,22 +334,24 @@ def build(
         prefixtx.transaction(prefix, prep.replacing, opts.keep_failed, mark_failed, say),
     ):
         t0 = time.monotonic()
-        say(f"installing {len(solved.records)} conda packages into {prefix}")
-        runtime.install(list(solved.records), prefix, opts.show_progress)
+        with step(f"installing {len(solved.records)} conda packages into {prefix}"):
+            runtime.install(list(solved.records), prefix, opts.show_progress)
         seconds["install"] = time.monotonic() - t0
         t0 = time.monotonic()
         pip_installed: list[PipPackage] = []
         if prep.pip_requirements or prep.locked_pip:
-            say("pip stage (--no-deps, conda's packages pinned)")
-            pip_installed = install.pip_stage(
-                prefix,
-                list(prep.pip_requirements),
-                list(prep.constraints),
-                opts.pip,
-                locked=list(prep.locked_pip) if prep.locked_pip is not None else None,
-                require_hashes=prep.locked_pip is not None,
-            )
-            install.post_pip_checks(prefix)
+            wanted = len(prep.pip_requirements or prep.locked_pip or ())
+            with step(f"pip stage: {wanted} requirements (--no-deps, conda's packages pinned)"):
+                pip_installed = install.pip_stage(
+                    prefix,
+                    list(prep.pip_requirements),
+                    list(prep.constraints),
+                    opts.pip,
+                    locked=list(prep.locked_pip) if prep.locked_pip is not None else None,
+                    require_hashes=prep.locked_pip is not None,
+                )
+                install.post_pip_checks(prefix)
+            say(f"pip stage: installed {len(pip_installed)} packages")
         seconds["pip"] = time.monotonic() - t0
         marker_doc = {
             **base_marker,
@@ -356,6 +375,7 @@ def build(
         verification,
         seconds,
         marker.path_for(prefix),
+        tuple(prep.pip_shown),
     )
 
 

@@ -9,13 +9,35 @@ from pathlib import Path
 
 from .errors import PrefixError, UsageError
 
+RESERVED_NAMES = ("base", "root")  # conda's names for its root environment
+
 
 def validate_name(name: str) -> str:
     bad = set("/\\:#") & set(name)
-    if not name or bad or name in (".", "..") or name.startswith("-") or " " in name:
+    if (
+        not name
+        or bad
+        or name in (".", "..")
+        or name.startswith("-")
+        or " " in name
+        or not name.isprintable()
+    ):
+        shown = repr(name) if not name.isprintable() else f"'{name}'"
         raise UsageError(
-            f"-n '{name}' is not a valid environment name (no spaces, '/', ':', '#')",
+            f"-n {shown} is not a valid environment name (no spaces, control characters, '/', "
+            "':', '#')",
             hints=["use -p /full/path for an arbitrary location"],
+        )
+    return name
+
+
+def validate_new_name(name: str) -> str:
+    """A name for a new environment: valid, and not conda's root environment."""
+    if validate_name(name) in RESERVED_NAMES:
+        raise UsageError(
+            f"-n {name} is reserved: it names conda's root environment, which conda unsloth "
+            "never builds into",
+            hints=["choose another name, e.g. -n unsloth"],
         )
     return name
 
@@ -58,10 +80,22 @@ def resolve_existing(name: str | None, prefix: str | None, envs_dirs: list[Path]
 
 def new_prefix(name: str | None, prefix: str | None, envs_dirs: list[Path]) -> Path:
     """Where a new environment goes (it may already exist: callers decide)."""
-    if prefix:
-        return Path(prefix).expanduser().absolute()
+    if prefix is not None:
+        if not prefix.strip() or not prefix.isprintable():
+            shown = repr(prefix)
+            raise UsageError(
+                f"-p {shown} is not a usable path (empty, or with control characters)",
+                hints=["give a full path like -p /opt/envs/unsloth"],
+            )
+        path = Path(prefix).expanduser().absolute()
+        if not path.name or path.name in (".", ".."):
+            raise UsageError(
+                f"-p {prefix} names no environment directory (it resolves to {path}); give a "
+                "path like /opt/envs/unsloth",
+            )
+        return path
     if name:
-        validate_name(name)
+        validate_new_name(name)
         for d in envs_dirs:  # an env of that name anywhere on the search path is the one
             if os.path.lexists(d / name):  # `conda activate NAME` would find: that is the target
                 return (d / name).absolute()

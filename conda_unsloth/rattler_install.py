@@ -1,6 +1,6 @@
 """Link a list of records into a prefix with py-rattler, in a process of its own.
 
-`install.install_records` runs this as ``python -m conda_unsloth.rattler_install -`` with the
+`install.install_with_rattler` runs this as ``python -m conda_unsloth.rattler_install -`` with the
 job (JSON) on stdin (``JOB.json`` instead of ``-`` reads a file):
 rattler links with worker threads that keep going after the calling Python is interrupted, so
 the install lives in a child the parent can kill — and wait for — before it rolls back.
@@ -42,7 +42,7 @@ def _records(items: list[dict[str, Any]]) -> list[Any]:
 def main(argv: list[str]) -> int:
     import rattler
 
-    if argv[0] == "-":  # how install_records passes it
+    if argv[0] == "-":  # how install_with_rattler passes it
         job = json.load(sys.stdin)
     else:
         with open(argv[0], encoding="utf-8") as fh:
@@ -60,6 +60,8 @@ def main(argv: list[str]) -> int:
         text = str(exc).strip()
         print(text.splitlines()[0] if text else type(exc).__name__, file=sys.stderr)
         return 1
+    if job.get("progress"):  # rattler's last progress line ends without one
+        sys.stderr.write("\n")
     return 0
 
 

@@ -23,6 +23,16 @@ def _no_real_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CONDA_UNSLOTH_KNOWLEDGE", raising=False)
 
 
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The offline demo (a local channel with this machine's python, pip and stand-ins for the
+    GPU stack, plus a wheelhouse for the pip companions), built once per test session. Tests
+    read it; none may change it."""
+    from tests import envbuild
+
+    return envbuild.build_demo(tmp_path_factory.mktemp("demo"))
+
+
 @dataclass
 class Result:
     code: int

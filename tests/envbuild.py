@@ -47,9 +47,34 @@ def _stdlib_files() -> dict[str, bytes]:
         rel = path.relative_to(stdlib)
         if any(part in SKIP_DIRS or part.startswith("config-") for part in rel.parts):
             continue
+        if rel.name == "EXTERNALLY-MANAGED":  # Debian's PEP 668 marker: not in a conda env
+            continue
         if path.is_file() and not path.is_symlink():
             out[f"lib/python{PY}/{rel.as_posix()}"] = path.read_bytes()
     return out
+
+
+# Debian's python (/usr/bin/python3) patches site.py and sysconfig.py: outside a venv it looks
+# for packages only in .../dist-packages and pip installs into PREFIX/local/lib/.../dist-packages.
+# A conda env's python is upstream CPython: PREFIX/lib/python3.X/site-packages for both. The
+# demo's copy of a Debian interpreter gets that layout back through this sitecustomize (a
+# no-op on python.org / pyenv / conda builds, which have no Debian schemes).
+DEBIAN_SITECUSTOMIZE = """\
+# conda-unsloth demo: make a copied Debian interpreter use PREFIX/lib/pythonX.Y/site-packages
+import site
+import sys
+import sysconfig
+
+if "deb_system" in getattr(sysconfig, "_INSTALL_SCHEMES", {}):
+    _lib = f"{sys.prefix}/lib/python{sys.version_info[0]}.{sys.version_info[1]}/site-packages"
+    if _lib not in sys.path:
+        site.addsitedir(_lib)
+
+    def _upstream_schemes():
+        return {"prefix": "posix_prefix", "home": "posix_home", "user": "posix_user"}
+
+    sysconfig._get_preferred_schemes = _upstream_schemes
+"""
 
 
 def python_package() -> Pkg:
@@ -57,6 +82,7 @@ def python_package() -> Pkg:
     binary = exe.read_bytes()
     files = _stdlib_files()
     files.update({f"bin/python{PY}": binary, "bin/python3": binary, "bin/python": binary})
+    files[f"lib/python{PY}/sitecustomize.py"] = DEBIAN_SITECUSTOMIZE.encode()
     return Pkg("python", PY_FULL, "h_local_0_cpython", depends=(), files=files)
 
 

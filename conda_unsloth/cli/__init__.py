@@ -118,4 +118,7 @@ def generate_parser(
     parser.add_argument("-V", "--version", action="version", version=f"{PROG} {__version__}")
     only = next((a for a in argv if not a.startswith("-")), None) if argv is not None else None
     configure_parser(parser, conda=False, only=only)
+    known = {a for name, aliases, _ in VERBS for a in (name, *aliases)}
+    if only in known and hasattr(parser, "verb"):
+        parser.verb = only  # _Parser (the standalone entry point) names it in a bad flag's hint
     return parser

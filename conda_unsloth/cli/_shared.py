@@ -7,12 +7,18 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
+    from pathlib import Path
     from typing import Any, TextIO
+
+    from rich.console import Console
 
     from ..host import Host
     from ..knowledge import Knowledge
+    from ..pipeline import Step
+    from ..runtime import Runtime
     from ..select import Request, Selection
+    from ..spec import EnvSpec
 
 
 def knowledge(args: argparse.Namespace) -> Knowledge:
@@ -42,6 +48,30 @@ def host() -> Host:
     return detect()
 
 
+def step(args: argparse.Namespace, runtime: Runtime) -> Step:
+    """Long steps: a spinner with the elapsed time on a terminal (standalone), a plain
+    ``==>`` line otherwise (logs, --quiet/--json: nothing; inside conda: conda prints its own
+    progress for the transaction)."""
+    import contextlib
+    import time
+
+    from ..pipeline import announce
+
+    say = progress(args)
+    if runtime.conda or args.json or getattr(args, "quiet", False) or not sys.stderr.isatty():
+        return announce(say)
+    err = console(sys.stderr)
+
+    @contextlib.contextmanager
+    def spin(msg: str) -> Iterator[None]:
+        t0 = time.monotonic()
+        with err.status(msg, spinner="line"):
+            yield
+        say(f"{msg}: done in {time.monotonic() - t0:.1f} s")
+
+    return spin
+
+
 def target_flags(args: argparse.Namespace) -> dict[str, Any]:
     """The target flags for ``pipeline.plan_file`` (``--profile --cuda --gpu-arch
     --platform``)."""
@@ -58,47 +88,131 @@ def target_flags(args: argparse.Namespace) -> dict[str, Any]:
 def progress(args: argparse.Namespace) -> Callable[[str], None]:
     """``==> message`` lines on stderr for the long steps (none with --json or --quiet)."""
     quiet = args.json or getattr(args, "quiet", False)
+    err = console(sys.stderr)
 
     def say(msg: str) -> None:
         if not quiet:
-            print(f"==> {msg}", file=sys.stderr, flush=True)
+            err.print(f"==> {msg}", overflow="fold")
+            sys.stderr.flush()
 
     return say
 
 
+def console(out: TextIO | None = None) -> Console:
+    """A rich console on ``out`` (stdout): the terminal's width (``COLUMNS``, else 80 when not a
+    terminal), no colour when ``NO_COLOR`` is set or the output is not a terminal."""
+    from rich.console import Console
+
+    return Console(
+        file=out or sys.stdout, highlight=False, soft_wrap=False, emoji=False, markup=False
+    )
+
+
+def echo(text: str, out: TextIO | None = None) -> None:
+    """A line of output, wrapped at the terminal's width (a long path is folded, never cut)."""
+    console(out).print(text, overflow="fold")
+
+
+WHY_MIN = 30  # below this, the "why" column goes to a list of its own under the table
+
+
 def table(
-    rows: list[tuple[str, ...]], headers: tuple[str, ...], out: TextIO | None = None
+    rows: list[tuple[str, ...]],
+    headers: tuple[str, ...],
+    out: TextIO | None = None,
+    *,
+    why: str = "why",
 ) -> None:
-    out = out or sys.stdout
-    widths = [len(h) for h in headers]
+    """Rows as plain columns that fit the terminal. No cell is ever cut: the column named
+    ``why`` (free text) folds onto continuation lines, and on a terminal too narrow for it the
+    table is shown without it, followed by a two-column list of (first cell, why)."""
+    from rich.table import Table
+
+    con = console(out)
+    has_why = why in headers
+    idx = headers.index(why) if has_why else -1
+    fixed = [h for h in headers if h != why]
+    widths = (
+        [max(len(h), *(len(r[headers.index(h)]) for r in rows)) for h in fixed] if rows else []
+    )
+    room = con.width - sum(widths) - 2 * len(fixed)
+    inline = not has_why or room >= WHY_MIN
+
+    def grid(columns: list[str], folded: str | None) -> Table:
+        t = Table(box=None, show_edge=False, pad_edge=False, header_style="bold")
+        for h in columns:
+            t.add_column(h, no_wrap=h != folded, overflow="fold", min_width=None)
+        return t
+
+    t = grid(list(headers) if inline else fixed, why if inline else None)
     for r in rows:
-        for i, cell in enumerate(r[: len(widths) - 1]):
-            widths[i] = max(widths[i], len(cell))
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths[:-1]) + "  {}"
-    print(fmt.format(*headers), file=out)
+        t.add_row(*(r if inline else tuple(c for i, c in enumerate(r) if i != idx)))
+    con.print(t)
+    if inline or not rows:
+        return
+    legend = grid([headers[0], why], why)
     for r in rows:
-        print(fmt.format(*r), file=out)
+        if r[idx]:
+            legend.add_row(r[0], r[idx])
+    con.print(legend)
 
 
-def selection_rows(sel: Selection) -> list[tuple[str, ...]]:
+def spec_rows(env: EnvSpec) -> list[tuple[str, ...]]:
+    """What an environment.yml holds, a row per line (conda specs, then pip requirements)."""
+    from ..target import parse_spec
+
     rows: list[tuple[str, ...]] = []
-    for c in sel.conda_choices():
-        rows.append((c.name, c.version or "*", c.build or "", f"conda {c.channel}".strip(), c.why))
-    for c in sel.pip_choices():
-        rows.append((c.name, c.version, "", "pip", c.why))
+    for d in env.conda:
+        ms = parse_spec(d.spec)
+        if ms is None:
+            rows.append((d.spec, "", "", "conda", d.why))
+            continue
+        rows.append((ms.name, ms.version or "*", ms.build, f"conda {ms.channel}".strip(), d.why))
+    for d in env.pip:
+        if d.spec.startswith("-"):  # a pip option line (-c CONSTRAINTS)
+            rows.append((d.spec, "", "", "pip option", d.why))
+            continue
+        name, _, version = d.spec.partition("==")
+        rows.append((name, version, "", "pip", d.why))
     return rows
 
 
-def print_selection(sel: Selection, out: TextIO | None = None) -> None:
+def print_plan(sel: Selection, env: EnvSpec, out: TextIO | None = None) -> None:
+    """The plan: the target line, then every line the environment.yml will hold."""
     out = out or sys.stdout
     t = sel.target
     archs = ", ".join(f"sm_{a.replace('.', '')}" for a in t.archs) or "unknown"
     print(
-        f"profile {sel.profile.name} · CUDA {t.cuda} ({t.cuda_source}) · python {sel.python} · "
+        f"profile {sel.profile.name} | CUDA {t.cuda} ({t.cuda_source}) | python {sel.python} | "
         f"GPU arch {archs}",
         file=out,
     )
-    table(selection_rows(sel), ("package", "version", "build", "from", "why"), out)
+    table(spec_rows(env), ("package", "version", "build", "from", "why"), out)
+
+
+def activate_hint(name: str | None, prefix: Path, runtime: Runtime) -> str:
+    """How this user activates the new env: conda's command inside conda, else the manager
+    this shell has (conda, micromamba/mamba), else PATH."""
+    import os
+
+    target = name or str(prefix)
+    if runtime.conda or os.environ.get("CONDA_EXE"):
+        return f"conda activate {target}"
+    mamba = os.environ.get("MAMBA_EXE")
+    if mamba:
+        from pathlib import Path
+
+        return f"{Path(mamba).name} activate {target}"
+    return f"{prefix}/bin/python -c 'import unsloth'   (activate it with conda or micromamba)"
+
+
+def human_size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GB"
 
 
 def print_notices(notices: tuple[str, ...] | list[str]) -> None:

@@ -4,7 +4,6 @@ marker → verify → report. Nothing is lost: see conda_unsloth/install.py."""
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -167,14 +166,16 @@ def execute(args: argparse.Namespace, runtime: Runtime) -> int:
         keep_failed=args.keep_failed,
         verify=not args.no_verify,
         pip=PipOptions(tuple(args.pip_find_links), args.pip_index_url, offline=args.offline),
-        show_progress=sys.stderr.isatty() and not (args.json or args.quiet),
+        show_progress=runtime.conda and not (args.json or args.quiet),
         request={k: getattr(args, k) for k in REQUEST_KEYS if getattr(args, k, None)},
     )
-    built = pipeline.build(prep, opts, runtime, kb, host, say=say)
+    built = pipeline.build(
+        prep, opts, runtime, kb, host, say=say, step=_shared.step(args, runtime)
+    )
     seconds.update(built.seconds)
     seconds["total"] = time.monotonic() - t_start
     peak["total"] = _peak_rss_mb()
-    _report(args, built, seconds, peak)
+    _report(args, built, seconds, peak, runtime)
     return 0
 
 
@@ -183,12 +184,38 @@ def _print_plan(prep: Prepared) -> None:
 
     solved = prep.solution.solved
     _shared.table(
-        [(r.name, r.version, r.build, r.channel_name) for r in solved.records],
-        ("package", "version", "build", "channel"),
+        [
+            (
+                r.name,
+                r.version,
+                r.build,
+                r.channel_name,
+                _shared.human_size(r.size) if r.size else "?",
+            )
+            for r in solved.records
+        ],
+        ("package", "version", "build", "channel", "size"),
     )
-    for req in prep.pip_shown:
-        print(f"pip  {req}")
-    print(
+    total = sum(r.size or 0 for r in solved.records)
+    unknown = sum(1 for r in solved.records if not r.size)
+    _shared.echo(
+        f"conda: {len(solved.records)} packages, up to {_shared.human_size(total)} to download "
+        "(cached packages are not downloaded again)"
+        + (f"; {unknown} without a recorded size" if unknown else "")
+    )
+    if prep.pip_shown:
+        locked = prep.locked_pip is not None
+        _shared.table([(req, "pip") for req in prep.pip_shown], ("requirement", "installer"))
+        _shared.echo(
+            f"pip: {len(prep.pip_shown)} "
+            + (
+                "locked wheels (hashes checked)"
+                if locked
+                else "requirements; their dependencies are resolved at the pip stage, "
+                "against conda's pins"
+            )
+        )
+    _shared.echo(
         f"prefix: {prep.prefix}"
         + (" (replacing the existing env after verification)" if prep.replacing else "")
     )
@@ -198,7 +225,7 @@ def _confirmed(args: argparse.Namespace, runtime: Runtime) -> bool:
     from ..errors import UsageError
     from ..install import stdin_is_interactive
 
-    if args.yes:
+    if args.yes or args.json:  # as conda: --json never prompts
         return True
     if not stdin_is_interactive():
         raise UsageError(
@@ -213,6 +240,7 @@ def _report(
     built: Built,
     seconds: dict[str, float],
     peak: dict[str, float],
+    runtime: Runtime,
 ) -> None:
     from . import _shared
 
@@ -232,8 +260,15 @@ def _report(
         )
         return
     verdict = built.verification.get("verdict", "skipped")
-    print(
-        f"created {built.prefix} ({built.conda_packages} conda + {len(built.pip)} pip "
-        f"packages, verification: {verdict}) in {seconds['total']:.1f} s"
+    requested = len(built.pip_requested)
+    extra = len(built.pip) - requested
+    pip = f"{len(built.pip)} pip packages" + (
+        f" ({requested} requested + {extra} {'dependency' if extra == 1 else 'dependencies'})"
+        if extra > 0 and requested
+        else ""
     )
-    print(f"next: conda activate {args.name or built.prefix}")
+    _shared.echo(
+        f"created {built.prefix} ({built.conda_packages} conda + {pip}, verification: "
+        f"{verdict}) in {seconds['total']:.1f} s"
+    )
+    _shared.echo(f"next: {_shared.activate_hint(args.name, built.prefix, runtime)}")

@@ -60,6 +60,15 @@ def execute(args: argparse.Namespace, runtime: Runtime) -> int:
         files = specmod.write_files(env_spec, out)
     if args.json:
         doc = sel.to_json()
+        # every line the file holds, the profile's extra pins and pip included
+        rows = _shared.spec_rows(env_spec)
+        keys = ("name", "version", "build", "channel", "why")
+        doc["conda"] = [
+            {**dict(zip(keys, r, strict=True)), "channel": r[3].removeprefix("conda").strip()}
+            for r in rows
+            if r[3].startswith("conda")
+        ]
+        doc["pip"] = [{"name": r[0], "version": r[1], "why": r[4]} for r in rows if r[3] == "pip"]
         doc["files"] = [str(f) for f in files]
         doc["environment_yml"] = specmod.to_yaml(env_spec)
         doc["pip_constraints"] = specmod.constraints_text(env_spec)
@@ -68,10 +77,10 @@ def execute(args: argparse.Namespace, runtime: Runtime) -> int:
     if not args.quiet:
         _shared.print_notices(sel.notices)
     if not args.quiet:
-        _shared.print_selection(sel)
+        _shared.print_plan(sel, env_spec)
     if files:
-        print(f"wrote {files[0]} and {files[1]}")
-        print(
+        _shared.echo(f"wrote {files[0]} and {files[1]}")
+        _shared.echo(
             f"next: CONDA_CHANNEL_PRIORITY=strict conda env create -f {files[0]}"
             + (" -n NAME" if not args.name else "")
         )

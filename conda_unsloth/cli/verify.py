@@ -142,6 +142,17 @@ def execute(args: argparse.Namespace, runtime: Runtime) -> int:
     from ..verify import probe
 
     if args.list_checks:
+        if args.json:
+            from . import _shared
+
+            _shared.emit_json(
+                {
+                    "checks": [
+                        {"id": c.id, "group": c.group, "title": c.title} for c in probe.CHECKS
+                    ]
+                }
+            )
+            return 0
         for c in probe.CHECKS:
             print(f"{c.id:<26} {c.group:<9} {c.title}")
         return 0

@@ -20,11 +20,6 @@ from tests import envbuild
 from tests.conftest import Result, tree
 
 
-@pytest.fixture(scope="session")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return envbuild.build_demo(tmp_path_factory.mktemp("demo"))
-
-
 @pytest.fixture(autouse=True)
 def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CONDA_UNSLOTH_CACHE", str(tmp_path / "cache"))
@@ -97,6 +92,32 @@ def test_non_interactive_without_yes_changes_nothing(demo: Path, tmp_path: Path)
     )
     assert proc.returncode == 2 and "add --yes" in proc.stderr
     assert not (tmp_path / "env").exists()
+
+
+def test_json_never_prompts_as_in_conda(demo: Path, tmp_path: Path) -> None:
+    """`create --json` off a terminal and without --yes creates (conda does not prompt under
+    --json); stdout is one JSON document."""
+    argv = [a for a in args(demo, tmp_path / "env") if a != "--yes"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "conda_unsloth", *argv, "--json"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "CONDA_UNSLOTH_CACHE": str(tmp_path / "c")},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["status"] == "ok"
+    assert (tmp_path / "env" / "conda-meta" / "conda-unsloth").is_file()
+
+
+def test_a_bad_flag_points_to_the_verbs_help(cli: Callable[..., Result], tmp_path: Path) -> None:
+    r = cli("create", "-p", str(tmp_path / "env"), "--bogus")
+    assert r.code == 2
+    assert r.err.splitlines() == [
+        "conda-unsloth: error: unrecognized arguments: --bogus",
+        "hint: conda-unsloth create --help",
+    ]
 
 
 def test_existing_prefix_is_refused_without_force(

@@ -107,6 +107,9 @@ def test_list_checks(cli: Cli) -> None:
     assert ids[0] == "torch.import"
     assert "seed.dispatch" in ids
     assert ids[-1] == "unsloth.import"
+    r = cli("verify", "--list-checks", "--json")
+    assert r.code == 0
+    assert [c["id"] for c in json.loads(r.out)["checks"]] == ids
 
 
 @pytest.mark.parametrize(
