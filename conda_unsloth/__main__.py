@@ -24,6 +24,15 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message}", hints=[f"{prog} --help"])
 
 
+def tolerant_streams() -> None:
+    """A path or name our streams' encoding cannot write (PYTHONIOENCODING=ascii, a C locale)
+    is written escaped, never a UnicodeEncodeError."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from .cli import execute, generate_parser
     from .prefixtx import signals_raise
@@ -31,6 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     want_json = "--json" in argv
+    tolerant_streams()
     runtime = standalone(command_of())
     try:
         with signals_raise():  # SIGTERM/SIGHUP/SIGQUIT end a run as Ctrl-C does

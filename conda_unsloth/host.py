@@ -24,8 +24,7 @@ if TYPE_CHECKING:
 
 NVIDIA_SMI_TIMEOUT_S = 15
 # versions we can compare: CUDA 12.4 (as select.resolve_target needs), glibc 2.17 / 2.28.1
-_CUDA_OVERRIDE = r"\d+\.\d+"  # patterns: compiled only when a variable is set
-_GLIBC_OVERRIDE = r"\d+\.\d+(\.\d+)?"
+_GLIBC_OVERRIDE = r"[0-9]+\.[0-9]+(\.[0-9]+)?"
 
 
 @dataclass(frozen=True)
@@ -160,12 +159,18 @@ def _nvidia_smi() -> tuple[str, str | None, tuple[Gpu, ...]] | None:
         query = subprocess.run(
             [exe, "--query-gpu=index,name,driver_version,compute_cap", "--format=csv,noheader"],
             capture_output=True,
-            text=True,
+            encoding="utf-8",
+            errors="replace",  # a driver's bytes that are not UTF-8 are not our crash
             timeout=NVIDIA_SMI_TIMEOUT_S,
             check=False,
         )
         banner = subprocess.run(
-            [exe], capture_output=True, text=True, timeout=NVIDIA_SMI_TIMEOUT_S, check=False
+            [exe],
+            capture_output=True,
+            encoding="utf-8",
+            errors="replace",
+            timeout=NVIDIA_SMI_TIMEOUT_S,
+            check=False,
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
@@ -175,13 +180,13 @@ def _nvidia_smi() -> tuple[str, str | None, tuple[Gpu, ...]] | None:
     driver = None
     for line in query.stdout.splitlines():
         parts = [p.strip() for p in line.split(",")]
-        if len(parts) != 4 or not re.fullmatch(r"\d+\.\d+", parts[3]):
+        if len(parts) != 4 or not re.fullmatch(r"[0-9]+\.[0-9]+", parts[3]):
             continue
         gpus.append(Gpu(int(parts[0]), parts[1], parts[3]))
         driver = parts[2]
     if driver is None:
         return None
-    m = re.search(r"CUDA Version:\s*(\d+\.\d+)", banner.stdout)
+    m = re.search(r"CUDA Version:\s*([0-9]+\.[0-9]+)", banner.stdout)
     return driver, (m.group(1) if m else None), tuple(gpus)
 
 
@@ -201,7 +206,19 @@ def override(name: str, pattern: str, what: str, example: str) -> str | None:
 
 
 def cuda_override() -> str | None:
-    return override("CONDA_OVERRIDE_CUDA", _CUDA_OVERRIDE, "CUDA", "12.4")
+    """``CONDA_OVERRIDE_CUDA``: None when unset, "" when set but empty (no CUDA driver), else
+    the version (target.parse_cuda: ASCII MAJOR.MINOR)."""
+    from .target import parse_cuda
+
+    raw = os.environ.get("CONDA_OVERRIDE_CUDA")
+    if raw is None or not raw.strip():
+        return None if raw is None else ""
+    try:
+        return parse_cuda(raw, "CONDA_OVERRIDE_CUDA")
+    except UsageError as exc:
+        raise UsageError(
+            exc.message, hints=["export CONDA_OVERRIDE_CUDA=12.4, or unset CONDA_OVERRIDE_CUDA"]
+        ) from None
 
 
 def glibc_override() -> str | None:

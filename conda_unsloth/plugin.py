@@ -24,10 +24,12 @@ SUMMARY = "Create, verify and diagnose conda GPU environments for Unsloth."
 
 def _action(args: Any) -> int:
     """Run the verb in conda's runtime; our errors leave as conda's (conda/errors.py)."""
+    from .__main__ import tolerant_streams
     from .cli import execute
     from .conda.runtime import runtime
     from .errors import UnslothError
 
+    tolerant_streams()
     rt = runtime()
     try:
         return execute(args, rt)

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 TRITON_NAMES = ("torchtriton", "triton")
 _OPS = ("==", "!=", ">=", "<=", "~=", ">", "<", "=")
-_PYT_BUILD = re.compile(r"_pyt(\d+\.\d+(?:\.\d+)?)$")
+_PYT_BUILD = re.compile(r"_pyt([0-9]+\.[0-9]+(?:\.[0-9]+)?)$")
 _SPEC_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 
@@ -47,7 +47,7 @@ class ValidationError(SolveError):
 # ----------------------------------------------------------------------------- conda specs
 
 
-_COMPONENT = re.compile(r"\d+|[a-z]+|\*")
+_COMPONENT = re.compile(r"[0-9]+|[a-z]+|\*")
 
 
 def _conda_key(v: str) -> tuple[tuple[tuple[int, int | str], ...], ...]:

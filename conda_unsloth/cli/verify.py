@@ -3,7 +3,6 @@ Slurm job that runs it on a compute node."""
 
 from __future__ import annotations
 
-import re
 import shutil
 import sys
 from pathlib import Path
@@ -98,16 +97,21 @@ def configure_parser(p: argparse.ArgumentParser, conda: bool = False) -> None:
     _common.add_output_options(p, conda)
 
 
+MAX_TIMEOUT_S = 86_400
+
+
 def _validate(args: argparse.Namespace) -> list[str]:
     from ..errors import UsageError
+    from ..target import parse_cuda
     from ..verify import probe
 
-    if args.expect_cuda is not None and not re.fullmatch(r"\d+\.\d+", args.expect_cuda):
+    if args.expect_cuda is not None:
+        args.expect_cuda = parse_cuda(args.expect_cuda, "--expect-cuda")
+    if args.timeout is not None and not 0 < args.timeout <= MAX_TIMEOUT_S:
         raise UsageError(
-            f"--expect-cuda {args.expect_cuda!r} is not a CUDA version X.Y (e.g. 12.1)"
+            f"--timeout must be a number of seconds between 0 and {MAX_TIMEOUT_S} "
+            f"(one day), not {args.timeout:g}"
         )
-    if args.timeout is not None and not args.timeout > 0:
-        raise UsageError(f"--timeout must be a positive number of seconds, not {args.timeout:g}")
     tokens = [t.strip() for item in args.checks for t in item.split(",") if t.strip()]
     try:
         probe.select(tokens)
@@ -125,11 +129,12 @@ def _expect_cuda(args: argparse.Namespace, prefix: Path) -> str | None:
     if args.expect_cuda:
         return str(args.expect_cuda)
     from .. import marker
+    from ..target import is_cuda
 
     data = marker.read(prefix) or {}
     target = data.get("target")
     cuda = target.get("cuda") if isinstance(target, dict) else None
-    return str(cuda) if isinstance(cuda, str) and re.fullmatch(r"\d+\.\d+", cuda) else None
+    return cuda if is_cuda(cuda) else None  # a marker we did not write: no expectation
 
 
 def _warn(msg: str, quiet: bool) -> None:

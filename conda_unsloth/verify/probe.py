@@ -326,7 +326,7 @@ def nvidia_driver() -> str | None:
     """The NVIDIA kernel driver version, from /proc or nvidia-smi (None when there is none)."""
     try:
         text = Path("/proc/driver/nvidia/version").read_text()
-        m = re.search(r"Kernel Module(?: for [^ ]+)?\s+(\d+\.\d+(?:\.\d+)?)", text)
+        m = re.search(r"Kernel Module(?: for [^ ]+)?\s+([0-9]+\.[0-9]+(?:\.[0-9]+)?)", text)
         if m:
             return m.group(1)
     except OSError:
@@ -470,7 +470,7 @@ def arch_covered(cap: tuple[int, int], arch_list: list[str]) -> str | None:
     major, minor = cap
     best: tuple[int, str] | None = None
     for entry in arch_list:
-        m = re.fullmatch(r"sm_(\d+?)(\d)", entry)
+        m = re.fullmatch(r"sm_([0-9]+?)([0-9])", entry)
         if (
             m
             and int(m.group(1)) == major
@@ -481,7 +481,7 @@ def arch_covered(cap: tuple[int, int], arch_list: list[str]) -> str | None:
     if best is not None:
         return best[1]
     for entry in arch_list:
-        m = re.fullmatch(r"compute_(\d+?)(\d)", entry)
+        m = re.fullmatch(r"compute_([0-9]+?)([0-9])", entry)
         if m and (int(m.group(1)), int(m.group(2))) <= cap:
             return entry + " (PTX, JIT-compiled)"
     return None
@@ -712,7 +712,7 @@ def _major(cuda: str | None) -> str | None:
 def _extension_remedy(torch: Any, xformers: Any, text: str) -> str:
     _, build_cuda = _build_info(xformers)
     torch_cuda = getattr(torch.version, "cuda", None)
-    m = re.search(r"lib(?:cudart|cublas|cudnn)\.so\.(\d+)", text)
+    m = re.search(r"lib(?:cudart|cublas|cudnn)\.so\.([0-9]+)", text)
     if torch_cuda and build_cuda and _major(torch_cuda) != _major(build_cuda):
         return "F17"
     if torch_cuda and m and m.group(1) != _major(torch_cuda):
@@ -1504,7 +1504,7 @@ def main(argv: list[str] | None = None) -> int:
         for c in CHECKS:
             print(f"{c.id:<26} {c.group:<9} {c.title}")
         return 0
-    if args.expect_cuda and not re.fullmatch(r"\d+\.\d+", args.expect_cuda):
+    if args.expect_cuda and not re.fullmatch(r"[0-9]+\.[0-9]+", args.expect_cuda):
         print(f"probe.py: error: --expect-cuda {args.expect_cuda!r} is not X.Y", file=sys.stderr)
         return 2
     if args.timeout is not None and not args.timeout > 0:
