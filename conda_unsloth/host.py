@@ -214,7 +214,7 @@ def cuda_override() -> str | None:
     if raw is None or not raw.strip():
         return None if raw is None else ""
     try:
-        return parse_cuda(raw, "CONDA_OVERRIDE_CUDA")
+        return parse_cuda(raw, "CONDA_OVERRIDE_CUDA", what="a CUDA version like 12.4")
     except UsageError as exc:
         raise UsageError(
             exc.message, hints=["export CONDA_OVERRIDE_CUDA=12.4, or unset CONDA_OVERRIDE_CUDA"]

@@ -44,14 +44,16 @@ def is_cuda(value: object) -> bool:
     return isinstance(value, str) and _CUDA.fullmatch(value) is not None
 
 
-def parse_cuda(value: str, where: str, hints: tuple[str, ...] = ()) -> str:
+def parse_cuda(
+    value: str, where: str, hints: tuple[str, ...] = (), *, what: str = "a CUDA version like 12.1"
+) -> str:
     """``value`` as a CUDA version ``MAJOR.MINOR`` (surrounding blanks dropped, ``12.01`` ->
-    ``12.1``); a UsageError naming ``where`` ("--cuda", "CONDA_OVERRIDE_CUDA", ...) otherwise."""
+    ``12.1``); a UsageError naming ``where`` otherwise: a flag ("--cuda '12'") or an
+    environment variable ("CONDA_OVERRIDE_CUDA='12'")."""
     m = _CUDA.fullmatch(value.strip()) if isinstance(value, str) else None
     if m is None:
-        raise UsageError(
-            f"{where} {shown(str(value))} is not a CUDA version like 12.1", hints=hints
-        )
+        sep = "=" if where.isupper() else " "
+        raise UsageError(f"{where}{sep}{shown(str(value))} is not {what}", hints=hints)
     return f"{int(m.group(1))}.{int(m.group(2))}"
 
 

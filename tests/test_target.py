@@ -43,7 +43,7 @@ def test_parse_cuda_accepts_major_minor(given: str, want: str) -> None:
 @pytest.mark.parametrize("bad", ["１２.４", "12", "12.x", "v12.1", "12.1.0", "", "1 2.1", "١٢.١"])
 def test_parse_cuda_refuses_anything_else_naming_the_source(bad: str) -> None:
     """ASCII digits only: `\\d` would take full-width or Arabic-Indic digits."""
-    with pytest.raises(UsageError, match=r"^CONDA_OVERRIDE_CUDA .* is not a CUDA version"):
+    with pytest.raises(UsageError, match=r"^CONDA_OVERRIDE_CUDA=.* is not a CUDA version"):
         parse_cuda(bad, "CONDA_OVERRIDE_CUDA")
 
 

@@ -106,11 +106,13 @@ def _validate(args: argparse.Namespace) -> list[str]:
     from ..verify import probe
 
     if args.expect_cuda is not None:
-        args.expect_cuda = parse_cuda(args.expect_cuda, "--expect-cuda")
+        args.expect_cuda = parse_cuda(
+            args.expect_cuda, "--expect-cuda", what="a CUDA version X.Y (e.g. 12.1)"
+        )
     if args.timeout is not None and not 0 < args.timeout <= MAX_TIMEOUT_S:
         raise UsageError(
-            f"--timeout must be a number of seconds between 0 and {MAX_TIMEOUT_S} "
-            f"(one day), not {args.timeout:g}"
+            f"--timeout must be a positive number of seconds, at most {MAX_TIMEOUT_S} (one "
+            f"day), not {args.timeout:g}"
         )
     tokens = [t.strip() for item in args.checks for t in item.split(",") if t.strip()]
     try:

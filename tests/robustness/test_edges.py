@@ -26,7 +26,9 @@ def test_verify_timeout_out_of_range_is_one_line(
     (tmp_path / "env" / "conda-meta").mkdir(parents=True)
     r = cli("verify", "-p", str(tmp_path / "env"), "--timeout", value)
     assert r.code == 2 and "Traceback" not in r.err
-    assert r.err.splitlines()[0].startswith("conda-unsloth: error: --timeout must be a number")
+    assert r.err.splitlines()[0].startswith(
+        "conda-unsloth: error: --timeout must be a positive number"
+    )
 
 
 @pytest.mark.parametrize("value", ["１２.４", "١٢.٤", "12.4\n"])
