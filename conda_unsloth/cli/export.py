@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -224,6 +225,30 @@ def solved_from_prefix(prefix: Path) -> SolvedEnv:
     )
 
 
+def _refuse_control_in_records(solved: SolvedEnv) -> None:
+    """A record field with a control character (a newline in a url, a name) would start a new
+    line in an explicit lock or a requirements line: refuse the env's record instead."""
+    from ..errors import SpecError
+    from ..outputs import control_char
+
+    for r in solved.records:
+        for field in (r.name, r.version, r.build, r.channel, r.subdir, r.url, r.fn):
+            bad = control_char(field or "")
+            if bad is not None:
+                raise SpecError(
+                    f"the conda record of {r.name[:60]!r} has {bad} in {field[:80]!r}; "
+                    "refusing to export it"
+                )
+    for p in solved.pip:
+        for field in (p.name, p.version, p.url or "", p.sha256 or ""):
+            bad = control_char(field)
+            if bad is not None:
+                raise SpecError(
+                    f"the pip package {p.name[:60]!r} has {bad} in {field[:80]!r}; "
+                    "refusing to export it"
+                )
+
+
 def render_export(solved: SolvedEnv, fmt: str, env_prefix: Path) -> str:
     """The export text of an installed env in ``fmt`` (shared with conda's exporter hook)."""
     from .. import prefix as prefixmod
@@ -231,6 +256,7 @@ def render_export(solved: SolvedEnv, fmt: str, env_prefix: Path) -> str:
     from ..exports import condalock, environment, explicit
     from ..redact import has_credentials
 
+    _refuse_control_in_records(solved)
     if fmt != "environment":
         missing = [r for r in solved.records if not r.url]
         if missing:
@@ -264,21 +290,24 @@ def execute(args: argparse.Namespace) -> int:
 
     from .. import prefix as prefixmod
     from ..errors import SpecError
-    from ..spec import check_writable, refuse_foreign, write_atomic
+    from ..outputs import OutputFile
     from . import _shared
 
     fmt = _format(args.format, args.output)
     out = Path(args.output).expanduser() if args.output else None
-    if out is not None:
-        check_writable(out)
-        refuse_foreign(out, args.force, str(out), "-o")
+    target = None
+    if out is not None:  # the one output policy (outputs.py), before any work
+        example = "conda-lock.yml" if fmt == "conda-lock" else f"{fmt}.txt"
+        example = "environment.yml" if fmt == "environment" else example
+        given = os.path.expanduser(args.output)  # noqa: PTH111 - keeps a trailing "/"
+        target = OutputFile.of(given, "-o", force=args.force, example=example).check()
     env_prefix = prefixmod.resolve_existing(args.name, args.prefix)
     solved = solved_from_prefix(env_prefix)
     if not solved.records:
         raise SpecError(f"{env_prefix} has no conda packages to export")
     text = render_export(solved, fmt, env_prefix)
-    if out is not None:
-        write_atomic(out, text)
+    if target is not None:
+        target.write(text)
     unlocked = [p for p in solved.pip if not (p.url and p.sha256)]
     if args.json:
         doc: dict[str, Any] = {

@@ -155,6 +155,8 @@ def _sbatch(args: argparse.Namespace, prefix: Path, tokens: list[str]) -> int:
     from ..exports import slurm
     from . import _shared
 
+    out = Path(args.sbatch).expanduser()
+    slurm.output(out, force=args.force)  # the output policy, before any work
     report = (
         Path(args.report).expanduser().absolute() if args.report else slurm.default_report(prefix)
     )
@@ -170,7 +172,7 @@ def _sbatch(args: argparse.Namespace, prefix: Path, tokens: list[str]) -> int:
         checks=tuple(tokens),
         timeout=args.timeout,
     )
-    out = slurm.write(job, Path(args.sbatch).expanduser(), force=args.force)
+    slurm.write(job, out, force=args.force)
     if args.json:
         _shared.emit_json({"sbatch": str(out), "prefix": str(prefix), "report": str(report)})
     else:
@@ -225,6 +227,10 @@ def _run(args: argparse.Namespace, prefix: Path, tokens: list[str]) -> int:
     report_path = (
         Path(args.report).expanduser().absolute() if args.report else slurm.default_report(prefix)
     )
+    if args.report:  # the one output policy, before the probe runs
+        from ..outputs import OutputFile
+
+        OutputFile.of(report_path, "--report", force=args.force).check()
     if args.from_report:
         source = Path(args.from_report).expanduser().absolute()
         report = _load_from_report(source, prefix, force=args.force)
