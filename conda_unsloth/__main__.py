@@ -24,6 +24,12 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message}", hints=[f"{prog} --help"])
 
 
+def one_line(text: str) -> str:
+    """``text`` with control characters escaped: a message that quotes user input stays one
+    line whatever the input held."""
+    return "".join(c if c.isprintable() or c == " " else ascii(c)[1:-1] for c in text)
+
+
 def tolerant_streams() -> None:
     """A path or name our streams' encoding cannot write (PYTHONIOENCODING=ascii, a C locale)
     is written escaped, never a UnicodeEncodeError."""
@@ -55,9 +61,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             json.dump({**exc.to_json(), "hints": hints}, sys.stdout, indent=2)
             sys.stdout.write("\n")
         else:
-            print(f"conda-unsloth: error: {runtime.hint(exc.message)}", file=sys.stderr)
+            print(f"conda-unsloth: error: {one_line(runtime.hint(exc.message))}", file=sys.stderr)
             for h in hints:
-                print(f"hint: {h}", file=sys.stderr)
+                print(f"hint: {one_line(h)}", file=sys.stderr)
         return exc.return_code
     except (
         KeyboardInterrupt

@@ -28,7 +28,7 @@ def read(prefix: Path) -> dict[str, Any] | None:
 
 
 def write(prefix: Path, data: dict[str, Any]) -> Path:
-    from .spec import write_atomic
+    from .outputs import write_atomic
 
     doc = {"schema": SCHEMA, "tool": "conda-unsloth", "tool_version": __version__, **data}
     p = path_for(prefix)

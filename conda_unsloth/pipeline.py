@@ -415,7 +415,7 @@ def verify_new_env(
         say(f"{reason}: verification skipped (run `{runtime.command} verify` on a GPU node)")
         return {"verdict": "skipped", "reason": reason, "time": now()}
     from .exports.slurm import default_report
-    from .spec import write_atomic
+    from .outputs import write_atomic
     from .verify import report as reportmod
     from .verify import run_verification
 

@@ -4,7 +4,10 @@ inside conda, :func:`conda_unsloth.runtime.standalone_envs_dirs` otherwise)."""
 
 from __future__ import annotations
 
+import glob
+import hashlib
 import os
+import time
 from pathlib import Path
 
 from .errors import PrefixError, UsageError
@@ -13,6 +16,9 @@ RESERVED_NAMES = ("base", "root")  # conda's names for its root environment
 
 
 def validate_name(name: str) -> str:
+    from .outputs import refuse_control
+
+    refuse_control(name, "-n")
     bad = set("/\\:#") & set(name)
     if (
         not name
@@ -81,18 +87,12 @@ def resolve_existing(name: str | None, prefix: str | None, envs_dirs: list[Path]
 def new_prefix(name: str | None, prefix: str | None, envs_dirs: list[Path]) -> Path:
     """Where a new environment goes (it may already exist: callers decide)."""
     if prefix is not None:
-        if not prefix.strip() or not prefix.isprintable():
-            shown = repr(prefix)
+        if not prefix.strip():
             raise UsageError(
-                f"-p {shown} is not a usable path (empty, or with control characters)",
-                hints=["give a full path like -p /opt/envs/unsloth"],
+                "-p '' is empty; give the environment's path, e.g. -p /opt/envs/unsloth"
             )
         path = Path(prefix).expanduser().absolute()
-        if not path.name or path.name in (".", ".."):
-            raise UsageError(
-                f"-p {prefix} names no environment directory (it resolves to {path}); give a "
-                "path like /opt/envs/unsloth",
-            )
+        check_prefix_path(path)
         return path
     if name:
         validate_new_name(name)
@@ -108,8 +108,6 @@ def new_prefix(name: str | None, prefix: str | None, envs_dirs: list[Path]) -> P
 
 
 def _refuse_unfinished(path: Path) -> None:
-    from .prefixtx import pending
-
     if pending(path):
         raise PrefixError(
             f"a conda unsloth create of {path} is running, or was killed before it finished; "
@@ -123,3 +121,71 @@ def _refuse_unfinished(path: Path) -> None:
 
 def is_env(path: Path) -> bool:
     return (path / "conda-meta").is_dir()
+
+
+# ----------------------------------------------------------------------------- beside a prefix
+# The lock, journal, backup and trash of a create sit next to the prefix (prefixtx.py owns the
+# protocol; the names live here so that resolving an env never imports the transaction).
+
+
+def check_prefix_path(prefix: Path) -> None:
+    """Refuse a prefix path that names no directory of its own (``/``, ``x/..``, ``.``) or
+    holds a control character (PrefixError / UsageError, one line, before any work)."""
+    from .errors import UsageError
+    from .outputs import control_char
+
+    bad = control_char(str(prefix))
+    if bad is not None:
+        raise UsageError(
+            f"prefix {str(prefix)!r} contains {bad}; refusing it",
+            hints=["use a path without control characters"],
+        )
+    if prefix.name in ("", ".", ".."):
+        raise PrefixError(
+            f"prefix {prefix} names no directory of its own; give the environment's own path",
+            hints=["e.g. -p /path/to/envs/NAME"],
+        )
+
+
+def _side(prefix: Path, kind: str) -> Path:
+    """A file beside the prefix; long names are shortened so it fits NAME_MAX."""
+    check_prefix_path(prefix)
+    name = prefix.name
+    if len(name) > 180:
+        name = name[:100] + "-" + hashlib.sha256(prefix.name.encode()).hexdigest()[:16]
+    return prefix.with_name(f".{name}.conda-unsloth-{kind}")
+
+
+def lock_path(prefix: Path) -> Path:
+    return _side(prefix, "lock")
+
+
+def journal_path(prefix: Path) -> Path:
+    return _side(prefix, "journal")
+
+
+def backup_path(prefix: Path) -> Path:
+    return _side(prefix, f"backup-{os.getpid()}")
+
+
+def trash_path(prefix: Path) -> Path:
+    return _side(prefix, f"trash-{os.getpid()}-{time.monotonic_ns()}")
+
+
+def _journal_tmp(prefix: Path) -> Path:
+    path = journal_path(prefix)
+    return path.with_name(path.name + ".tmp")
+
+
+def pending(prefix: Path) -> bool:
+    """Did a create of ``prefix`` die and leave work for ``recover``?"""
+    return (
+        os.path.lexists(journal_path(prefix))
+        or os.path.lexists(_journal_tmp(prefix))
+        or bool(_trash(prefix))
+    )
+
+
+def _trash(prefix: Path) -> list[Path]:
+    stem = _side(prefix, "trash-").name
+    return [p for p in prefix.parent.glob(glob.escape(stem) + "*")]

@@ -5,20 +5,36 @@ The protocol, step by step (signals are held back during each step, the journal 
 rename are fsynced):
 
 1. ``lock``: an exclusive ``flock`` on ``.NAME.conda-unsloth.lock`` beside the prefix. A second
-   create of the same prefix is refused at once.
+   create of the same prefix is refused at once. Parent directories the lock step has to make
+   are removed again (when still empty) as the lock is released, so a failed create leaves no
+   trace.
 2. ``journal``: ``.NAME.conda-unsloth-journal`` is written *before* anything changes. It names
-   the backup path (when an existing env is being replaced) and, once created, the identity
-   (st_dev, st_ino) of the new prefix directory.
+   the backup path (when an existing env is being replaced), a random token, and, once
+   created, the identity (st_dev, st_ino) of the new prefix directory.
 3. With ``--force`` the old env is renamed to the backup path (same file system: intact).
 4. The new prefix is created with an exclusive ``mkdir`` — never over someone else's directory —
-   and its identity is recorded in the journal.
+   the token is written into it (``.conda-unsloth-create-token``, fsynced), and its identity is
+   recorded in the journal.
 5. Build. On failure, Ctrl-C, SIGTERM or SIGHUP: the new prefix is removed *only if it is the
    directory we created*, the backup is renamed back, the journal removed last.
-6. Commit: the backup is renamed to a trash name, the journal removed, then the trash deleted.
+6. Commit: the backup is renamed to a trash name, the journal removed, the token file removed,
+   then the trash deleted.
 
 ``recover`` reads a journal left by a create that died (SIGKILL, power cut) and finishes the
-job: it removes only the directory the journal identifies, and puts the backup back. Trash is
-always garbage. Nothing else is ever deleted.
+job. It removes a directory only when it *proves* that the directory is the one that create
+made: the identity matches *and* the token file inside it holds the journal's token (an inode
+number alone is not proof: a file system reuses the number of a directory the user removed).
+The only paths a journal may name are the prefix and its own siblings
+(``.NAME.conda-unsloth-backup-PID``); a journal naming anything else, or one that cannot be
+read, is refused with one error line and nothing is touched. Trash
+(``.NAME.conda-unsloth-trash-*``) is always garbage. Nothing else is ever deleted.
+
+A directory created in the instant between ``mkdir`` and the token write cannot be proven
+ours; recovery leaves it (empty) and says so.
+
+Temp directories of a create (``tempdir_prefix``: ``conda-unsloth-KIND-PID-HOST-``) carry the
+pid and host of their owner, so :func:`sweep_stale_tempdirs` can remove those a killed create
+left in ``$TMPDIR`` — only ours (same uid, same host) and only when that pid is gone.
 """
 
 from __future__ import annotations
@@ -30,6 +46,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -38,7 +55,18 @@ from types import FrameType
 from typing import Any
 
 from .errors import InstallError, PrefixError
-from .prefix import is_env
+from .prefix import (  # the names beside a prefix and whether a create left work (prefix.py)
+    _journal_tmp,
+    _side,
+    _trash,
+    backup_path,
+    check_prefix_path,
+    is_env,
+    journal_path,
+    lock_path,
+    pending,
+    trash_path,
+)
 
 Progress = Callable[[str], None]
 CAUGHT_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
@@ -130,28 +158,23 @@ def fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
-def _side(prefix: Path, kind: str) -> Path:
-    """A file beside the prefix; long names are shortened so it fits NAME_MAX."""
-    name = prefix.name
-    if len(name) > 180:
-        name = name[:100] + "-" + hashlib.sha256(prefix.name.encode()).hexdigest()[:16]
-    return prefix.with_name(f".{name}.conda-unsloth-{kind}")
+TOKEN_NAME = ".conda-unsloth-create-token"  # inside the new prefix while the journal exists
 
 
-def lock_path(prefix: Path) -> Path:
-    return _side(prefix, "lock")
+def token_path(prefix: Path) -> Path:
+    return prefix / TOKEN_NAME
 
 
-def journal_path(prefix: Path) -> Path:
-    return _side(prefix, "journal")
-
-
-def backup_path(prefix: Path) -> Path:
-    return _side(prefix, f"backup-{os.getpid()}")
-
-
-def trash_path(prefix: Path) -> Path:
-    return _side(prefix, f"trash-{os.getpid()}-{time.monotonic_ns()}")
+def _is_backup_name(prefix: Path, backup: Path) -> bool:
+    """Whether ``backup`` is a name :func:`backup_path` gives for ``prefix`` (any pid)."""
+    stem = _side(prefix, "backup-")
+    tail = backup.name[len(stem.name) :]
+    return (
+        backup.parent == prefix.parent
+        and backup.name.startswith(stem.name)
+        and tail.isascii()
+        and tail.isdigit()
+    )
 
 
 # ----------------------------------------------------------------------------- lock
@@ -187,12 +210,52 @@ def child_setup() -> None:
 @contextlib.contextmanager
 def prefix_lock(prefix: Path) -> Iterator[Path]:
     """An exclusive lock for changing ``prefix`` (a file beside it, removed afterwards)."""
-    parent = prefix.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise PrefixError(f"cannot create {parent}: {exc.strerror}") from None
     path = lock_path(prefix)
+    parent = prefix.parent
+    made = _make_parents(parent)
+    try:
+        with _locked(prefix, path):
+            yield path
+    finally:
+        _remove_made(made)
+
+
+def _make_parents(parent: Path) -> list[Path]:
+    """Create ``parent`` and its missing ancestors; return those made, outermost first."""
+    missing: list[Path] = []
+    d = parent
+    while not os.path.lexists(d) and d != d.parent:
+        missing.append(d)
+        d = d.parent
+    made: list[Path] = []
+    try:
+        for d in reversed(missing):
+            d.mkdir()
+            made.append(d)
+    except FileExistsError:
+        if not parent.is_dir():
+            _remove_made(made)
+            raise PrefixError(f"cannot create {parent}: a file is in the way") from None
+    except OSError as exc:
+        _remove_made(made)
+        raise PrefixError(f"cannot create {parent}: {exc.strerror}") from None
+    return made
+
+
+def _remove_made(made: list[Path]) -> None:
+    """Remove the directories :func:`_make_parents` made, innermost first, while empty."""
+    for d in reversed(made):
+        try:
+            d.rmdir()
+        except OSError:
+            return  # not empty (the env is there, or someone else's file): keep it and above
+    if made:
+        fsync_dir(made[0].parent)
+
+
+@contextlib.contextmanager
+def _locked(prefix: Path, path: Path) -> Iterator[None]:
+    parent = prefix.parent
     deadline = time.monotonic() + ORPHAN_LOCK_WAIT_S
     while True:
         try:
@@ -232,7 +295,7 @@ def prefix_lock(prefix: Path) -> Iterator[Path]:
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         HELD_LOCKS.append(fd)
-        yield path
+        yield
     finally:
         HELD_LOCKS.remove(fd)
         with contextlib.suppress(OSError):
@@ -254,15 +317,56 @@ def _write_journal(prefix: Path, doc: dict[str, Any]) -> None:
     fsync_dir(path.parent)
 
 
+JOURNAL_VERSION = 2
+MAX_JOURNAL_BYTES = 65_536
+
+
 def _read_journal(prefix: Path) -> dict[str, Any] | None:
+    """The journal's content (None when there is none); PrefixError when it cannot be read or
+    is not a journal this version wrote, or names a backup that is not the prefix's own (see
+    the module docstring): such a journal is refused, nothing is touched."""
+    from .userfiles import read_text
+
     path = journal_path(prefix)
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    if not os.path.lexists(path):
         return None
-    except (OSError, ValueError):
-        return {}
-    return doc if isinstance(doc, dict) else {}
+
+    def refuse(why: str) -> PrefixError:
+        return PrefixError(
+            f"the journal {path} {why}; refusing it (nothing was changed)",
+            hints=[f"look at {prefix} and its siblings, then remove {path} yourself"],
+        )
+
+    def unreadable(message: str) -> PrefixError:
+        return PrefixError(
+            f"{message}; refusing it (nothing was changed)",
+            hints=[f"look at {prefix} and its siblings, then remove {path} yourself"],
+        )
+
+    try:
+        doc = json.loads(read_text(path, "the journal", limit=MAX_JOURNAL_BYTES, error=unreadable))
+    except (ValueError, RecursionError):
+        raise refuse("is not JSON") from None
+    if not isinstance(doc, dict):
+        raise refuse("is not a conda-unsloth journal")
+    backup, ident, token = doc.get("backup"), doc.get("prefix_id"), doc.get("token")
+    if backup is not None and not (
+        isinstance(backup, str) and _is_backup_name(prefix, Path(backup))
+    ):
+        raise refuse(
+            f"names {str(backup)[:200]!r} as the old env's backup, which is not {prefix}'s"
+        )
+    if ident is not None and not (
+        isinstance(ident, list)
+        and len(ident) == 2
+        and all(isinstance(i, int) and not isinstance(i, bool) for i in ident)
+    ):
+        raise refuse("has a malformed prefix_id")
+    if token is not None and not (
+        isinstance(token, str) and len(token) == 32 and all(c in "0123456789abcdef" for c in token)
+    ):
+        raise refuse("has a malformed token")
+    return {"backup": backup, "prefix_id": ident, "token": token}
 
 
 def _identity(path: Path) -> list[int] | None:
@@ -273,76 +377,134 @@ def _identity(path: Path) -> list[int] | None:
     return [st.st_dev, st.st_ino]
 
 
-def _remove_ours(prefix: Path, ident: list[int] | None) -> bool:
-    """Remove ``prefix`` if it is the directory we created (same identity); True when gone."""
+def _read_token(prefix: Path) -> str | None:
+    """The token in ``prefix``'s token file (a regular file, not a link), or None."""
+    path = token_path(prefix)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return os.read(fd, 64).decode("ascii", errors="replace").strip()
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _write_token(prefix: Path, token: str) -> None:
+    fd = os.open(token_path(prefix), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    try:
+        os.write(fd, token.encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    fsync_dir(prefix)
+
+
+def _drop_token(prefix: Path) -> None:
+    with contextlib.suppress(OSError):
+        token_path(prefix).unlink()
+
+
+def is_ours(prefix: Path, ident: list[int] | None, token: str | None) -> bool:
+    """Whether ``prefix`` is provably the directory the create of this journal made: a real
+    directory holding the journal's token, with the recorded identity (without one, the create
+    died before building anything: the token file must be all there is)."""
+    if token is None or not prefix.is_dir() or prefix.is_symlink():
+        return False
+    if ident is not None and _identity(prefix) != ident:
+        return False
+    if ident is None:  # killed before the identity was recorded: nothing was built yet
+        try:
+            if [p.name for p in prefix.iterdir()] != [TOKEN_NAME]:
+                return False
+        except OSError:
+            return False
+    return _read_token(prefix) == token
+
+
+def _remove_ours(prefix: Path, ident: list[int] | None, token: str | None) -> bool:
+    """Remove ``prefix`` if it is provably the directory we created; True when it is gone."""
     if not os.path.lexists(prefix):
         return True
-    if ident is None or _identity(prefix) != ident:
+    if not is_ours(prefix, ident, token):
         return False
     shutil.rmtree(prefix, ignore_errors=True)
     return not os.path.lexists(prefix)
 
 
-def _journal_tmp(prefix: Path) -> Path:
-    path = journal_path(prefix)
-    return path.with_name(path.name + ".tmp")
-
-
-def pending(prefix: Path) -> bool:
-    """Did a create of ``prefix`` die and leave work for ``recover``?"""
-    return journal_path(prefix).exists() or _journal_tmp(prefix).exists() or bool(_trash(prefix))
-
-
-def _trash(prefix: Path) -> list[Path]:
-    stem = _side(prefix, "trash-").name
-    return [p for p in prefix.parent.glob(stem + "*")]
-
-
 def recover(prefix: Path, say: Progress) -> None:
-    """Finish what a create killed without cleanup left (see the module docstring)."""
+    """Finish what a create killed without cleanup left (see the module docstring). A journal
+    that cannot be trusted is a PrefixError; a lock held by a running create returns quietly
+    (that create owns these files)."""
     if not pending(prefix):
         return
-    try:
-        with prefix_lock(prefix), signals_held():
-            for t in _trash(prefix):
-                shutil.rmtree(t, ignore_errors=True)
-            _journal_tmp(prefix).unlink(missing_ok=True)  # a journal write cut short
-            info = _read_journal(prefix)
-            if info is None:
-                return
-            backup = Path(info["backup"]) if info.get("backup") else None
-            ident = info.get("prefix_id")
-            if backup is not None and ident is not None and not os.path.lexists(backup):
-                # the old env already went to the trash: the commit had begun, the new env is
-                # complete — keep it
-                journal_path(prefix).unlink(missing_ok=True)
-                fsync_dir(prefix.parent)
-                return
-            if ident is None and prefix.is_dir() and not prefix.is_symlink():
-                with contextlib.suppress(OSError):
-                    prefix.rmdir()  # created but never recorded: it can only be empty
-            elif ident is not None and os.path.lexists(prefix):
-                if _remove_ours(prefix, ident):
-                    say(f"removed {prefix}: an earlier create was killed before it finished")
-                else:
-                    say(
-                        f"{prefix} is not the directory an earlier, killed create made; left as is"
-                    )
-            if backup is not None and os.path.lexists(backup):
-                if not os.path.lexists(prefix):
-                    os.replace(backup, prefix)
-                    fsync_dir(prefix.parent)
-                    say(f"restored {prefix}: an earlier --force create was killed")
-                else:
-                    say(
-                        f"an earlier create left the old env at {backup}; {prefix} exists, so it "
-                        "was not moved back — move it yourself"
-                    )
-                    return  # keep the journal: it documents where the old env is
-            journal_path(prefix).unlink(missing_ok=True)
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(prefix_lock(prefix))
+        except PrefixError:
+            return  # another create holds the prefix right now; it owns these files
+        with signals_held():
+            _recover_locked(prefix, say)
+
+
+def _recover_locked(prefix: Path, say: Progress) -> None:
+    for t in _trash(prefix):
+        if t.is_dir() and not t.is_symlink():
+            shutil.rmtree(t, ignore_errors=True)
+    _journal_tmp(prefix).unlink(missing_ok=True)  # a journal write cut short
+    info = _read_journal(prefix)
+    if info is None:
+        return
+    backup = Path(info["backup"]) if info["backup"] else None
+    ident, token = info["prefix_id"], info["token"]
+    if backup is not None and ident is not None and not os.path.lexists(backup):
+        # the old env already went to the trash: the commit had begun, the new env is
+        # complete — keep it
+        if is_ours(prefix, ident, token):
+            _drop_token(prefix)
+        _unlink_journal(prefix)
+        return
+    if os.path.lexists(prefix):
+        if _remove_ours(prefix, ident, token):
+            say(f"removed {prefix}: an earlier create was killed before it finished")
+        elif prefix.is_dir() and token is not None and ident is None and _empty(prefix):
+            say(
+                f"{prefix} is an empty directory an earlier, killed create may have made; "
+                "left as is (remove it if it is not yours)"
+            )
+        else:
+            say(
+                f"{prefix} is not provably the directory an earlier, killed create made; "
+                "left as is"
+            )
+    if backup is not None and os.path.lexists(backup):
+        if not os.path.lexists(prefix):
+            os.replace(backup, prefix)
             fsync_dir(prefix.parent)
-    except PrefixError:
-        return  # another create holds the prefix right now; it owns these files
+            say(f"restored {prefix}: an earlier --force create was killed")
+        else:
+            say(
+                f"an earlier create left the old env at {backup}; {prefix} exists, so it "
+                "was not moved back — move it yourself"
+            )
+            return  # keep the journal: it documents where the old env is
+    _unlink_journal(prefix)
+
+
+def _empty(path: Path) -> bool:
+    try:
+        return not any(path.iterdir())
+    except OSError:
+        return False
+
+
+def _unlink_journal(prefix: Path) -> None:
+    journal_path(prefix).unlink(missing_ok=True)
+    fsync_dir(prefix.parent)
 
 
 # ----------------------------------------------------------------------------- safety
@@ -363,6 +525,7 @@ def check_safe(prefix: Path, roots: Sequence[Path] = ()) -> None:
     """Refuse prefixes whose replacement or creation would hurt: a conda root (``roots``: the
     runtime's, e.g. conda's root prefix) or the running interpreter's env, the active env, a
     prefix holding other envs, one nested in an env, a symlink."""
+    check_prefix_path(prefix)
     real = prefix.resolve()
     for root in _roots(roots):
         with contextlib.suppress(OSError):
@@ -431,14 +594,27 @@ def transaction(
     say: Progress,
 ) -> Iterator[None]:
     """Build ``prefix`` inside the protocol of the module docstring. Call with the lock held."""
+    import secrets
+
     backup = backup_path(prefix) if replacing else None
+    token = secrets.token_hex(16)
     ident: list[int] | None = None
+
+    def journal(ident: list[int] | None) -> None:
+        _write_journal(
+            prefix,
+            {
+                "version": JOURNAL_VERSION,
+                "pid": os.getpid(),
+                "backup": str(backup) if backup else None,
+                "token": token,
+                "prefix_id": ident,
+            },
+        )
+
     try:
         with signals_held():
-            _write_journal(
-                prefix,
-                {"pid": os.getpid(), "backup": str(backup) if backup else None, "prefix_id": None},
-            )
+            journal(None)
             if backup is not None:
                 os.replace(prefix, backup)
                 fsync_dir(prefix.parent)
@@ -449,16 +625,10 @@ def transaction(
                     f"{prefix} appeared while this create was planning; nothing was changed"
                 ) from None
             ident = _identity(prefix)
-            _write_journal(
-                prefix,
-                {
-                    "pid": os.getpid(),
-                    "backup": str(backup) if backup else None,
-                    "prefix_id": ident,
-                },
-            )
+            _write_token(prefix, token)
+            journal(ident)
     except BaseException:
-        _rollback(prefix, backup, ident, keep=False, say=say)
+        _rollback(prefix, backup, ident, token, keep=False, say=say)
         raise
     try:
         yield
@@ -468,21 +638,26 @@ def transaction(
             with contextlib.suppress(Exception):
                 on_fail(exc)
         with signals_held():
-            _rollback(prefix, backup, ident, keep=keep, say=say)
+            _rollback(prefix, backup, ident, token, keep=keep, say=say)
         raise
     with signals_held():
         if backup is not None:
             trash = trash_path(prefix)
             os.replace(backup, trash)
             fsync_dir(prefix.parent)
-        journal_path(prefix).unlink(missing_ok=True)
-        fsync_dir(prefix.parent)
+        _unlink_journal(prefix)
+        _drop_token(prefix)
     if backup is not None:
         shutil.rmtree(trash, ignore_errors=True)
 
 
 def _rollback(
-    prefix: Path, backup: Path | None, ident: list[int] | None, keep: bool, say: Progress
+    prefix: Path,
+    backup: Path | None,
+    ident: list[int] | None,
+    token: str,
+    keep: bool,
+    say: Progress,
 ) -> None:
     """Undo: remove the prefix we created (never another directory), put the old env back."""
     if ident is None:  # we never created the prefix: whatever is there is not ours
@@ -494,13 +669,16 @@ def _rollback(
                 )
             os.replace(backup, prefix)
             fsync_dir(prefix.parent)
-        journal_path(prefix).unlink(missing_ok=True)
+        _unlink_journal(prefix)
         return
     if keep and backup is not None:
         failed = prefix.with_name(f"{prefix.name}.failed-{time.strftime('%Y%m%d-%H%M%S')}")
+        _drop_token(prefix)
         os.replace(prefix, failed)
         say(f"kept the failed env at {failed}")
-    elif not keep and not _remove_ours(prefix, ident):
+    elif keep:
+        _drop_token(prefix)
+    elif not _remove_ours(prefix, ident, token):
         raise InstallError(
             f"could not remove the half-built {prefix}; the journal "
             f"{journal_path(prefix).name} lets the next create finish the clean-up"
@@ -508,4 +686,58 @@ def _rollback(
     if backup is not None and os.path.lexists(backup):
         os.replace(backup, prefix)
     fsync_dir(prefix.parent)
-    journal_path(prefix).unlink(missing_ok=True)
+    _unlink_journal(prefix)
+
+
+# ----------------------------------------------------------------------------- temp dirs
+
+
+def _host_tag() -> str:
+    import socket
+
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
+TEMPDIR_KINDS = ("pip", "verify")
+
+
+def tempdir_prefix(kind: str) -> str:
+    """The ``prefix=`` for ``tempfile.mkdtemp`` / ``TemporaryDirectory`` of a create's temp
+    dir: ``conda-unsloth-KIND-PID-HOST-`` (HOST: 8 hex digits of the host name's sha256), so
+    :func:`sweep_stale_tempdirs` can tell a dead create's leftovers from a live one's."""
+    if kind not in TEMPDIR_KINDS:
+        raise ValueError(kind)
+    return f"conda-unsloth-{kind}-{os.getpid()}-{_host_tag()}-"
+
+
+def sweep_stale_tempdirs(tmpdir: Path | None = None) -> list[Path]:
+    """Remove the temp dirs (:func:`tempdir_prefix`) that creates killed with SIGKILL left in
+    ``tmpdir`` (default ``tempfile.gettempdir()``): only real directories owned by this uid,
+    made on this host, whose pid is no longer running. Returns what was removed."""
+    import re
+    import tempfile
+
+    root = Path(tmpdir) if tmpdir is not None else Path(tempfile.gettempdir())
+    pattern = re.compile(
+        rf"conda-unsloth-(?:{'|'.join(TEMPDIR_KINDS)})-([0-9]+)-{_host_tag()}-[A-Za-z0-9_]+",
+        re.ASCII,
+    )
+    removed: list[Path] = []
+    try:
+        entries = list(root.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        m = pattern.fullmatch(entry.name)
+        if m is None or _alive(m.group(1)):
+            continue
+        try:
+            st = os.lstat(entry)
+        except OSError:
+            continue
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        if not os.path.lexists(entry):
+            removed.append(entry)
+    return removed

@@ -8,13 +8,12 @@ any CEP-24 environment.yml (name/channels/dependencies/pip/variables/prefix).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .errors import SpecError, UsageError
+from .errors import SpecError
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -171,183 +170,146 @@ def constraints_path_for(env_file: str | os.PathLike[str]) -> str:
 
 
 # ----------------------------------------------------------------------------- writing
+# The file policy (checks, atomic writes, dry runs) lives in ``outputs``.
 
 
-def check_writable(path: str | os.PathLike[str]) -> None:
-    """Fail before anything is written if ``path`` cannot be created."""
-    path = os.fspath(path)
-    if not path:
-        raise UsageError("-o '': the file name is empty; give one like environment.yml")
-    parent = os.path.dirname(path) or os.curdir
-    if os.path.isdir(path):
-        raise UsageError(
-            f"-o {path}: is a directory; give a file name like "
-            f"{os.path.join(path, 'environment.yml')}"
-        )
-    if not os.path.isdir(parent):
-        raise UsageError(
-            f"-o {path}: directory {parent} does not exist",
-            hints=[f"mkdir -p {parent}"],
-        )
-    if not os.access(parent, os.W_OK | os.X_OK) or (
-        os.path.exists(path) and not os.access(path, os.W_OK)
-    ):
-        raise UsageError(f"-o {path}: not writable (permission denied)")
+def write_files(
+    spec: EnvSpec,
+    env_file: str | os.PathLike[str],
+    *,
+    force: bool = True,
+    dry_run: bool = False,
+) -> list[str]:
+    """Write environment.yml and its pip constraints file as one (``outputs.write_all``): both
+    are checked first (a file conda-unsloth did not write is refused unless ``force``; the
+    default True is for callers that checked that themselves), written via atomic renames, and
+    a new constraints file is removed again if the environment.yml cannot be written. With
+    ``dry_run`` everything is checked and nothing written."""
+    from .outputs import OutputFile, refuse_control, write_all
 
-
-GENERATED_MARK = "conda-unsloth"  # every file we write names us in its first lines
-
-
-def written_by_us(path: str | os.PathLike[str]) -> bool:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            return GENERATED_MARK in fh.read(2000)
-    except OSError:
-        return False
-
-
-def refuse_foreign(path: str | os.PathLike[str], force: bool, what: str, other: str) -> None:
-    """Never replace a file conda-unsloth did not write, unless ``force``. ``what`` names the
-    file in the message ("--lock x.txt"); ``other`` is the flag for another name ("-o")."""
-    if os.path.isfile(path) and not force and not written_by_us(path):
-        raise UsageError(
-            f"{what} exists and was not written by conda-unsloth; not replacing it",
-            hints=[f"use {other} OTHER_FILE, or --force to replace {path}"],
-        )
-
-
-def write_atomic(path: str | os.PathLike[str], text: str) -> None:
-    """Write ``text`` to ``path`` via a temp file in the same directory and an atomic rename."""
-    parent, name = os.path.split(os.fspath(path))
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=parent or os.curdir)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        try:
-            mode = os.stat(path).st_mode & 0o777
-        except FileNotFoundError:
-            mode = 0o644
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def write_files(spec: EnvSpec, env_file: str | os.PathLike[str]) -> list[str]:
-    """Write environment.yml and its pip constraints file; all-or-nothing as far as possible:
-    both are checked writable first and written via atomic renames."""
+    if spec.name:
+        refuse_control(spec.name, "environment name")
+    env_out = OutputFile.of(env_file, "-o", force=force, example="environment.yml").check()
     constraints = constraints_path_for(env_file)
-    check_writable(env_file)
-    check_writable(constraints)
-    write_atomic(constraints, constraints_text(spec))
-    try:
-        write_atomic(env_file, to_yaml(spec))
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(constraints)
-        raise
-    return [os.fspath(env_file), constraints]
+    constraints_out = OutputFile.of(constraints, "-o", force=force, example="environment.yml")
+    files = [(constraints_out, constraints_text(spec)), (env_out, to_yaml(spec))]
+    written = write_all(files, dry_run=dry_run)
+    return [os.fspath(env_file), constraints] if written else []
 
 
 # ----------------------------------------------------------------------------- reading
 
 _SPEC_RE = r"^[A-Za-z0-9_.\-:/*<>=!,~\[\] ]+$"  # compiled when a file is read, not on import
+_SHOWN = 80  # characters of a bad line quoted in an error
+
+
+def _quoted(line: str) -> str:
+    return repr(line if len(line) <= _SHOWN else line[: _SHOWN - 3] + "...")
+
+
+def parse_pip_requirement(text: str, where: str) -> str:
+    """The canonical one-line form (``str(packaging.requirements.Requirement)``) of the pip
+    requirement ``text``, read from a file: a name with extras, a version specifier or
+    ``name @ URL`` (a ``#sha256=`` fragment carries a hash), and an environment marker. Anything
+    else never reaches pip: an option (``--log=FILE``, ``-e``, ``-r other.txt``,
+    ``--index-url``), a path, or a line with control characters is a SpecError that names
+    ``where`` ("environment file X: pip[2]") and the line."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    from .outputs import control_char
+
+    line = text.strip()
+    bad = control_char(line)
+    if bad is not None:
+        raise SpecError(f"{where}: pip requirement {_quoted(line)} contains {bad}")
+    if not line:
+        raise SpecError(f"{where}: an empty pip requirement")
+    if line.startswith("-"):
+        option = line.split()[0].split("=", 1)[0]
+        raise SpecError(
+            f"{where}: pip option {option!r} is not allowed here ({_quoted(line)}); "
+            "list requirements only (name, version, or name @ URL)",
+            hints=["index URLs go on the command line: --pip-index-url / --pip-find-links"],
+        )
+    try:
+        req = Requirement(line)
+    except InvalidRequirement:
+        hints = ["a hash goes into the URL: NAME @ URL#sha256=HEX"] if "--hash" in line else []
+        raise SpecError(
+            f"{where}: {_quoted(line)} is not a pip requirement "
+            "(name, version, or name @ URL; no options, no paths)",
+            hints=hints,
+        ) from None
+    return str(req)
 
 
 def read(path: Path) -> EnvSpec:
-    """Parse an environment.yml (ours or anyone's) into an EnvSpec; SpecError on any problem."""
+    """Parse an environment.yml (ours or anyone's) into an EnvSpec; SpecError on any problem.
+    The file is read with the bounded reader (``userfiles``), aliases are bounded
+    (``yamlload``), and every pip line becomes a validated requirement
+    (:func:`parse_pip_requirement`)."""
+    from . import userfiles
+    from .outputs import control_char
     from .yamlload import YamlSyntaxError, load
 
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        raise SpecError(f"environment file {path} does not exist") from None
-    except OSError as exc:
-        raise SpecError(f"environment file {path} cannot be read: {exc.strerror}") from None
-    if path.is_dir():
-        raise SpecError(f"environment file {path} is a directory")
-    if size > MAX_ENV_FILE_BYTES:
-        raise SpecError(f"environment file {path} is {size} bytes; refusing files over 1 MB")
-    try:
-        raw = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise SpecError(f"environment file {path} is not UTF-8 (byte {exc.start})") from None
-    except OSError as exc:
-        raise SpecError(f"environment file {path} cannot be read: {exc.strerror}") from None
+    raw = userfiles.read_text(path, "environment file", limit=MAX_ENV_FILE_BYTES)
+    where = f"environment file {path}"
     try:
         data = load(raw, typ="rt")
     except YamlSyntaxError as exc:
-        raise SpecError(f"environment file {path}: {exc.detail}") from None
+        raise SpecError(f"{where}: {exc.detail}") from None
     if not isinstance(data, dict):
-        raise SpecError(f"environment file {path}: expected a mapping with 'dependencies'")
+        raise SpecError(f"{where}: expected a mapping with 'dependencies'")
     unknown = [k for k in data if k not in KNOWN_KEYS]
     if unknown:
         raise SpecError(
-            f"environment file {path}: unknown key '{unknown[0]}' "
+            f"{where}: unknown key {_quoted(str(unknown[0]))} "
             f"(an environment.yml has {', '.join(KNOWN_KEYS)})"
         )
     name = data.get("name")
     if name is not None and not isinstance(name, str):
-        raise SpecError(f"environment file {path}: 'name' must be a string")
+        raise SpecError(f"{where}: 'name' must be a string")
+    if name is not None and control_char(name) is not None:
+        raise SpecError(f"{where}: 'name' {_quoted(name)} contains {control_char(name)}")
     channels = data.get("channels") or []
     if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
-        raise SpecError(f"environment file {path}: 'channels' must be a list of strings")
+        raise SpecError(f"{where}: 'channels' must be a list of strings")
+    for c in channels:
+        if control_char(c) is not None or not c.strip():
+            raise SpecError(f"{where}: channel {_quoted(c)} is not a channel name or URL")
     deps = data.get("dependencies")
     if not isinstance(deps, list) or not deps:
-        raise SpecError(f"environment file {path}: 'dependencies' must be a non-empty list")
+        raise SpecError(f"{where}: 'dependencies' must be a non-empty list")
     conda: list[Dep] = []
     pip: list[Dep] = []
+    constraints: list[Dep] = []
     for i, d in enumerate(deps):
         if isinstance(d, str):
             if not re.match(_SPEC_RE, d):
-                raise SpecError(
-                    f"environment file {path}: dependencies[{i}] '{d}' is not a package spec"
-                )
+                raise SpecError(f"{where}: dependencies[{i}] {_quoted(d)} is not a package spec")
             conda.append(Dep(d))
         elif isinstance(d, dict) and list(d) == ["pip"] and isinstance(d["pip"], list):
             for j, p in enumerate(d["pip"]):
                 if not isinstance(p, str):
-                    raise SpecError(f"environment file {path}: pip[{j}] must be a string")
-                pip.append(Dep(p))
+                    raise SpecError(f"{where}: pip[{j}] must be a string")
+                option = p.strip()
+                if option.startswith("-c ") and control_char(option) is None:
+                    pip.append(Dep(option))
+                    constraints += _read_constraints(path, option[3:].strip(), where)
+                else:
+                    pip.append(Dep(parse_pip_requirement(p, f"{where}: pip[{j}]")))
         else:
-            raise SpecError(
-                f"environment file {path}: dependencies[{i}] must be a spec string or a "
-                "'pip:' list"
-            )
+            raise SpecError(f"{where}: dependencies[{i}] must be a spec string or a 'pip:' list")
     variables = data.get("variables") or {}
     if not isinstance(variables, dict):
-        raise SpecError(f"environment file {path}: 'variables' must be a mapping")
-    constraints: list[Dep] = []
-    for p in pip:
-        option = p.spec.strip()
-        if option.startswith("-") and not option.startswith("-c "):
-            raise SpecError(
-                f"environment file {path}: pip option '{option.split()[0]}' is not supported "
-                "(only '-c CONSTRAINTS_FILE'); list the requirements themselves",
-                hints=["index URLs go on the command line: --pip-index-url / --pip-find-links"],
-            )
-        if option.startswith("-c "):
-            cfile = (path.parent / option[3:].strip()).resolve()
-            if not cfile.is_file():
-                raise SpecError(
-                    f"environment file {path}: pip constraints file {cfile} is missing"
-                )
-            try:
-                text = cfile.read_bytes().decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise SpecError(
-                    f"pip constraints file {cfile} is not UTF-8 (byte {exc.start})"
-                ) from None
-            for line in text.splitlines():
-                line = line.split("#", 1)[0].strip()
-                if line:
-                    constraints.append(Dep(line))
+        raise SpecError(f"{where}: 'variables' must be a mapping")
+    for k, v in variables.items():
+        if not isinstance(k, str) or not k or "=" in k or control_char(k) is not None:
+            raise SpecError(f"{where}: variable name {_quoted(str(k))} is not a valid name")
+        if isinstance(v, (list, dict)) or v is None:
+            raise SpecError(f"{where}: variables.{k} must be a string or a number")
+        if control_char(str(v)) is not None:
+            raise SpecError(f"{where}: variables.{k} contains {control_char(str(v))}")
     return EnvSpec(
         name=name,
         channels=list(channels),
@@ -356,3 +318,20 @@ def read(path: Path) -> EnvSpec:
         pip_constraints=constraints,
         variables={str(k): str(v) for k, v in variables.items()},
     )
+
+
+def _read_constraints(env_file: Path, name: str, where: str) -> list[Dep]:
+    """The requirements of a ``-c FILE`` pip constraints file (relative to ``env_file``), each
+    one validated like a requirement."""
+    from . import userfiles
+
+    cfile = (env_file.parent / name).resolve()
+    if not userfiles.is_regular(cfile):
+        raise SpecError(f"{where}: pip constraints file {cfile} is missing or not a regular file")
+    text = userfiles.read_text(cfile, "pip constraints file", limit=MAX_ENV_FILE_BYTES)
+    out: list[Dep] = []
+    for n, line in enumerate(text.splitlines(), 1):
+        line = re.sub(r"(^|\s)#.*$", "", line).strip()  # pip's comment rule
+        if line:
+            out.append(Dep(parse_pip_requirement(line, f"pip constraints file {cfile}: line {n}")))
+    return out

@@ -34,10 +34,31 @@ def make_env(path: Path, marker: str = "x") -> Path:
     return path
 
 
-def journal(prefix: Path, backup: Path | None, ident: list[int] | None) -> None:
+TOKEN = "0123456789abcdef" * 2
+
+
+def journal(
+    prefix: Path,
+    backup: Path | None,
+    ident: list[int] | None,
+    token: str | None = TOKEN,
+    plant: bool = True,
+) -> None:
+    """The journal a killed create leaves; ``plant``: the create also wrote its token into the
+    prefix (a directory someone else made at that path has none)."""
     prefixtx.journal_path(prefix).write_text(
-        json.dumps({"pid": 1, "backup": str(backup) if backup else None, "prefix_id": ident})
+        json.dumps(
+            {
+                "version": 2,
+                "pid": 1,
+                "backup": str(backup) if backup else None,
+                "token": token,
+                "prefix_id": ident,
+            }
+        )
     )
+    if plant and token and prefix.is_dir():
+        prefixtx.token_path(prefix).write_text(token)
 
 
 def ident(path: Path) -> list[int]:
@@ -53,10 +74,10 @@ def test_killed_during_commit_keeps_the_new_env(tmp_path: Path) -> None:
     new = make_env(tmp_path / "env", "new")
     trash = prefixtx.trash_path(new)
     make_env(trash, "old")
-    journal(new, prefixtx.backup_path(new), ident(new))  # the backup path no longer exists
     before = tree(new)
+    journal(new, prefixtx.backup_path(new), ident(new))  # the backup path no longer exists
     prefixtx.recover(new, say)
-    assert tree(new) == before, "the verified new env is kept"
+    assert tree(new) == before, "the verified new env is kept (without the token)"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["env"]
 
 
@@ -79,7 +100,7 @@ def test_a_stale_journal_never_deletes_someone_elses_directory(tmp_path: Path) -
     stale = ident(prefix)
     prefix.rename(tmp_path / "gone")  # keeps that inode in use, so the new one differs
     make_env(prefix, "precious")  # a new directory at the same path
-    journal(prefix, None, stale)
+    journal(prefix, None, stale, plant=False)
     before = tree(prefix)
     prefixtx.recover(prefix, say)
     assert tree(prefix) == before
@@ -88,7 +109,7 @@ def test_a_stale_journal_never_deletes_someone_elses_directory(tmp_path: Path) -
 
 def test_killed_before_the_old_env_moved_keeps_it(tmp_path: Path) -> None:
     prefix = make_env(tmp_path / "env", "old")
-    journal(prefix, prefixtx.backup_path(prefix), None)
+    journal(prefix, prefixtx.backup_path(prefix), None, plant=False)
     before = tree(prefix)
     prefixtx.recover(prefix, say)
     assert tree(prefix) == before and not prefixtx.journal_path(prefix).exists()
@@ -245,11 +266,12 @@ def test_a_name_found_in_a_later_envs_dir_is_that_env(
 # ----------------------------------------------------------------------------- pip vs conda
 
 
-def test_pip_may_not_replace_condas_torch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pip_may_not_replace_condas_torch(
+    demo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A requirement that pins a local-version torch wheel: `torch==2.5.1` admits
     `2.5.1+cu121`, so the constraint alone would let pip replace conda's torch."""
     monkeypatch.setenv("CONDA_UNSLOTH_CACHE", str(tmp_path / "cache"))
-    demo = envbuild.build_demo(tmp_path / "demo")
     prefix = tmp_path / "env"
     from conda_unsloth.__main__ import main
 

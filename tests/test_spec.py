@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
-from conda_unsloth import knowledge, spec
+from conda_unsloth import knowledge, outputs, spec
 from conda_unsloth.errors import SpecError, UnslothError
 from conda_unsloth.host import Host
 from conda_unsloth.select import Request, select
@@ -190,9 +190,9 @@ def test_atomic_write_temp_files_are_private_unique_and_never_left(tmp_path: Pat
     """write_atomic: a new file gets 0644, the old content stays when the write fails, and no
     temp file is left."""
     target = tmp_path / "environment.yml"
-    spec.write_atomic(target, "a: 1\n")
+    outputs.write_atomic(target, "a: 1\n")
     assert target.read_text() == "a: 1\n" and target.stat().st_mode & 0o777 == 0o644
     with pytest.raises(UnicodeEncodeError):
-        spec.write_atomic(target, "bad \udc80 surrogate\n")
+        outputs.write_atomic(target, "bad \udc80 surrogate\n")
     assert target.read_text() == "a: 1\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["environment.yml"]

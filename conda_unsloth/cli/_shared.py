@@ -99,12 +99,28 @@ def progress(args: argparse.Namespace) -> Callable[[str], None]:
 
 
 def console(out: TextIO | None = None) -> Console:
-    """A rich console on ``out`` (stdout): the terminal's width (``COLUMNS``, else 80 when not a
-    terminal), no colour when ``NO_COLOR`` is set or the output is not a terminal."""
+    """A rich console on ``out`` (stdout). On a terminal: its width, colour unless ``NO_COLOR``.
+    Not a terminal (a log, a pipe): no colour and no wrapping (``COLUMNS`` still sets a width),
+    so a line that is grepped for stays one line."""
+    import os
+
     from rich.console import Console
 
+    file = out or sys.stdout
+    width = None
+    if not (hasattr(file, "isatty") and file.isatty()):
+        try:
+            width = int(os.environ.get("COLUMNS", "")) or None
+        except ValueError:
+            width = None
+        width = width or 100_000
     return Console(
-        file=out or sys.stdout, highlight=False, soft_wrap=False, emoji=False, markup=False
+        file=file,
+        width=width,
+        highlight=False,
+        soft_wrap=False,
+        emoji=False,
+        markup=False,
     )
 
 

@@ -118,11 +118,13 @@ def execute(args: argparse.Namespace, runtime: Runtime) -> int:
     t_start = time.monotonic()
     pipeline.check_inputs(args.file, args.from_lock)
     prefix = prefixmod.new_prefix(args.name, args.prefix, runtime.envs_dirs())
-    if prefixtx.pending(prefix):
+    if prefixmod.pending(prefix):
         if args.dry_run:
             say(f"an earlier create of {prefix} was killed; a real run will finish its clean-up")
         else:
             prefixtx.recover(prefix, say)
+    if not args.dry_run:
+        prefixtx.sweep_stale_tempdirs()  # what killed creates left in $TMPDIR
     prefixtx.check_target(prefix, args.force, runtime.roots())
     kb = _shared.knowledge(args)
     host = _shared.host()

@@ -53,11 +53,8 @@ def execute(args: argparse.Namespace, runtime: Runtime) -> int:
     out = args.output
     constraints = specmod.constraints_path_for(out)
     env_spec = specmod.from_selection(sel, args.name, os.path.basename(constraints))
-    files: list[str] = []
-    if not args.dry_run:
-        for path in (out, constraints):
-            specmod.refuse_foreign(path, args.force, str(path), "-o")
-        files = specmod.write_files(env_spec, out)
+    # both files through the one output policy; a dry run checks them and writes nothing
+    files = specmod.write_files(env_spec, out, force=args.force, dry_run=args.dry_run)
     if args.json:
         doc = sel.to_json()
         # every line the file holds, the profile's extra pins and pip included

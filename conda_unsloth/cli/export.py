@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -63,21 +64,23 @@ def execute(args: argparse.Namespace, runtime: Runtime) -> int:
     from .. import prefix as prefixmod
     from ..errors import SpecError
     from ..exports import installed
-    from ..spec import check_writable, refuse_foreign, write_atomic
+    from ..outputs import OutputFile
     from . import _shared
 
     fmt = formats.for_output(args.format, args.output)
     out = Path(args.output).expanduser() if args.output else None
-    if out is not None:
-        check_writable(out)
-        refuse_foreign(out, args.force, str(out), "-o")
+    target = None
+    if args.output is not None:  # the one output policy (outputs.py), before any work
+        given = os.path.expanduser(args.output)  # noqa: PTH111 - keeps a trailing "/"
+        example = fmt.default_filenames[0]
+        target = OutputFile.of(given, "-o", force=args.force, example=example).check()
     env_prefix = prefixmod.resolve_existing(args.name, args.prefix, runtime.envs_dirs())
     solved = installed.solved_from_prefix(env_prefix)
     if not solved.records:
         raise SpecError(f"{env_prefix} has no conda packages to export")
     text = installed.render_installed(solved, fmt, env_prefix)
-    if out is not None and not args.dry_run:
-        write_atomic(out, text)
+    if target is not None:
+        target.write(text, dry_run=args.dry_run)
     unlocked = [p for p in solved.pip if not (p.url and p.sha256)]
     if args.json:
         doc: dict[str, Any] = {

@@ -85,7 +85,7 @@ def execute(args: argparse.Namespace, runtime: Runtime) -> int:
     from .. import prefix as prefixmod
     from ..errors import UsageError
     from ..exports import modulefile as mf
-    from ..spec import write_atomic
+    from ..outputs import OutputFile, refuse_control
     from . import _shared
 
     fmt = _format(args.format)
@@ -97,6 +97,7 @@ def execute(args: argparse.Namespace, runtime: Runtime) -> int:
         version = facts.versions.get("unsloth", "").split(" ")[0]
         name = f"unsloth/{version or env_prefix.name}"
     out_dir = Path(args.output_dir).expanduser()
+    refuse_control(args.output_dir, "-o")
     path = mf.output_path(out_dir, name, fmt)
     text = mf.render(fmt, name, facts, family, user_site=args.allow_user_site)
 
@@ -106,31 +107,16 @@ def execute(args: argparse.Namespace, runtime: Runtime) -> int:
             raise UsageError(
                 f"-o {out_dir}: directory does not exist", hints=[f"mkdir -p {out_dir}"]
             )
-        if path.is_dir():
-            raise UsageError(f"{path} is a directory; choose another module name")
-        if path.exists() and not args.force and not mf.written_by_us(path):
-            raise UsageError(
-                f"{path} exists and was not written by conda-unsloth; not replacing it",
-                hints=[f"use another module name or -o DIR, or --force to replace {path}"],
-            )
-        for parent in reversed(path.relative_to(out_dir).parents):
-            d = out_dir / parent
-            if d.exists() and not d.is_dir():
-                raise UsageError(f"{d} is a file; the module name needs it to be a directory")
-        if not os.access(out_dir, os.W_OK | os.X_OK):
-            raise UsageError(f"-o {out_dir}: not writable (permission denied)")
-        created: list[Path] = []
-        try:
-            for parent in reversed(path.relative_to(out_dir).parents):
-                d = out_dir / parent
-                if not d.exists():
-                    d.mkdir()
-                    created.append(d)
-            write_atomic(path, text)
-        except OSError as exc:
-            for d in reversed(created):
-                d.rmdir()
-            raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+        # the one output policy (outputs.py); NAME/VERSION directories are made under -o DIR
+        # and removed again if the write fails
+        OutputFile.of(
+            path,
+            "module file",
+            force=args.force,
+            mark=mf.GENERATED_MARK,
+            example="MODULE",
+            make_parents_under=out_dir,
+        ).write(text)
         written = True
 
     if args.json:

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     import argparse
 
     from ..exports import Format
+    from ..outputs import OutputFile
     from ..pipeline import Solution
     from ..runtime import Runtime
 
@@ -85,34 +86,16 @@ def configure_parser(p: argparse.ArgumentParser, conda: bool = False) -> None:
     _common.add_output_options(p, conda)
 
 
-def check_lock_path(path: Path, source: Path | None = None, force: bool = False) -> None:
-    """Fail before solving if the lock file cannot be written, is the -f input ``source``, or
-    exists and was not written by conda-unsloth (the ``export`` verb's guard; ``force``
-    lifts only that last one)."""
-    import os
+def lock_output(path: Path, source: Path | None = None, force: bool = False) -> OutputFile:
+    """The --lock file, checked before solving by the one output policy (outputs.py): never
+    the -f input ``source``, never a special file, never a file conda-unsloth did not write
+    (unless ``force``)."""
+    from ..outputs import OutputFile
 
-    from ..errors import UsageError
-    from ..spec import refuse_foreign
-
-    parent = path.parent if str(path.parent) else Path()
-    if path.is_dir():
-        raise UsageError(
-            f"--lock {path}: is a directory; give a file name like {path}/explicit.txt"
-        )
-    if not parent.is_dir():
-        raise UsageError(
-            f"--lock {path}: directory {parent} does not exist", hints=[f"mkdir -p {parent}"]
-        )
-    if not os.access(parent, os.W_OK | os.X_OK) or (
-        path.exists() and not os.access(path, os.W_OK)
-    ):
-        raise UsageError(f"--lock {path}: not writable (permission denied)")
-    if source is not None and path.exists() and source.exists() and path.samefile(source):
-        raise UsageError(
-            f"--lock {path} is the -f input; refusing to overwrite it",
-            hints=["give the lock another name, e.g. --lock explicit.txt"],
-        )
-    refuse_foreign(path, force, f"--lock {path}", "--lock")
+    inputs = [(source, "-f")] if source is not None else []
+    return OutputFile.of(
+        path, "--lock", force=force, inputs=inputs, example="explicit.txt"
+    ).check()
 
 
 def solve(args: argparse.Namespace, runtime: Runtime) -> Solution:
@@ -168,18 +151,18 @@ def to_json(
 def execute(args: argparse.Namespace, runtime: Runtime) -> int:
 
     from .. import exports as formats
-    from .. import spec as specmod
     from . import _shared
 
     lock = Path(args.lock) if args.lock else None
     fmt = formats.for_output(args.lock_format, args.lock)
+    target = None
     if lock is not None:
-        check_lock_path(lock, Path(args.file) if args.file else None, bool(args.force))
+        target = lock_output(lock, Path(args.file) if args.file else None, bool(args.force))
     solution = solve(args, runtime)
     solved = solution.solved
-    if lock is not None and not args.dry_run:
+    if target is not None:
         source = (args.file or "conda-unsloth plan",)
-        specmod.write_atomic(lock, formats.render(solved, fmt, sources=source))
+        target.write(formats.render(solved, fmt, sources=source), dry_run=args.dry_run)
     if args.json:
         _shared.emit_json(to_json(solution, lock, fmt, args.dry_run))
         return 0

@@ -199,6 +199,8 @@ def _sbatch(args: argparse.Namespace, prefix: Path, tokens: list[str]) -> int:
     from ..exports import slurm
     from . import _shared
 
+    out = Path(args.sbatch).expanduser()
+    slurm.output(out, force=args.force)  # the output policy, before any work
     report = (
         Path(args.report).expanduser().absolute() if args.report else slurm.default_report(prefix)
     )
@@ -214,9 +216,7 @@ def _sbatch(args: argparse.Namespace, prefix: Path, tokens: list[str]) -> int:
         checks=tuple(tokens),
         timeout=args.timeout,
     )
-    out = Path(args.sbatch).expanduser()
-    if not args.dry_run:
-        out = slurm.write(job, out, force=args.force)
+    slurm.write(job, out, force=args.force, dry_run=args.dry_run)
     if args.json:
         _shared.emit_json(
             {
@@ -271,7 +271,7 @@ def _load_from_report(source: Path, prefix: Path, *, force: bool) -> VerifyRepor
 def _run(args: argparse.Namespace, prefix: Path, tokens: list[str]) -> int:
     from .. import marker
     from ..exports import slurm
-    from ..spec import write_atomic
+    from ..outputs import write_atomic
     from ..verify import python_of, run_probe
     from ..verify import report as reportmod
     from . import _shared
@@ -280,6 +280,10 @@ def _run(args: argparse.Namespace, prefix: Path, tokens: list[str]) -> int:
     report_path = (
         Path(args.report).expanduser().absolute() if args.report else slurm.default_report(prefix)
     )
+    if args.report:  # the one output policy, before the probe runs
+        from ..outputs import OutputFile
+
+        OutputFile.of(report_path, "--report", force=args.force).check()
     if args.from_report:
         source = Path(args.from_report).expanduser().absolute()
         report = _load_from_report(source, prefix, force=args.force)

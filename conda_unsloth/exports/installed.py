@@ -156,6 +156,30 @@ def solved_from_prefix(prefix: Path) -> SolvedEnv:
     )
 
 
+def _refuse_control_in_records(solved: SolvedEnv) -> None:
+    """A record field with a control character (a newline in a url, a name) would start a new
+    line in an explicit lock or a requirements line: refuse the env's record instead."""
+    from ..errors import SpecError
+    from ..outputs import control_char
+
+    for r in solved.records:
+        for field in (r.name, r.version, r.build, r.channel, r.subdir, r.url, r.fn):
+            bad = control_char(field or "")
+            if bad is not None:
+                raise SpecError(
+                    f"the conda record of {r.name[:60]!r} has {bad} in {field[:80]!r}; "
+                    "refusing to export it"
+                )
+    for p in solved.pip:
+        for field in (p.name, p.version, p.url or "", p.sha256 or ""):
+            bad = control_char(field)
+            if bad is not None:
+                raise SpecError(
+                    f"the pip package {p.name[:60]!r} has {bad} in {field[:80]!r}; "
+                    "refusing to export it"
+                )
+
+
 def render_installed(solved: SolvedEnv, fmt: Format, env_prefix: Path) -> str:
     """The export text of an installed env in ``fmt`` (the export verb and conda's exporter
     hook)."""
@@ -164,6 +188,7 @@ def render_installed(solved: SolvedEnv, fmt: Format, env_prefix: Path) -> str:
     from ..redact import has_credentials
     from . import render
 
+    _refuse_control_in_records(solved)
     if fmt.name != "environment":
         missing = [r for r in solved.records if not r.url]
         if missing:

@@ -15,6 +15,7 @@ from ..redact import redact_url
 from ..solvers.base import PipPackage, Record, SolvedEnv
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_PIP_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")
 _HEX32 = re.compile(r"^[0-9a-f]{32}$")
 MAX_LOCK_BYTES = 20_000_000
 
@@ -58,19 +59,49 @@ def record_from_url(url: str, sha256: str | None, md5: str | None = None, **extr
 
 
 def _read_text(path: Path) -> str:
+    from ..userfiles import read_text
+
+    return read_text(path, "lock", limit=MAX_LOCK_BYTES)
+
+
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+")
+
+
+def _check_url(url: str, where: str) -> None:
+    """A package URL from a lock: ``scheme://...``, one word, no control characters (it ends up
+    in a requirements file, a download, an explicit lock)."""
+    from ..outputs import control_char
+
+    bad = control_char(url)
+    if bad is not None:
+        raise SpecError(f"{where}: the url contains {bad}")
+    if not _URL.fullmatch(url):
+        raise SpecError(f"{where} is not a package URL: {redact_url(url)[:80]!r}")
+
+
+def pip_package(name: Any, version: Any, url: Any, sha: Any, where: str) -> PipPackage:
+    """A locked pip wheel, validated field by field before it can reach a requirements file:
+    a project name, a PEP 440 version, an http(s)/file URL, a sha256."""
+    from packaging.version import InvalidVersion, Version
+
+    if not isinstance(name, str) or not _PIP_NAME.fullmatch(name):
+        raise SpecError(f"{where}: pip package name {str(name)[:80]!r} is not a project name")
     try:
-        size = path.stat().st_size
-        if path.is_dir():
-            raise SpecError(f"lock {path} is a directory")
-        if size > MAX_LOCK_BYTES:
-            raise SpecError(f"lock {path} is {size} bytes; refusing locks over 20 MB")
-        return path.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise SpecError(f"lock {path} does not exist") from None
-    except UnicodeDecodeError as exc:
-        raise SpecError(f"lock {path} is not UTF-8 (byte {exc.start})") from None
-    except OSError as exc:
-        raise SpecError(f"lock {path} cannot be read: {exc.strerror}") from None
+        if not isinstance(version, str) or version != version.strip():
+            raise InvalidVersion(str(version))
+        Version(version)
+    except InvalidVersion:
+        raise SpecError(
+            f"{where}: pip package {name} has the version {str(version)[:40]!r}, "
+            "which is not a PEP 440 version"
+        ) from None
+    if url is not None:
+        if not isinstance(url, str):
+            raise SpecError(f"{where}: pip package {name}: the url must be text")
+        _check_url(url, f"{where}: pip package {name}")
+    if sha is not None and not (isinstance(sha, str) and _HEX64.match(sha)):
+        raise SpecError(f"{where}: pip package {name} has a malformed sha256")
+    return PipPackage(name, version, url, sha)
 
 
 def read_lock(path: Path, platform: str) -> SolvedEnv:
@@ -94,7 +125,7 @@ def _read_explicit(path: Path, text: str, platform: str) -> SolvedEnv:
             declared = line.split(":", 1)[1].strip()
             continue
         if line.startswith("# pip "):  # the pip part, as `solve --lock` writes it
-            _explicit_pip(line[len("# pip ") :].strip(), pip, pip_reqs)
+            _explicit_pip(line[len("# pip ") :].strip(), pip, pip_reqs, f"lock {path}: line {n}")
             continue
         if line.startswith("#"):
             continue
@@ -113,6 +144,7 @@ def _read_explicit(path: Path, text: str, platform: str) -> SolvedEnv:
                 "refusing a lock that cannot be checked",
                 hints=["re-export it: conda unsloth solve --lock FILE --format explicit"],
             )
+        _check_url(url, f"lock {path}: line {n}")
         try:
             rec = record_from_url(url, sha, md5)
         except ValueError:
@@ -137,7 +169,11 @@ def _index_json(url: str) -> dict[str, Any] | None:
 
     if not url.startswith("file://"):
         return None
+    from ..userfiles import is_regular
+
     local = Path(unquote(urlparse(url).path))
+    if not is_regular(local):  # never open a FIFO or a device named by a lock
+        return None
     try:
         if local.name.endswith(".tar.bz2"):
             with tarfile.open(local, "r:bz2") as tf:
@@ -207,25 +243,23 @@ _PIP_LINE = re.compile(
     r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)==(?P<version>\S+?)"
     r"(?: @ (?P<url>\S+?))?(?:#sha256=(?P<sha>[0-9a-f]{64}))?$"
 )
+# the sentence `export --format explicit` writes above its pip lines
+_PIP_PROSE = ("packages (not installed by conda", "install --no-deps after creating")
 
 
-def _explicit_pip(text: str, pip: list[PipPackage], reqs: list[str]) -> None:
-    """One ``# pip ...`` line: a pinned wheel with its hash, or a requirement; anything else
-    (prose in the comment block) is ignored."""
-    from packaging.requirements import InvalidRequirement, Requirement
+def _explicit_pip(text: str, pip: list[PipPackage], reqs: list[str], where: str) -> None:
+    """One ``# pip ...`` line: a pinned wheel with its hash, or a requirement (validated by
+    ``spec.parse_pip_requirement``); the export's own explanatory sentence is skipped, and
+    anything else is refused: it would otherwise reach pip."""
+    from ..spec import parse_pip_requirement
 
+    if text.startswith(_PIP_PROSE):
+        return
     m = _PIP_LINE.match(text)
     if m and m["url"] and m["sha"]:
-        pip.append(PipPackage(m["name"], m["version"], m["url"], m["sha"]))
+        pip.append(pip_package(m["name"], m["version"], m["url"], m["sha"], where))
         return
-    if m:
-        reqs.append(f"{m['name']}=={m['version']}")
-        return
-    try:
-        Requirement(text)
-    except InvalidRequirement:
-        return
-    reqs.append(text)
+    reqs.append(parse_pip_requirement(text, where))
 
 
 def _check_platform(path: Path, lock_platform: str, seen: set[str], platform: str) -> None:
@@ -241,6 +275,7 @@ def _check_platform(path: Path, lock_platform: str, seen: set[str], platform: st
 
 
 def _read_conda_lock(path: Path, text: str, platform: str) -> SolvedEnv:
+    from ..spec import parse_pip_requirement
     from ..yamlload import YamlSyntaxError, load
 
     try:
@@ -265,7 +300,11 @@ def _read_conda_lock(path: Path, text: str, platform: str) -> SolvedEnv:
     carried = custom.get("pip_requirements") if isinstance(custom, dict) else None
     if carried is not None and not isinstance(carried, str):
         raise SpecError(f"lock {path}: 'metadata.custom_metadata.pip_requirements' must be text")
-    pip_reqs = [ln.strip() for ln in (carried or "").splitlines() if ln.strip()]
+    pip_reqs = [
+        parse_pip_requirement(ln, f"lock {path}: metadata.custom_metadata.pip_requirements")
+        for ln in (carried or "").splitlines()
+        if ln.strip()
+    ]
     if platform not in platforms:
         raise SpecError(
             f"lock {path} is for {', '.join(map(str, platforms)) or 'no platform'}, not {platform}; refusing it",
@@ -293,8 +332,13 @@ def _read_conda_lock(path: Path, text: str, platform: str) -> SolvedEnv:
         deps_map = pkg.get("dependencies") or {}
         if not isinstance(deps_map, dict):
             raise SpecError(f"lock {path}: package[{i}] 'dependencies' must be a mapping")
+        _check_url(url, f"lock {path}: package[{i}] ({str(pkg.get('name'))[:40]})")
         if pkg.get("manager") == "pip":
-            pip.append(PipPackage(str(pkg.get("name")), str(pkg.get("version")), url, sha))
+            pip.append(
+                pip_package(
+                    pkg.get("name"), pkg.get("version"), url, sha, f"lock {path}: package[{i}]"
+                )
+            )
             continue
         try:
             deps = [f"{k} {v}".strip() for k, v in deps_map.items()]
@@ -311,6 +355,9 @@ def _read_conda_lock(path: Path, text: str, platform: str) -> SolvedEnv:
         records.append(rec)
     if not records:
         raise SpecError(f"lock {path}: no conda packages for {platform}")
-    locked = {p.name for p in pip}
-    unhashed = [r for r in pip_reqs if r.split("==")[0].strip() not in locked]
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    locked = {canonicalize_name(p.name) for p in pip}
+    unhashed = [r for r in pip_reqs if canonicalize_name(Requirement(r).name) not in locked]
     return _solved(path, platform, records, pip, unhashed)

@@ -85,7 +85,9 @@ def run_probe(
 
     The probe runs in its own session; on a timeout or an exception here (Ctrl-C) its process
     group is terminated, so no probe or worker outlives the call."""
-    with tempfile.TemporaryDirectory(prefix="conda-unsloth-verify-") as tmp:
+    from ..prefixtx import tempdir_prefix
+
+    with tempfile.TemporaryDirectory(prefix=tempdir_prefix("verify")) as tmp:
         out = Path(tmp) / "report.json"
         cmd = probe_command(python, out, expect_cuda=expect_cuda, checks=checks, timeout=timeout)
         n = len(probe.select(list(checks))) if checks else len(probe.CHECKS)

@@ -212,14 +212,19 @@ def loads(text: str, where: str = "document") -> VerifyReport:
         doc = json.loads(text)
     except ValueError as exc:
         raise _bad(f"not JSON ({exc})", where) from None
+    except RecursionError:
+        raise _bad("not JSON (nested too deeply)", where) from None
     return from_json(doc, where)
 
 
+MAX_REPORT_BYTES = 10_000_000
+
+
 def load(path: Path) -> VerifyReport:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise VerifyError(f"cannot read verification report {path}: {exc.strerror}") from None
+    """A report file, read with the bounded reader (a regular file of at most 10 MB)."""
+    from ..userfiles import read_text
+
+    text = read_text(path, "verification report", limit=MAX_REPORT_BYTES, error=VerifyError)
     return loads(text, str(path))
 
 

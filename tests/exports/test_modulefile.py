@@ -381,9 +381,57 @@ def test_lmod_refuses_script_path_source_sh_cannot_pass(tmp_path: Path) -> None:
         mf.render("lmod", "unsloth/1", mf.read_facts(prefix), "conda_env")
 
 
-def test_newline_in_prefix_stays_inside_the_header_comment(tmp_path: Path) -> None:
-    prefix = make_prefix(tmp_path, "line\nbreak")
-    text = mf.render("tcl", "unsloth/1", mf.read_facts(prefix), "conda_env")
-    header = text.splitlines()[:3]
-    assert header[0] == "#%Module4.6"
-    assert all(line.startswith("#") for line in header)
+@pytest.mark.parametrize("fmt", ["tcl", "lmod"])
+@pytest.mark.parametrize("bad", ["line\nbreak", "cr\rhere", "tab\there", "esc\x1bhere"])
+def test_control_character_in_prefix_is_refused(tmp_path: Path, fmt: str, bad: str) -> None:
+    """A newline in the prefix would end the header comment line (issue 16 #5): refused."""
+    prefix = make_prefix(tmp_path, bad)
+    with pytest.raises(UsageError, match="prefix .* contains a control character") as info:
+        mf.render(fmt, "unsloth/1", mf.read_facts(prefix), "conda_env")
+    assert "\n" not in info.value.message
+
+
+# values that would run a command if they were not quoted for the language they are written in
+INJECTION_VARS = {
+    "UNSLOTH_T_LUA": 'a"; os.execute("touch {pwned}") --',
+    "UNSLOTH_T_TCL": "[exec touch {pwned}] $HOME {{x",
+    "UNSLOTH_T_SHELL": "$(touch {pwned}) `touch {pwned}`; touch {pwned}",
+    "UNSLOTH_T_TAB": "one\ttwo",
+}
+
+
+@pytest.mark.parametrize("fmt", ["lmod", "tcl"])
+def test_hostile_values_reach_the_env_verbatim_and_run_nothing_real_tool(
+    tmp_path: Path, fmt: str
+) -> None:
+    """Issue 16 #5: every value we write into a modulefile is quoted for Lua / Tcl; loaded by
+    the real tool, each variable holds exactly its text and no command ran."""
+    pwned = tmp_path / "PWNED"
+    prefix = make_prefix(tmp_path / "apps", "x]]=]]; os.exit(1) -- [y] {z}")
+    values = {k: v.format(pwned=pwned) for k, v in INJECTION_VARS.items()}
+    state = {"env_vars": {**STATE["env_vars"], **values}}
+    (prefix / "conda-meta" / "state").write_text(json.dumps(state))
+    tree = tmp_path / "modulefiles"
+    write_module(tree, fmt, "unsloth/2024.9", prefix)
+    snaps, proc = run_session(fmt, tree, ["load unsloth/2024.9", "unload unsloth"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    before, loaded, after = snaps
+    check_loaded(loaded, prefix)
+    for key, value in values.items():
+        assert loaded[key] == value, key
+    assert user_visible(after) == user_visible(before)
+    assert not pwned.exists()
+
+
+@pytest.mark.parametrize("fmt", ["lmod", "tcl"])
+@pytest.mark.parametrize("value", ["one\nid", "cr\rhere", "esc\x1b[2J", "nul-free\x7f"])
+def test_control_character_in_a_state_value_is_refused(
+    tmp_path: Path, fmt: str, value: str
+) -> None:
+    """Lmod 8.6 and Modules 5.2 both print a value's newline raw into their bash output
+    (``V=one<newline>id;``), where it starts a command: values with control characters are
+    refused (a tab is kept: both tools escape it)."""
+    prefix = make_prefix(tmp_path)
+    (prefix / "conda-meta" / "state").write_text(json.dumps({"env_vars": {"V": value}}))
+    with pytest.raises(UsageError, match="conda-meta/state variable V has a control"):
+        mf.render(fmt, "unsloth/1", mf.read_facts(prefix), "conda_env")

@@ -4,6 +4,7 @@ untouched, and a rerun succeeds."""
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import signal
@@ -16,11 +17,6 @@ import pytest
 
 from tests import envbuild
 from tests.conftest import tree
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return envbuild.build_demo(tmp_path_factory.mktemp("faults-demo"))
 
 
 def command(demo: Path, prefix: Path, *extra: str) -> list[str]:
@@ -227,3 +223,52 @@ def test_sigterm_at_any_moment_of_the_build_is_never_lost(
     assert proc.returncode == 128 + signal.SIGTERM, err
     assert "Exception ignored" not in err and "Traceback" not in err
     assert not prefix.exists()
+
+
+def _identity(path: Path) -> list[int]:
+    st = os.lstat(path)
+    return [st.st_dev, st.st_ino]
+
+
+def test_sigkill_then_user_remakes_the_dir_with_the_freed_inode(
+    demo: Path, tmp_path: Path
+) -> None:
+    """Issue 16 #1: after a SIGKILLed create the user removes the half env and makes a new
+    directory at that path; the file system may hand it the freed inode number, so the
+    journal's (dev, inode) matches. The next create must leave that directory alone."""
+    prefix = tmp_path / "env"
+    code, _ = start_and_signal(command(demo, prefix), tmp_path, signal.SIGKILL, "prefix", prefix)
+    assert code == -signal.SIGKILL
+    journal = tmp_path / ".env.conda-unsloth-journal"
+    old = _identity(prefix)
+    subprocess.run(["rm", "-rf", str(prefix)], check=True)  # the old inode is freed
+    prefix.mkdir()
+    (prefix / "thesis.tex").write_text("years of work")
+    doc = json.loads(journal.read_text())
+    assert doc["prefix_id"] == old
+    if _identity(prefix) != old:  # this file system did not reuse it: make the journal match,
+        doc["prefix_id"] = _identity(prefix)  # as ext4 does on its own
+        journal.write_text(json.dumps(doc))
+    rerun = run(command(demo, prefix), tmp_path)
+    assert rerun.returncode == 2, rerun.stderr
+    assert "not provably the directory" in rerun.stderr and "already exists" in rerun.stderr
+    assert "Traceback" not in rerun.stderr
+    assert (prefix / "thesis.tex").read_text() == "years of work"
+    assert sorted(p.name for p in prefix.iterdir()) == ["thesis.tex"]
+
+
+def test_disk_full_leaves_no_parent_directory_it_made(demo: Path, tmp_path: Path) -> None:
+    """Issue 16 #2: the lock step makes missing parents; a failed create removes them."""
+    prefix = tmp_path / "new" / "deeper" / "env"
+    proc = subprocess.run(
+        command(demo, prefix),
+        capture_output=True,
+        text=True,
+        env=environ(tmp_path),
+        preexec_fn=_limit_file_size,
+        check=False,
+        timeout=300,
+    )
+    assert proc.returncode != 0
+    assert "conda-unsloth: error:" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "new").exists()

@@ -17,12 +17,12 @@ from tests.conftest import Result, tree
     [
         (["-n", "base"], "-n base is reserved"),
         (["-n", "root"], "-n root is reserved"),
-        (["-n", "un\nsloth"], "-n 'un\\nsloth' is not a valid environment name"),
-        (["-n", "un\tsloth"], "-n 'un\\tsloth' is not a valid environment name"),
-        (["-p", "/"], "-p / names no environment directory"),
-        (["-p", ""], "-p '' is not a usable path"),
-        (["-p", "{tmp}/a\nb"], "is not a usable path (empty, or with control characters)"),
-        (["-p", "{tmp}/missing/.."], "names no environment directory"),
+        (["-n", "un\nsloth"], "-n 'un\\nsloth' contains"),
+        (["-n", "un\tsloth"], "-n 'un\\tsloth' contains"),
+        (["-p", "/"], "prefix / names no directory of its own"),
+        (["-p", ""], "-p '' is empty"),
+        (["-p", "{tmp}/a\nb"], "contains a control character"),
+        (["-p", "{tmp}/missing/.."], "names no directory of its own"),
     ],
     ids=["base", "root", "name-newline", "name-tab", "root-dir", "empty", "newline", "dotdot"],
 )

@@ -126,7 +126,7 @@ def test_list_checks(cli: Cli) -> None:
             2,
         ),
         (["--sbatch", "x.sh", "--partition", "gpu;rm"], "--partition 'gpu;rm' is not a valid", 2),
-        (["--from-report", "missing.json"], "cannot read verification report", 2),
+        (["--from-report", "missing.json"], "does not exist", 2),
         (["--from-report", "garbage.json"], "not JSON", 2),
         (["--from-report", "empty.json"], "lists no checks", 2),
     ],
