@@ -173,6 +173,12 @@ def _pip_xformers(version: str) -> Callable[[], Stack]:
 CF_PYTORCH_240 = P.Rec(
     "pytorch", "2.4.0", "cuda120_py312h26b3cf7_301", "conda-forge", dist="torch", requested=True
 )
+# what PyPI's torch 2.4.0 wheel requires of triton (its METADATA, read with pip --report)
+TORCH_240_TRITON = (
+    'triton (==3.0.0) ; platform_system == "Linux" and platform_machine == "x86_64" '
+    'and python_version < "3.13"'
+)
+
 
 RULE_CASES: list[tuple[str, Callable[[], Stack], HostFacts | None, bool]] = [
     ("F1", P.seed_pip, None, True),
@@ -254,6 +260,16 @@ RULE_CASES: list[tuple[str, Callable[[], Stack], HostFacts | None, bool]] = [
     ("U1", lambda: P.swap(P.healthy(), pip=[P.Wheel("transformers", "4.47.0")]), None, True),
     ("U1", lambda: P.swap(P.healthy(), pip=[P.Wheel("unsloth-zoo", "2024.11.1")]), None, True),
     ("U1", P.healthy, None, False),
+    ("U1", lambda: P.swap(P.healthy(), drop=["unsloth_zoo"]), None, True),
+    ("U1", lambda: P.swap(P.healthy(), drop=["xformers"]), None, True),
+    (
+        "F19",
+        lambda: P.swap(P.healthy(), pip=[P.Wheel("triton", "3.0.0", replaces="torchtriton")]),
+        None,
+        True,
+    ),
+    ("F19", P.healthy, None, False),
+    ("F19", healthy_conda_forge, None, False),
     # host rules: a stand-in for a GPU host that isn't here
     ("F5", P.healthy, HostFacts(driver_cuda="11.8", archs=("8.0",)), True),
     ("F5", P.healthy, H100, False),
@@ -827,3 +843,168 @@ def test_two_thousand_pip_dists_diagnose(tmp_path: Path) -> None:
     assert ids(d) == ["F1", "U1"]
     assert len(d.inventory.pip_dists()) == 2000 + len(P.seed_pip()[1])
     assert len(d.to_json()["inventory"]["pip"]) == 2000 + len(P.seed_pip()[1])
+
+
+# ----------------------------------------------------------------------------- issue 17
+
+
+def test_pip_replaced_torch_rules_judge_the_torch_python_imports(tmp_path: Path) -> None:
+    """`pip install torch==2.4.0` in the healthy env: pip uninstalled conda's torch metadata
+    and files, conda-meta still lists pytorch 2.5.1. Every rule must look at 2.4.0."""
+    stack = P.swap(
+        P.healthy(),
+        pip=[P.Wheel("torch", "2.4.0", requires=(TORCH_240_TRITON,), replaces="pytorch")],
+    )
+    d = diagnose(tmp_path, stack)
+    assert {"F12", "F15", "F19"} <= set(ids(d)), doctor.render(d)
+    f12 = next(i.finding for i in d.findings if i.finding.id == "F12")
+    assert "replaced the files of conda's pytorch 2.5.1" in f12.detail
+    f15 = next(i.finding for i in d.findings if i.finding.id == "F15")
+    assert "torch 2.4.0 (pypi)" in f15.evidence
+    f19 = next(i.finding for i in d.findings if i.finding.id == "F19")
+    assert f19.detail == (
+        "torch 2.4.0 pins triton 3.0.0, but Python imports torchtriton 3.1.0 (conda)"
+    )
+    rec = d.inventory.record("pytorch")
+    assert rec is not None and rec.replaced_by == "torch 2.4.0 (pip)"
+    assert "no known problems" not in doctor.render(d)
+
+
+def test_pip_triton_over_conda_torchtriton_is_f19_with_the_restoring_fix(tmp_path: Path) -> None:
+    stack = P.swap(P.healthy(), pip=[P.Wheel("triton", "3.0.0", replaces="torchtriton")])
+    d = diagnose(tmp_path, stack)
+    assert ids(d) == ["F19"], doctor.render(d)
+    assert d.findings[0].finding.detail == (
+        "torch 2.5.1 pins triton 3.1.0, but Python imports triton 3.0.0 (pip)"
+    )
+    assert fixes(d, "F19") == [
+        f"{d.env.prefix}/bin/python -m pip uninstall -y triton",
+        f'conda install -p {d.env.prefix} --force-reinstall "torchtriton=3.1.0=py311"',
+    ]
+
+
+def test_pip_triton_next_to_a_pip_torch_is_f19_with_the_pinned_wheel(tmp_path: Path) -> None:
+    stack: Stack = (
+        [P.PY311],
+        [
+            P.Wheel("torch", "2.4.0", requires=(TORCH_240_TRITON,)),
+            P.Wheel("triton", "3.1.0"),
+        ],
+    )
+    d = diagnose(tmp_path, stack)
+    assert ids(d) == ["F19"]
+    assert fixes(d, "F19") == [
+        f'{d.env.prefix}/bin/python -m pip install --no-deps "triton==3.0.0"'
+    ]
+    # the marker in torch's requirement is evaluated for this env: no pin on python 3.13
+    py313 = P.Rec("python", "3.13.1", "ha99a958_105_cp313", "conda-forge", requested=True)
+    newer = ([py313], stack[1])
+    assert "F19" not in ids(diagnose(tmp_path / "py313", newer))
+
+
+def test_missing_unsloth_zoo_is_u1_with_the_companion_pin(tmp_path: Path) -> None:
+    d = diagnose(tmp_path, P.swap(P.healthy(), drop=["unsloth_zoo"]))
+    assert ids(d) == ["U1"]
+    u1 = d.findings[0].finding
+    assert u1.detail == (
+        "unsloth 2024.12.12 requires packages that are not installed: unsloth_zoo is not "
+        "installed (needs unsloth_zoo>=2024.12.7)"
+    )
+    assert fixes(d, "U1") == [
+        f'{d.env.prefix}/bin/python -m pip install --no-deps "unsloth_zoo==2024.12.7"'
+    ]
+
+
+def test_conda_remove_xformers_is_u1_also_for_the_package_scope(tmp_path: Path) -> None:
+    """What `conda remove xformers` leaves: unsloth's xformers requirement unmet. The
+    post-command guard and `conda doctor` run the package rules only: they must see it too."""
+    prefix = P.write_prefix(tmp_path / "env", P.swap(P.healthy(), drop=["xformers"]))
+    for scopes in (("packages", "host", "env"), ("packages",)):
+        d = doctor.diagnose(prefix, KB, scopes=scopes)
+        assert ids(d) == ["U1"]
+        assert (
+            "xformers is not installed (needs xformers>=0.0.27.post2)"
+            in d.findings[0].finding.detail
+        )
+    assert fixes(d, "U1") == [
+        f"conda install -p {prefix} -c pytorch -c nvidia -c xformers -c conda-forge "
+        '"xformers=0.0.28.post3=py311_cu12.1.0_pyt2.5.1"'
+    ]
+
+
+def _marker(prefix: Path, **fields: object) -> None:
+    from conda_unsloth import marker
+
+    marker.write(
+        prefix,
+        {
+            "request": {"profile": None, "cuda": "12.1"},
+            "profile": "pytorch",
+            "knowledge_revision": KB.revision,
+            "solver": "rattler 0.28.0",
+            "channels": ["pytorch", "nvidia", "xformers", "conda-forge"],
+            **fields,
+        },
+    )
+
+
+def test_marker_create_failed_is_e1(tmp_path: Path) -> None:
+    prefix = P.write_prefix(tmp_path / "env", P.healthy())
+    _marker(
+        prefix,
+        status="failed",
+        failure={
+            "type": "InstallError",
+            "message": "pip install failed: ERROR: No matching distribution",
+        },
+        created="2026-12-06T10:00:00Z",
+    )
+    d = doctor.diagnose(prefix, KB)
+    assert ids(d) == ["E1"] and d.exit_code == 1
+    assert d.findings[0].finding.detail == (
+        "the marker says the create failed (2026-12-06T10:00:00Z): pip install failed: "
+        "ERROR: No matching distribution"
+    )
+    assert fixes(d, "E1") == [f"conda unsloth create -p {prefix}-fixed"]
+    assert "no known problems" not in doctor.render(d)
+
+
+def test_marker_failed_verification_is_e2(tmp_path: Path) -> None:
+    prefix = P.write_prefix(tmp_path / "env", P.healthy())
+    _marker(
+        prefix,
+        status="ok",
+        verification={
+            "verdict": "fail",
+            "checks": ["gpu.visible", "xformers.attention"],
+            "failed": ["xformers.attention"],
+            "time": "2026-12-06T11:00:00Z",
+        },
+    )
+    d = doctor.diagnose(prefix, KB)
+    assert ids(d) == ["E2"] and d.exit_code == 1
+    assert d.findings[0].finding.detail == (
+        "the recorded GPU verification failed (xformers.attention) on 2026-12-06T11:00:00Z"
+    )
+    assert fixes(d, "E2") == [f"conda unsloth verify -p {prefix}"]
+    # a passed verification, or none recorded, is no finding
+    _marker(prefix, status="ok", verification={"verdict": "pass", "failed": []})
+    assert ids(doctor.diagnose(prefix, KB)) == []
+
+
+def test_cli_doctor_reports_a_failed_create_and_verification(
+    cli: Callable[..., Result], tmp_path: Path
+) -> None:
+    prefix = P.write_prefix(tmp_path / "env", P.healthy())
+    _marker(
+        prefix,
+        status="failed",
+        failure="verification failed: xformers.attention",
+        verification={"verdict": "fail", "failed": ["xformers.attention"]},
+    )
+    r = cli("doctor", "-p", str(prefix))
+    assert r.code == 1
+    assert "E1 (error)" in r.out and "E2 (error)" in r.out
+    assert "no known problems" not in r.out
+    doc = json.loads(cli("doctor", "-p", str(prefix), "--json").out)
+    assert [f["id"] for f in doc["findings"]] == ["E1", "E2"] and doc["ok"] is False

@@ -47,8 +47,15 @@ RULE_KINDS = frozenset(
         "glibc_too_old",
         "cuda_major_mismatch",
         "unsloth_requirements",
+        "triton_mismatch",
+        "create_failed",
+        "verification_failed",
     }
 )
+# issue scopes: `packages` rules run on a plan, a solve or an installed env; `host` rules also
+# need the GPU/driver facts; `env` rules read what conda-unsloth recorded in the env (its
+# marker); `runtime` ones are only observable by running code
+SCOPES = ("packages", "host", "env", "runtime")
 
 
 class _Row:
@@ -379,8 +386,8 @@ def build(
         if severity not in ("error", "warning", "info"):
             r.fail(f"severity '{severity}' must be error, warning or info")
         scope = r.text("scope")
-        if scope not in ("packages", "host", "runtime"):
-            r.fail(f"scope '{scope}' must be packages, host or runtime")
+        if scope not in SCOPES:
+            r.fail(f"scope '{scope}' must be {', '.join(SCOPES[:-1])} or {SCOPES[-1]}")
         issue = KnownIssue(
             id=r.text("id"),
             title=r.text("title"),
