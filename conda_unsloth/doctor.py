@@ -25,7 +25,6 @@ from .rules import (
     Package,
     PackageSet,
     base_version,
-    bnb_ships_cuda,
     evaluate,
     parse_version,
     provider,
@@ -375,7 +374,7 @@ def _bnb_fix(torch: Package, ps: PackageSet, kb: Knowledge, env: EnvRef) -> str 
     ok = [
         w
         for w in kb.bnb_pypi
-        if bnb_ships_cuda(w.cuda, cuda)
+        if w.lib_for(cuda) is not None
         and (not spec or _spec_has(spec, w.version))
         and (not w.torch or _spec_has(w.torch, tv))
     ]

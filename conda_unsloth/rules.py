@@ -373,21 +373,27 @@ def _bnb_missing_cuda(
     wheel = kb.bnb_wheel(base_version(bnb.version))
     if cuda is None or wheel is None:
         return None
-    if bnb_ships_cuda(wheel.cuda, cuda):
+    if wheel.lib_for(cuda) is not None:
         return None
+    libs = ", ".join(map(str, wheel.cuda))
+    if wheel.loader == "same-major":
+        why = f"none of CUDA {cuda.split('.')[0]}.x"
+    else:
+        fallback = (
+            "it falls back to its CPU library (no GPU ops)"
+            if wheel.loader == "exact-or-cpu"
+            else "it fails to load (every GPU op raises)"
+        )
+        why = (
+            f"bitsandbytes < 0.50 loads only libbitsandbytes_cuda{cuda.replace('.', '')}, "
+            f"so {fallback}"
+        )
     return _hit(
-        f"bitsandbytes {bnb.version} ships CUDA libraries {', '.join(map(str, wheel.cuda))}; "
-        f"none for torch's CUDA {cuda}",
+        f"bitsandbytes {bnb.version} ships CUDA libraries {libs}; none for torch's CUDA "
+        f"{cuda}: {why}",
         bnb,
         torch,
     )
-
-
-def bnb_ships_cuda(libs: Iterable[int], cuda: str) -> bool:
-    """Does a bitsandbytes wheel with these CUDA libraries (121 = 12.1) serve torch's CUDA?"""
-    major, minor = (int(x) for x in cuda.split("."))
-    want = major * 10 + minor
-    return any(c // 10 == major and c <= want for c in libs)
 
 
 def _duplicate_torch(

@@ -173,11 +173,25 @@ def _pip_xformers(version: str) -> Callable[[], Stack]:
 CF_PYTORCH_240 = P.Rec(
     "pytorch", "2.4.0", "cuda120_py312h26b3cf7_301", "conda-forge", dist="torch", requested=True
 )
+# conda-forge pytorch 2.8.0 for CUDA 12.9 (record page in knowledge/evidence.yaml)
+CF_PYTORCH_280 = P.Rec(
+    "pytorch",
+    "2.8.0",
+    "cuda129_generic_py312_hb49f305_202",
+    "conda-forge",
+    depends=("__cuda", "cuda-version >=12.9,<13", "python >=3.12,<3.13.0a0", "triton 3.4.0"),
+    dist="torch",
+    requested=True,
+)
 # what PyPI's torch 2.4.0 wheel requires of triton (its METADATA, read with pip --report)
 TORCH_240_TRITON = (
     'triton (==3.0.0) ; platform_system == "Linux" and platform_machine == "x86_64" '
     'and python_version < "3.13"'
 )
+
+
+def _bnb_on_cu129(version: str) -> Callable[[], Stack]:
+    return lambda: ([P.PY312, CF_PYTORCH_280], [P.Wheel("bitsandbytes", version)])
 
 
 RULE_CASES: list[tuple[str, Callable[[], Stack], HostFacts | None, bool]] = [
@@ -231,6 +245,10 @@ RULE_CASES: list[tuple[str, Callable[[], Stack], HostFacts | None, bool]] = [
         True,
     ),
     ("F11", P.healthy, None, False),
+    # bitsandbytes < 0.50 loads only the exact CUDA library: 0.45.5 has 128, not 129
+    ("F11", _bnb_on_cu129("0.45.5"), None, True),
+    ("F11", _bnb_on_cu129("0.49.2"), None, False),
+    ("F11", _bnb_on_cu129("0.50.2"), None, False),
     ("F12", lambda: P.swap(P.healthy(), pip=[P.Wheel("torch", "2.4.0")]), None, True),
     ("F12", P.healthy, None, False),
     (
@@ -846,6 +864,44 @@ def test_two_thousand_pip_dists_diagnose(tmp_path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- issue 17
+
+
+def test_f11_bnb_0_45_5_on_a_cuda_12_9_torch_and_the_fix(tmp_path: Path) -> None:
+    """bitsandbytes 0.45.5 ships libbitsandbytes_cuda128 but not 129, and before 0.50 it loads
+    only the exact library (cextension.py at 0.45.5: a warning, then the CPU library)."""
+    d = diagnose(tmp_path, _bnb_on_cu129("0.45.5")())
+    f11 = next(i.finding for i in d.findings if i.finding.id == "F11")
+    assert "none for torch's CUDA 12.9" in f11.detail
+    assert "loads only libbitsandbytes_cuda129" in f11.detail and "CPU library" in f11.detail
+    assert fixes(d, "F11") == [
+        f'{d.env.prefix}/bin/python -m pip install --no-deps "bitsandbytes==0.50.2"'
+    ]
+
+
+@pytest.mark.parametrize(
+    ("version", "cuda", "lib"),
+    [
+        ("0.45.5", "12.8", 128),
+        ("0.45.5", "12.9", None),
+        ("0.45.0", "12.8", None),
+        ("0.43.3", "12.6", None),
+        ("0.49.2", "12.9", 129),
+        ("0.49.2", "13.0", 130),
+        ("0.49.2", "12.7", None),
+        ("0.50.2", "12.9", 128),
+        ("0.50.2", "12.0", 121),
+        ("0.50.2", "13.1", 130),
+        ("0.50.2", "11.7", 118),
+        ("0.50.2", "14.0", None),
+    ],
+)
+def test_bnb_library_choice_per_version(version: str, cuda: str, lib: int | None) -> None:
+    """The library each release loads next to a torch of that CUDA (bitsandbytes/cextension.py
+    per tag: exact before 0.50.0; from 0.50.0 the highest lower, else the lowest higher, of the
+    same major)."""
+    wheel = KB.bnb_wheel(version)
+    assert wheel is not None
+    assert wheel.lib_for(cuda) == lib
 
 
 def test_pip_replaced_torch_rules_judge_the_torch_python_imports(tmp_path: Path) -> None:

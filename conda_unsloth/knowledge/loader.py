@@ -10,6 +10,7 @@ from typing import Any, NoReturn
 
 from ..errors import KnowledgeError
 from .model import (
+    BNB_LOADERS,
     BnbWheel,
     CudaDriver,
     ExtraSpec,
@@ -318,16 +319,7 @@ def build(
         )
         for r in compat.rows("xformers_pypi")
     )
-    bnb = tuple(
-        BnbWheel(
-            version=r.text("version"),
-            cuda=r.ints("cuda"),
-            torch=r.text("torch", optional=True),
-            python=r.text("python", optional=True),
-            source=r.source(),
-        )
-        for r in compat.rows("bitsandbytes_pypi")
-    )
+    bnb = tuple(_bnb_row(r) for r in compat.rows("bitsandbytes_pypi"))
 
     releases = []
     for r in unsloth.rows("releases"):
@@ -460,6 +452,21 @@ def _specifier_table(
             for v in versions:
                 table[(spec, v)] = pep440_contains(v, spec)
     return table
+
+
+def _bnb_row(r: _Row) -> BnbWheel:
+    loader = r.text("loader")
+    if loader not in BNB_LOADERS:
+        r.fail(f"loader '{loader}' must be one of {', '.join(BNB_LOADERS)}")
+    return BnbWheel(
+        version=r.text("version"),
+        cuda=r.ints("cuda"),
+        torch=r.text("torch", optional=True),
+        python=r.text("python", optional=True),
+        source=r.source(),
+        loader=loader,
+        loader_source=r.text("loader_source"),
+    )
 
 
 def _check_pep440(r: _Row, rel: UnslothRelease) -> None:

@@ -106,6 +106,17 @@ class XformersWheel:
     source: str
 
 
+# How a bitsandbytes release picks its CUDA library (bitsandbytes/cextension.py per tag)
+BNB_LOADERS = {
+    # libbitsandbytes_cuda{MAJ}{MIN} of torch.version.cuda, else a warning and the CPU library
+    "exact-or-cpu": "loads only the library of torch's exact CUDA; without it, the CPU library",
+    # the same name, else RuntimeError at load (an error stub: every GPU op raises)
+    "exact-or-error": "loads only the library of torch's exact CUDA; without it, none",
+    # exact, else the nearest packaged library of the same CUDA major
+    "same-major": "loads the library of torch's CUDA, else one of the same CUDA major",
+}
+
+
 @dataclass(frozen=True)
 class BnbWheel:
     version: str
@@ -113,6 +124,25 @@ class BnbWheel:
     torch: str
     python: str
     source: str
+    loader: str = "exact-or-cpu"  # a BNB_LOADERS key
+    loader_source: str = ""
+
+    def lib_for(self, cuda: str) -> int | None:
+        """The CUDA library (121 = 12.1) this wheel loads next to a torch built for ``cuda``
+        ('12.1'), None when it loads none (BNB_CUDA_VERSION unset). Exact match first; from
+        0.50.0 the highest packaged one of the same major below, else the lowest above."""
+        major, minor = (int(x) for x in cuda.split(".")[:2])
+        want = major * 10 + minor
+        if want in self.cuda:
+            return want
+        if self.loader != "same-major":
+            return None
+        same = [c for c in self.cuda if c // 10 == major]
+        lower = [c for c in same if c < want]
+        higher = [c for c in same if c > want]
+        if lower:
+            return max(lower)
+        return min(higher) if higher else None
 
 
 @dataclass(frozen=True)
