@@ -181,6 +181,13 @@ def diagnose(
     ps = PackageSet(packages)
     diagnosed = [Diagnosed(f, tuple(fix_commands(f, ps, kb, env, host))) for f in findings]
     notes = []
+    if host is not None:
+        unknown = [a for a in host.archs if parse_version(a) and a not in kb.gpu_archs]
+        for a in unknown:
+            notes.append(
+                f"GPU sm_{a.replace('.', '')} is not in the knowledge base's architecture "
+                "table: which kernels serve it was not checked"
+            )
     un = ps.get("unsloth")
     if un is not None and kb.release(base_version(un.version)) is None:
         known = ", ".join(r.version for r in kb.releases)

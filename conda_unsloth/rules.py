@@ -15,7 +15,8 @@ from typing import Any
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from .knowledge import Knowledge, KnownIssue, Profile, arch_covered, parse_arch
+from .knowledge import Knowledge, KnownIssue, Profile, parse_arch
+from .knowledge import arch_covered as arch_covered  # re-exported
 
 # pip distribution name -> the conda package names that provide it
 PROVIDERS: dict[str, tuple[str, ...]] = {
@@ -660,23 +661,51 @@ def _cuda_newer_than_driver(
 def _arch_not_covered(
     ps: PackageSet, check: dict[str, Any], kb: Knowledge, host: HostFacts | None
 ) -> Hit | None:
+    if host is None or not host.archs:
+        return None
+    known = [a for a in host.archs if a in kb.gpu_archs]  # doctor notes the others
     torch = ps.torch()
-    if host is None or not host.archs or torch is None:
-        return None
-    prov, tc = provider(torch), torch_cuda(torch)
-    if prov is None or tc is None or prov not in kb.profiles:
-        return None
-    archs = kb.profiles[prov].arch_lists.get(tc)
-    if archs is None:
-        return None
-    missing = [a for a in host.archs if not arch_covered(a, archs)]
-    if missing:
-        return _hit(
-            f"torch {torch.version} ({prov}, CUDA {tc}) ships kernels for {archs}; "
-            f"not for sm_{missing[0].replace('.', '')}",
-            torch,
-        )
+    prov, tc = (provider(torch), torch_cuda(torch)) if torch is not None else (None, None)
+    if torch is not None and prov in kb.profiles and tc is not None:
+        archs = kb.profiles[prov].arch_lists.get(tc)
+        missing = [a for a in known if archs and not kb.arch_supported(a, tc, archs)]
+        if archs and missing:
+            return _hit(
+                f"torch {torch.version} ({prov}, CUDA {tc}) ships kernels for {archs}; "
+                f"not for sm_{missing[0].replace('.', '')}",
+                torch,
+            )
+    xf = ps.get("xformers")
+    built = xformers_build(xf, kb) if xf is not None else None
+    if xf is not None and built is not None:
+        xc, archs = built
+        missing = [a for a in known if not kb.arch_supported(a, xc, archs)]
+        if missing:
+            return _hit(
+                f"xformers {xf.version} ({provider(xf)}, CUDA {xc}) ships kernels for "
+                f"{archs}; not for sm_{missing[0].replace('.', '')}",
+                xf,
+            )
     return None
+
+
+def xformers_build(pkg: Package, kb: Knowledge) -> tuple[str, str] | None:
+    """(CUDA of the build, its arch list) of a conda xformers build the knowledge base lists;
+    None for a pip wheel or an unknown build."""
+    prov = provider(pkg)
+    profile = kb.profiles.get(prov or "")
+    row = profile.xformers_row(base_version(pkg.version)) if profile else None
+    if row is None:
+        return None
+    m = _XFORMERS_CHANNEL_BUILD.match(pkg.build)
+    if m:
+        cuda: str | None = m.group(3)
+    else:
+        m2 = _CONDA_FORGE_BUILD.match(pkg.build)
+        cuda = _cuda_digits(m2.group(2)) if m2 and m2.group(2) else None
+    if cuda is None:
+        return None
+    return cuda, row.archs_for(cuda)
 
 
 def _blackwell_old_xformers(
@@ -685,7 +714,8 @@ def _blackwell_old_xformers(
     xf = ps.get("xformers")
     if host is None or xf is None:
         return None
-    blackwell = [a for a in host.archs if (parse_arch(a) or (0, 0))[0] in (10, 11, 12)]
+    floor = parse_arch(str(check.get("min_arch", "10.0"))) or (10, 0)
+    blackwell = [a for a in host.archs if (parse_arch(a) or (0, 0)) >= floor]
     v = _ver(xf.version)
     if blackwell and v is not None and v <= Version(str(check.get("max_bad", "0.0.32.post2"))):
         return _hit(f"GPU sm_{blackwell[0].replace('.', '')} with xformers {xf.version}", xf)

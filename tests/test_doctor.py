@@ -150,10 +150,12 @@ def test_healthy_conda_forge_env_has_no_finding(tmp_path: Path, host: HostFacts 
 
 
 def test_conda_forge_xformers_for_another_pytorch_is_f2(tmp_path: Path) -> None:
+    # a real build (knowledge/evidence.yaml): 0.0.31 build 0 for CUDA 12.6 and pytorch 2.7.1
+    # (0.0.30 was never built for CUDA 12.6)
     stack = P.swap(
         healthy_conda_forge(),
         conda=[
-            P.Rec("xformers", "0.0.30", "cuda_126py312h2b4c6d8_0", "conda-forge", dist="xformers")
+            P.Rec("xformers", "0.0.31", "cuda_126py312hd8e0fee_0", "conda-forge", dist="xformers")
         ],
     )
     d = diagnose(tmp_path, stack)
@@ -188,6 +190,7 @@ TORCH_240_TRITON = (
     'triton (==3.0.0) ; platform_system == "Linux" and platform_machine == "x86_64" '
     'and python_version < "3.13"'
 )
+H100_CU129 = HostFacts(driver_cuda="12.9", archs=("9.0",), glibc="2.35")
 
 
 def _bnb_on_cu129(version: str) -> Callable[[], Stack]:
@@ -293,6 +296,9 @@ RULE_CASES: list[tuple[str, Callable[[], Stack], HostFacts | None, bool]] = [
     ("F5", P.healthy, H100, False),
     ("F6", P.healthy, HostFacts(driver_cuda="12.8", archs=("12.0",)), True),
     ("F6", P.healthy, H100, False),
+    # conda-forge xformers 0.0.34 has no sm_90 kernels (its torch has)
+    ("F6", healthy_conda_forge, H100_CU129, True),
+    ("F6", healthy_conda_forge, HostFacts(driver_cuda="12.9", archs=("10.3",)), False),
     ("F8", P.healthy, HostFacts(driver_cuda="12.8", archs=("10.0",)), True),
     ("F8", P.healthy, H100, False),
     (
@@ -1064,3 +1070,37 @@ def test_cli_doctor_reports_a_failed_create_and_verification(
     assert "no known problems" not in r.out
     doc = json.loads(cli("doctor", "-p", str(prefix), "--json").out)
     assert [f["id"] for f in doc["findings"]] == ["E1", "E2"] and doc["ok"] is False
+
+
+def test_xformers_without_kernels_for_the_gpu_is_f6_fake_gpu(tmp_path: Path) -> None:
+    d = diagnose(tmp_path, healthy_conda_forge(), H100_CU129)
+    assert ids(d) == ["F6"]
+    f6 = d.findings[0].finding
+    assert f6.detail == (
+        "xformers 0.0.34 (conda-forge, CUDA 12.9) ships kernels for 8.0 8.9 10.0 12.0+PTX; "
+        "not for sm_90"
+    )
+    assert [p.name for p in f6.packages] == ["xformers"]
+
+
+@pytest.mark.parametrize("arch", ["10.3", "12.1"])
+def test_new_blackwell_archs_need_cuda_12_9_builds_fake_gpu(tmp_path: Path, arch: str) -> None:
+    """sm_103 and sm_121 came with CUDA 12.9: a CUDA 12.6 torch has no kernels for them (its
+    9.0+PTX does not count); the 12.9 builds' 10.0/12.0 SASS serve them."""
+    cu126: Stack = (
+        [
+            P.PY312,
+            P.Rec("pytorch", "2.7.1", "cuda126_mkl_py312_h0_300", "conda-forge", dist="torch"),
+            P.Rec("triton", "3.3.0", "cuda126py312h0_0", "conda-forge", dist="triton"),
+        ],
+        [],
+    )
+    host = HostFacts(driver_cuda="12.9", archs=(arch,))
+    assert "F6" in ids(diagnose(tmp_path / "cu126", cu126, host))
+    assert "F6" not in ids(diagnose(tmp_path / "cu129", healthy_conda_forge(), host))
+
+
+def test_unknown_gpu_arch_is_a_note_not_coverage_fake_gpu(tmp_path: Path) -> None:
+    d = diagnose(tmp_path, P.healthy(), HostFacts(driver_cuda="12.4", archs=("8.7",)))
+    assert "F6" not in ids(d)
+    assert any("sm_87 is not in the knowledge base" in n for n in d.notes)

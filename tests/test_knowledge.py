@@ -3,6 +3,7 @@ with an error naming the file and row."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -226,3 +227,144 @@ def test_specifier_table_answers_as_packaging_does() -> None:
     for version, spec in [("2.3.9", ">=2.4.0"), ("2.4.9", ">=2.4.0"), ("3.13", "<3.13,>=3.9")]:
         assert (spec, version) not in kb.specifier_table
         assert kb.satisfies(version, spec) is (Version(version) in SpecifierSet(spec))
+
+
+# ----------------------------------------------------------------------------- issue 17
+
+KB = knowledge.load()
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def _every_plan() -> list[Any]:
+    """Every selection the knowledge allows: each (profile, CUDA, python, --torch), through
+    select() on a host without a GPU."""
+    from conda_unsloth.errors import SelectionError
+    from conda_unsloth.host import Host
+    from conda_unsloth.select import Request, select
+
+    host = Host(platform="linux-64", glibc="2.36")
+    plans = []
+    for prof in KB.profiles.values():
+        for cuda in prof.cudas:
+            for py in (None, *prof.pythons):
+                for torch in (None, *(r.version for r in prof.pytorch)):
+                    try:
+                        req = Request(profile=prof.name, cuda=cuda, python=py, torch=torch)
+                        plans.append(select(req, host, KB))
+                    except SelectionError:
+                        continue
+    return plans
+
+
+PLANS = _every_plan()
+
+
+def test_requires_python_rows_are_pypis() -> None:
+    """unsloth.yaml's Requires-Python of every pin equals what PyPI's JSON API returned for
+    that version (saved in tests/data/pypi-requires-python.json)."""
+    pypi = json.loads((DATA / "pypi-requires-python.json").read_text())["releases"]
+    seen = 0
+    for rel in KB.releases:
+        for q in rel.requires_python:
+            files = pypi[q.name][q.version]
+            assert {f["requires_python"] or "" for f in files} == {q.python}, (q.name, q.version)
+            seen += 1
+    assert seen == sum(1 + len(r.companions) for r in KB.releases)
+
+
+def test_new_gpu_archs_and_their_first_cuda() -> None:
+    assert {a: KB.gpu_archs[a].min_cuda for a in ("10.3", "11.0", "12.1")} == {
+        "10.3": "12.9",
+        "11.0": "13.0",
+        "12.1": "12.9",
+    }
+    assert KB.gpu_archs["9.0"].name == "Hopper (H100, H200)"  # a quoted name, not split
+    # an arch the table does not know is never served, whatever PTX a build has
+    assert not KB.arch_supported("8.7", "11.8", "3.7+PTX 5.0 6.0 6.1 7.0 7.5 8.0 8.6 9.0")
+    assert not KB.arch_supported("10.3", "11.8", "3.7+PTX 5.0 6.0 6.1 7.0 7.5 8.0 8.6 9.0")
+    assert KB.arch_supported("10.3", "12.9", "5.0 6.0 7.0 7.5 8.0 8.6 9.0 10.0 12.0+PTX")
+
+
+def test_host_issues_are_computed_at_load_for_every_stack() -> None:
+    hits = KB.host_issues("conda-forge", "12.9", "2.10.0", "0.0.34", ("9.0",))
+    assert [i for i, _ in hits] == ["F6"]
+    assert [
+        i for i, _ in KB.host_issues("conda-forge", "12.9", "2.8.0", "0.0.32.post2", ("12.0",))
+    ] == ["F8"]
+    assert KB.host_issues("conda-forge", "12.9", "2.8.0", "0.0.32.post2", ("9.0",)) == []
+
+
+def test_xformers_0_0_22_post7_lists_all_its_builds() -> None:
+    row = KB.profiles["pytorch"].xformers_row("0.0.22.post7")
+    assert row is not None
+    assert {(b.pytorch, b.cuda) for b in row.extra_builds} == {
+        ("2.0.1", ("11.8",)),
+        ("1.13.1", ("11.7",)),
+    }
+    assert row.built_for("2.0.1") and row.built_for("2.1.0") and not row.built_for("2.2.0")
+
+
+def test_compat_says_the_driver_rule_is_a_policy_and_why_cu12_1_0_serves_12_4() -> None:
+    text = (Path(knowledge.default_dir()) / "compat.yaml").read_text()
+    head = text[: text.index("cuda_drivers:")]
+    assert "Policy (ours, not an NVIDIA rule)" in head and "UNCONFIRMED" in head
+    builds = text[text.index("xformers_cuda_builds:") : text.index("{cuda: '12.4', build: 12.1.0")]
+    assert "pytorch-cuda >=12.0,<13.0" in builds and "12.4 satisfies" in builds
+
+
+def _mutate_release(text: str, release: str, old: str, new: str) -> str:
+    at = text.index(f"  - version: {release}\n")
+    i = text.index(old, at)
+    return text[:i] + new + text[i + len(old) :]
+
+
+BROKEN_17: list[tuple[str, str, Callable[[str], str], str]] = [
+    (
+        "companion-python-excluded-by-a-pin",
+        "unsloth.yaml",
+        lambda t: _mutate(
+            t, "companion_python: ['3.11', '3.12', '3.13']", "companion_python: ['3.10', '3.11']"
+        ),
+        "companion_python lists 3.10, but trl 1.15.0 requires Python >=3.11 (contradictory row)",
+    ),
+    (
+        "requires-python-row-missing",
+        "unsloth.yaml",
+        lambda t: _mutate(
+            t, "      - {name: trl, version: 1.15.0,", "      - {name: trl_, version: 1.15.0,"
+        ),
+        "requires_python has no row for trl==1.15.0",
+    ),
+    (
+        "requires-python-row-of-another-version",
+        "unsloth.yaml",
+        lambda t: _mutate(t, "{name: trl, version: 1.15.0,", "{name: trl, version: 1.14.2,"),
+        "requires_python row for trl is version 1.14.2, but the pin is 1.15.0",
+    ),
+    (
+        "bnb-loader-unknown",
+        "compat.yaml",
+        lambda t: _mutate(t, "loader: same-major", "loader: nearest"),
+        "loader 'nearest' must be one of",
+    ),
+    (
+        "gpu-arch-name-split-by-a-comma",
+        "compat.yaml",
+        lambda t: _mutate(t, "name: 'Hopper (H100, H200)'", "name: Hopper (H100, H200)"),
+        "unknown key(s) H200)",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("file", "mutate", "message"), [b[1:] for b in BROKEN_17], ids=[b[0] for b in BROKEN_17]
+)
+def test_broken_issue_17_rows_are_refused(
+    kb_copy: Path, file: str, mutate: Callable[[str], str], message: str
+) -> None:
+    target = kb_copy / file
+    target.write_text(mutate(target.read_text()))
+    with pytest.raises(KnowledgeError) as exc:
+        knowledge.load(kb_copy)
+    assert file in exc.value.message
+    assert message in exc.value.message

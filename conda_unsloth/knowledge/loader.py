@@ -14,15 +14,19 @@ from .model import (
     BnbWheel,
     CudaDriver,
     ExtraSpec,
+    ExtraXformersBuild,
     GpuArch,
     Knowledge,
     KnownIssue,
     Profile,
+    PythonRequirement,
     PytorchBuild,
     UnslothRelease,
     XformersBuild,
     XformersWheel,
+    parse_arch,
     pep440_contains,
+    version_key,
 )
 
 KNOWLEDGE_ENV = "CONDA_UNSLOTH_KNOWLEDGE"
@@ -211,18 +215,7 @@ def _profile(name: str, r: _Row) -> Profile:
         )
         for p in r.rows("pytorch")
     )
-    xformers = tuple(
-        XformersBuild(
-            version=x.text("version"),
-            pytorch=x.text("pytorch"),
-            python=x.texts("python"),
-            archs=x.text("archs"),
-            cuda=x.texts("cuda", optional=True),
-            known_issue=x.text("known_issue", optional=True) or None,
-            source=x.source(),
-        )
-        for x in r.rows("xformers")
-    )
+    xformers = tuple(_xformers_row(x) for x in r.rows("xformers"))
     cuda_builds = {}
     if r.has("xformers_cuda_builds"):
         for b in r.rows("xformers_cuda_builds"):
@@ -270,15 +263,74 @@ def _profile(name: str, r: _Row) -> Profile:
     return profile
 
 
+def _check_arch_lists(compat: _Row, profiles: dict[str, Profile]) -> None:
+    """Every entry of every arch list (torch's and xformers') is a compute capability, with
+    an optional a/f suffix and +PTX."""
+    for p in profiles.values():
+        lists = [(f"arch_lists ({c})", a) for c, a in p.arch_lists.items()]
+        for x in p.xformers:
+            lists += [(f"xformers ({x.version})", x.archs)]
+            lists += [(f"xformers ({x.version}, CUDA {c})", a) for c, a in x.archs_by_cuda]
+        for where, archs in lists:
+            if not archs.split():
+                compat.fail(f"profiles.{p.name}.{where}: the arch list is empty")
+            for arch in archs.split():
+                if parse_arch(arch.removesuffix("+PTX").rstrip("af")) is None:
+                    compat.fail(f"profiles.{p.name}.{where}: '{arch}' is not an arch")
+
+
+def _xformers_row(x: _Row) -> XformersBuild:
+    archs_by_cuda: tuple[tuple[str, str], ...] = ()
+    raw = x.data.get("archs")
+    if isinstance(raw, dict):
+        # per CUDA of the build: {'11.8': '...', '12.1': '...'}; `archs` is then the newest
+        pairs = []
+        for k, v in raw.items():
+            if not isinstance(k, str) or not isinstance(v, str):
+                x.fail("'archs' per CUDA must map quoted CUDA versions to arch lists")
+            pairs.append((k, v))
+        if not pairs:
+            x.fail("'archs' is empty")
+        archs_by_cuda = tuple(sorted(pairs, key=lambda kv: version_key(kv[0])))
+        archs = archs_by_cuda[-1][1]
+    else:
+        archs = x.text("archs")
+    extra = tuple(
+        ExtraXformersBuild(
+            pytorch=b.text("pytorch"),
+            cuda=b.texts("cuda"),
+            python=b.texts("python"),
+            source=b.source(),
+        )
+        for b in (x.rows("extra_builds") if x.has("extra_builds") else [])
+    )
+    return XformersBuild(
+        version=x.text("version"),
+        pytorch=x.text("pytorch"),
+        python=x.texts("python"),
+        archs=archs,
+        cuda=x.texts("cuda", optional=True),
+        known_issue=x.text("known_issue", optional=True) or None,
+        source=x.source(),
+        archs_by_cuda=archs_by_cuda,
+        extra_builds=extra,
+    )
+
+
+HostTable = dict[tuple[str, str, str, str, str], tuple[tuple[str, str], ...]]
+
+
 def build(
     files: dict[str, Any],
     directory: str,
     specifier_table: dict[tuple[str, str], bool] | None = None,
+    host_table: HostTable | None = None,
 ) -> Knowledge:
     """The Knowledge of parsed ``files`` (file name -> data). Without ``specifier_table`` (data
     someone may have edited) every row is checked against PEP 440 and every stack the data
-    allows against its own known issues; with it (the bundle, checked when it was generated)
-    only the shape is checked."""
+    allows against its own known issues, and the host-scope issues of every stack on every
+    known GPU arch are computed; with it (the bundle, checked when it was generated) only the
+    shape is checked and ``host_table`` is the one computed then."""
     d = directory
     checked = specifier_table is not None
     compat = _file(files["compat.yaml"], "compat.yaml")
@@ -296,7 +348,16 @@ def build(
     )
     archs = {}
     for r in compat.rows("gpu_archs"):
+        extra = set(r.data) - {"arch", "min_cuda", "name", "source"}
+        if extra and not checked:  # e.g. an unquoted name with a comma split in a flow mapping
+            r.fail(
+                f"unknown key(s) {', '.join(sorted(map(str, extra)))}; quote values with commas"
+            )
         arch = r.text("arch")
+        if not checked and parse_arch(arch) is None:
+            r.fail(f"'{arch}' is not a compute capability like 9.0")
+        if arch in archs:
+            r.fail(f"arch {arch} is listed twice")
         archs[arch] = GpuArch(arch, r.text("name"), r.text("min_cuda"), r.source())
     profiles_map = compat.mapping("profiles")
     if not profiles_map:
@@ -309,6 +370,8 @@ def build(
         for c in p.cudas:
             if not any(dr.cuda == c for dr in drivers):
                 compat.fail(f"profiles.{p.name}: cuda {c} has no cuda_drivers row")
+    if not checked:
+        _check_arch_lists(compat, profiles)
     xf = tuple(
         XformersWheel(
             version=r.text("version"),
@@ -345,12 +408,22 @@ def build(
             resolved_with=r.text("resolved_with"),
             source=r.source(),
             companion_python=r.texts("companion_python", optional=True),
+            requires_python=tuple(
+                PythonRequirement(
+                    name=q.text("name"),
+                    version=q.text("version"),
+                    python=q.text("python"),
+                    source=q.source(),
+                )
+                for q in r.rows("requires_python")
+            ),
         )
         for prof in rel.profiles:
             if prof not in profiles:
                 r.fail(f"profile '{prof}' does not exist in compat.yaml")
         if not checked:
             _check_pep440(r, rel)
+            _check_requires_python(r, rel)
         releases.append(rel)
     defaults_map = unsloth.mapping("defaults")
     default_release = {str(k): str(v) for k, v in defaults_map.items()}
@@ -413,10 +486,15 @@ def build(
         default_release=default_release,
         issues=issues,
         specifier_table=specifier_table or _specifier_table(profiles, releases),
+        host_table=host_table or {},
     )
     if checked:
         return kb
-    from ..select import knowledge_conflicts
+    from dataclasses import replace
+
+    from ..select import host_conflicts, knowledge_conflicts
+
+    kb = replace(kb, host_table=host_conflicts(kb))
 
     conflicts = knowledge_conflicts(kb)
     if conflicts:
@@ -451,6 +529,9 @@ def _specifier_table(
             spec = specs.get(name, "")
             for v in versions:
                 table[(spec, v)] = pep440_contains(v, spec)
+        for q in rel.requires_python:
+            for v in domain["python"]:
+                table[(q.python, v)] = pep440_contains(v, q.python)
     return table
 
 
@@ -467,6 +548,33 @@ def _bnb_row(r: _Row) -> BnbWheel:
         loader=loader,
         loader_source=r.text("loader_source"),
     )
+
+
+def _check_requires_python(r: _Row, rel: UnslothRelease) -> None:
+    """Every pin (unsloth itself and each companion) has its Requires-Python row, for exactly
+    the pinned version; no python the row allows is one a pin excludes (contradictory row)."""
+    rows = {q.name: q for q in rel.requires_python}
+    if len(rows) != len(rel.requires_python):
+        r.fail("requires_python names a distribution twice")
+    pins = {"unsloth": rel.version, **rel.companions}
+    for name, pin in pins.items():
+        row = rows.get(name)
+        if row is None:
+            r.fail(f"requires_python has no row for {name}=={pin} (PyPI Requires-Python)")
+        if row.version != pin:
+            r.fail(
+                f"requires_python row for {name} is version {row.version}, but the pin is {pin}"
+            )
+    for name in rows:
+        if name not in pins:
+            r.fail(f"requires_python row for {name}, which is not pinned by this release")
+    for py in rel.companion_python:
+        for q in rel.requires_python:
+            if q.python and not pep440_contains(py, q.python):
+                r.fail(
+                    f"companion_python lists {py}, but {q.name} {q.version} requires Python "
+                    f"{q.python} (contradictory row)"
+                )
 
 
 def _check_pep440(r: _Row, rel: UnslothRelease) -> None:
@@ -504,10 +612,12 @@ def bundle_text(directory: str) -> str:
     files = {name: read_yaml(directory, name) for name in FILES}
     kb = build(files, directory)
     table = sorted([s, v, a] for (s, v), a in kb.specifier_table.items())
+    host = sorted([*key, [list(hit) for hit in hits]] for key, hits in kb.host_table.items())
     doc = {
         "generated_by": "python -m conda_unsloth.knowledge --write",
         "files": files,
         "specifier_table": table,
+        "host_table": host,
     }
     return json.dumps(doc, indent=1, ensure_ascii=False) + "\n"
 
@@ -520,9 +630,15 @@ def load_bundle(directory: str) -> Knowledge:
             doc = json.load(fh)
         files = doc["files"]
         table = {(s, v): bool(a) for s, v, a in doc["specifier_table"]}
+        host: HostTable = {
+            (str(p), str(c), str(t), str(x), str(a)): tuple(
+                (str(i), str(detail)) for i, detail in hits
+            )
+            for p, c, t, x, a, hits in doc["host_table"]
+        }
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise KnowledgeError(
             f"knowledge bundle {path} cannot be read ({exc})",
             hints=["python -m conda_unsloth.knowledge --write regenerates it"],
         ) from None
-    return build(files, directory, table)
+    return build(files, directory, table, host)
