@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from .host import Host
+    from .knowledge import Evidence
     from .rules import Package
 
 DEFAULT_PROFILE = "pytorch"
@@ -95,6 +96,8 @@ class Selection:
     xformers: XformersBuild
     unsloth: UnslothRelease
     notices: tuple[str, ...] = field(default=())
+    # planned builds no public record confirms (knowledge/evidence.yaml)
+    unconfirmed: tuple[Evidence, ...] = field(default=())
 
     @property
     def cuda(self) -> str:
@@ -237,6 +240,7 @@ class Selection:
                 {"name": c.name, "version": c.version, "why": c.why} for c in self.pip_choices()
             ],
             "notices": list(self.notices),
+            "unconfirmed": [e.to_json() for e in self.unconfirmed],
         }
 
 
@@ -422,6 +426,56 @@ def _why_empty(
     if req.torch and not any(x.matches_pytorch(req.torch) for x in profile.xformers):
         return f": no xformers build on profile {profile.name} is made for pytorch {req.torch}"
     return ""
+
+
+def _with_evidence(sel: Selection, kb: Knowledge) -> Selection:
+    """``sel`` with its pytorch and xformers builds looked up in evidence.yaml: a build no
+    public record confirms is listed in ``unconfirmed`` and named in a notice."""
+    from dataclasses import replace
+
+    from .knowledge import Evidence
+
+    p = sel.profile
+    planned = [
+        ("pytorch", p.channels[0], sel.pytorch.version, sel.cuda, None, sel.pytorch_build),
+        (
+            "xformers",
+            "xformers" if "xformers" in p.channels else p.channels[0],
+            sel.xformers.version,
+            p.xformers_build_cuda(sel.cuda),
+            sel.pytorch.version,
+            sel.xformers_build,
+        ),
+    ]
+    unconfirmed = []
+    notices = list(sel.notices)
+    for name, channel, version, cuda, pytorch, build in planned:
+        e = kb.evidence_for(channel, name, version, cuda, sel.python, pytorch)
+        if e is not None and e.status == "confirmed":
+            continue
+        if e is None:
+            e = Evidence(
+                name,
+                version,
+                build,
+                channel,
+                "linux-64",
+                cuda,
+                (sel.python,),
+                pytorch or "",
+                (),
+                "",
+                "unconfirmed",
+                "no record of this build in evidence.yaml",
+                "none",
+            )
+        unconfirmed.append(e)
+        what = "recorded as never published" if e.status == "absent" else "unconfirmed"
+        notices.append(
+            f"{name} {version}={build} ({channel}, python {sel.python}) is {what}: {e.note}; "
+            "the solve will tell whether the channel has it"
+        )
+    return replace(sel, notices=tuple(notices), unconfirmed=tuple(unconfirmed))
 
 
 def host_conflicts(
@@ -759,7 +813,7 @@ def select(req: Request, host: Host, kb: Knowledge) -> Selection:
             + reason
         )
     pt, py, xf, rel = cands[0]
-    return Selection(profile, target, py, pt, xf, rel, tuple(notices))
+    return _with_evidence(Selection(profile, target, py, pt, xf, rel, tuple(notices)), kb)
 
 
 def knowledge_conflicts(kb: Knowledge) -> list[str]:

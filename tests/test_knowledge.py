@@ -4,6 +4,7 @@ with an error naming the file and row."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -259,6 +260,58 @@ def _every_plan() -> list[Any]:
 PLANS = _every_plan()
 
 
+def test_every_emittable_pytorch_and_xformers_build_has_evidence() -> None:
+    """Each pytorch / xformers build any plan writes has a row in evidence.yaml: never one
+    known not to exist; a confirmed row's exact build matches the plan's pin; a plan that
+    uses an unconfirmed one says so."""
+    import fnmatch
+
+    assert len(PLANS) > 50
+    emitted = set()
+    for sel in PLANS:
+        p = sel.profile
+        for c in sel.conda_choices():
+            if c.name not in ("pytorch", "xformers"):
+                continue
+            cuda = sel.cuda if c.name == "pytorch" else p.xformers_build_cuda(sel.cuda)
+            torch = sel.pytorch.version if c.name == "xformers" else None
+            e = KB.evidence_for(c.channel, c.name, c.version, cuda, sel.python, torch)
+            assert e is not None, (c.channel, c.name, c.version, c.build, sel.python)
+            assert e.status != "absent", (e.name, e.version, e.build)
+            if e.status == "confirmed":
+                assert fnmatch.fnmatchcase(e.build, c.build), (e.build, c.build)
+            else:
+                assert e in sel.unconfirmed and any(e.note in n for n in sel.notices)
+            emitted.add((c.channel, c.name, c.version, c.build, sel.python))
+    assert ("conda-forge", "xformers", "0.0.30", "cuda_126*", "3.12") not in emitted
+    assert ("conda-forge", "xformers", "0.0.31", "cuda_126*", "3.12") in emitted
+
+
+def test_evidence_rows_agree_with_their_own_depends() -> None:
+    """A row's pytorch (what the planner matches) is inside its depends' pytorch pin, its
+    pythons inside its python pin; a confirmed row names an exact build and its URL."""
+    for e in KB.evidence:
+        if e.status == "confirmed":
+            assert "*" not in e.build and e.url.endswith((".conda", ".tar.bz2")), e
+            assert e.build in e.url
+        if e.name == "xformers" and e.pytorch and e.depends:
+            pins = [
+                d.split(" ", 1)[1]
+                for d in e.depends
+                if d.startswith("pytorch ") and "cuda" not in d
+            ]
+            for pin in pins:
+                if pin.endswith(".*"):
+                    assert pin[:-2] == e.pytorch or pin[:-2].startswith(e.pytorch + "."), e
+                else:
+                    lowest = f"{e.pytorch}.0" if e.pytorch.count(".") == 1 else e.pytorch
+                    assert Version(lowest) in SpecifierSet(pin), (e.version, e.build, pin)
+        for py in e.python:
+            for d in e.depends:
+                if d.startswith("python "):
+                    assert Version(py) in SpecifierSet(d.split(" ", 1)[1]), (e.build, py, d)
+
+
 def test_requires_python_rows_are_pypis() -> None:
     """unsloth.yaml's Requires-Python of every pin equals what PyPI's JSON API returned for
     that version (saved in tests/data/pypi-requires-python.json)."""
@@ -352,6 +405,18 @@ BROKEN_17: list[tuple[str, str, Callable[[str], str], str]] = [
         "compat.yaml",
         lambda t: _mutate(t, "name: 'Hopper (H100, H200)'", "name: Hopper (H100, H200)"),
         "unknown key(s) H200)",
+    ),
+    (
+        "evidence-status-unknown",
+        "evidence.yaml",
+        lambda t: _mutate(t, "status: unconfirmed", "status: maybe"),
+        "status 'maybe' must be one of confirmed, unconfirmed, absent",
+    ),
+    (
+        "evidence-confirmed-without-url",
+        "evidence.yaml",
+        lambda t: re.sub(r"\n    url: '[^']*'\n(    status: confirmed)", r"\n\1", t, count=1),
+        "a confirmed record names its exact build and url",
     ),
 ]
 

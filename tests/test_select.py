@@ -3,7 +3,9 @@ known-bad requests are refused with the reason and a nearest alternative that it
 
 from __future__ import annotations
 
+import json
 import shlex
+from collections.abc import Callable
 
 import pytest
 from packaging.specifiers import SpecifierSet
@@ -14,6 +16,7 @@ from conda_unsloth.errors import HostError, SelectionError, UnslothError, UsageE
 from conda_unsloth.host import Gpu, Host
 from conda_unsloth.rules import evaluate
 from conda_unsloth.select import Request, Selection, select
+from tests.conftest import Result
 
 KB = knowledge.load()
 NO_GPU = Host(platform="linux-64", glibc="2.36")
@@ -419,3 +422,48 @@ def test_nearest_cuda_is_one_the_driver_runs() -> None:
     with pytest.raises(SelectionError) as exc:
         select(Request(profile="conda-forge", cuda="12.8"), gpu_host("12.8"), KB)
     assert exc.value.message.endswith("nearest valid: --cuda 12.6")
+
+
+def test_unconfirmed_builds_are_marked_in_the_plan() -> None:
+    """The xformers channel's 0.0.28.post3 py311 cu12.1.0 build has no public record: the plan
+    says so; a plan of builds with records says nothing."""
+    sel = select(Request(cuda="12.1"), NO_GPU, KB)
+    assert [(e.name, e.build) for e in sel.unconfirmed] == [
+        ("xformers", "py311_cu12.1.0_pyt2.5.1")
+    ]
+    assert any(
+        "xformers 0.0.28.post3=py311_cu12.1.0_pyt2.5.1" in n and "unconfirmed" in n
+        for n in sel.notices
+    )
+    assert sel.to_json()["unconfirmed"][0]["status"] == "unconfirmed"
+    confirmed = select(
+        Request(profile="conda-forge", cuda="12.9", torch="2.8.0", python="3.12"), NO_GPU, KB
+    )
+    assert confirmed.unconfirmed == () and confirmed.to_json()["unconfirmed"] == []
+
+
+def test_env_json_and_notice_mark_unconfirmed_builds(cli: Callable[..., Result]) -> None:
+    r = cli("env", "--cuda", "12.1", "--json", "--dry-run")
+    assert r.code == 0, r.err
+    doc = json.loads(r.out)
+    assert [(u["name"], u["build"], u["status"]) for u in doc["unconfirmed"]] == [
+        ("xformers", "py311_cu12.1.0_pyt2.5.1", "unconfirmed")
+    ]
+    assert doc["unconfirmed"][0]["source"]
+    text = cli("env", "--cuda", "12.1", "--dry-run")
+    assert (
+        "notice: xformers 0.0.28.post3=py311_cu12.1.0_pyt2.5.1 (xformers, python 3.11) is unconfirmed"
+        in text.err
+    )
+    ok = cli(
+        "env",
+        "--profile",
+        "conda-forge",
+        "--torch",
+        "2.8.0",
+        "--python",
+        "3.12",
+        "--json",
+        "--dry-run",
+    )
+    assert json.loads(ok.out)["unconfirmed"] == []

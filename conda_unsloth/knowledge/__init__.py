@@ -26,6 +26,7 @@ from .loader import (
 from .model import (
     BnbWheel,
     CudaDriver,
+    Evidence,
     ExtraSpec,
     ExtraXformersBuild,
     GpuArch,
@@ -51,6 +52,7 @@ __all__ = [
     "SUPPORTED_SCHEMA",
     "BnbWheel",
     "CudaDriver",
+    "Evidence",
     "ExtraSpec",
     "ExtraXformersBuild",
     "GpuArch",

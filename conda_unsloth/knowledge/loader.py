@@ -11,8 +11,10 @@ from typing import Any, NoReturn
 from ..errors import KnowledgeError
 from .model import (
     BNB_LOADERS,
+    EVIDENCE_STATUSES,
     BnbWheel,
     CudaDriver,
+    Evidence,
     ExtraSpec,
     ExtraXformersBuild,
     GpuArch,
@@ -30,7 +32,7 @@ from .model import (
 )
 
 KNOWLEDGE_ENV = "CONDA_UNSLOTH_KNOWLEDGE"
-FILES = ("compat.yaml", "unsloth.yaml", "known_issues.yaml")
+FILES = ("compat.yaml", "unsloth.yaml", "known_issues.yaml", "evidence.yaml")
 BUNDLE = "bundle.json"
 SUPPORTED_SCHEMA = 1
 
@@ -336,6 +338,7 @@ def build(
     compat = _file(files["compat.yaml"], "compat.yaml")
     unsloth = _file(files["unsloth.yaml"], "unsloth.yaml")
     issues_file = _file(files["known_issues.yaml"], "known_issues.yaml")
+    evidence_file = _file(files["evidence.yaml"], "evidence.yaml")
 
     drivers = tuple(
         CudaDriver(
@@ -474,9 +477,14 @@ def build(
                     f"profiles.{p.name}.xformers ({x.version}): known_issue {x.known_issue} "
                     "is not in known_issues.yaml"
                 )
+    if checked:  # the bundle's rows were checked when it was generated: read them as they are
+        evidence = tuple(_evidence_checked(e) for e in evidence_file.data["records"])
+    else:
+        evidence = tuple(_evidence_row(r) for r in evidence_file.rows("records"))
     kb = Knowledge(
         directory=d,
-        revision=f"{compat.text('revision')}/{unsloth.text('revision')}/{issues_file.text('revision')}",
+        revision=f"{compat.text('revision')}/{unsloth.text('revision')}/"
+        f"{issues_file.text('revision')}/{evidence_file.text('revision')}",
         cuda_drivers=drivers,
         gpu_archs=archs,
         profiles=profiles,
@@ -486,6 +494,7 @@ def build(
         default_release=default_release,
         issues=issues,
         specifier_table=specifier_table or _specifier_table(profiles, releases),
+        evidence=evidence,
         host_table=host_table or {},
     )
     if checked:
@@ -575,6 +584,50 @@ def _check_requires_python(r: _Row, rel: UnslothRelease) -> None:
                     f"companion_python lists {py}, but {q.name} {q.version} requires Python "
                     f"{q.python} (contradictory row)"
                 )
+
+
+def _evidence_checked(e: dict[str, Any]) -> Evidence:
+    return Evidence(
+        name=e["name"],
+        version=e["version"],
+        build=e["build"],
+        channel=e["channel"],
+        subdir=e["subdir"],
+        cuda=e["cuda"],
+        python=tuple(e["python"]),
+        pytorch=e.get("pytorch", ""),
+        depends=tuple(e["depends"]),
+        url=e.get("url", ""),
+        status=e["status"],
+        note=e["note"],
+        source=e["source"],
+    )
+
+
+def _evidence_row(r: _Row) -> Evidence:
+    status = r.text("status")
+    if status not in EVIDENCE_STATUSES:
+        r.fail(f"status '{status}' must be one of {', '.join(EVIDENCE_STATUSES)}")
+    e = Evidence(
+        name=r.text("name"),
+        version=r.text("version"),
+        build=r.text("build"),
+        channel=r.text("channel"),
+        subdir=r.text("subdir"),
+        cuda=r.text("cuda"),
+        python=r.texts("python"),
+        pytorch=r.text("pytorch", optional=True),
+        depends=r.texts("depends"),
+        url=r.text("url", optional=True),
+        status=status,
+        note=r.text("note"),
+        source=r.source(),
+    )
+    if status == "confirmed" and ("*" in e.build or not e.url):
+        r.fail("a confirmed record names its exact build and url")
+    if not e.python:
+        r.fail("'python' is empty")
+    return e
 
 
 def _check_pep440(r: _Row, rel: UnslothRelease) -> None:

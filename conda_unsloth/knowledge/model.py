@@ -203,6 +203,46 @@ class UnslothRelease:
 
 
 @dataclass(frozen=True)
+class Evidence:
+    """A public record (or its absence) of one conda build the planner can emit."""
+
+    name: str
+    version: str
+    build: str  # the exact build string when a record shows it, else the known pattern
+    channel: str
+    subdir: str
+    cuda: str
+    python: tuple[str, ...]  # the pythons it serves ("3.10".. for an abi3 build)
+    pytorch: str  # xformers: the pytorch series its depends pin ("2.10", "2.5.1"); else ''
+    depends: tuple[str, ...]
+    url: str
+    status: str  # confirmed | unconfirmed | absent
+    note: str
+    source: str
+
+    def serves(self, python: str, pytorch: str | None = None) -> bool:
+        if python not in self.python:
+            return False
+        if pytorch is None or not self.pytorch:
+            return True
+        return pytorch == self.pytorch or pytorch.startswith(self.pytorch + ".")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "build": self.build,
+            "channel": self.channel,
+            "status": self.status,
+            "note": self.note,
+            "source": self.source,
+        }
+
+
+EVIDENCE_STATUSES = ("confirmed", "unconfirmed", "absent")
+
+
+@dataclass(frozen=True)
 class KnownIssue:
     id: str
     title: str
@@ -230,6 +270,7 @@ class Knowledge:
     # (specifier set, version) -> PEP 440 answer, for the specifiers of the releases and the
     # versions the profiles build: computed once at load, so a plan needs no `packaging`
     specifier_table: dict[tuple[str, str], bool] = field(default_factory=dict)
+    evidence: tuple[Evidence, ...] = ()
     # (profile, cuda, pytorch, xformers, arch) -> the host-scope known issues that stack has on
     # that GPU arch, as (issue id, detail): the rules run once per stack and known arch at load
     host_table: dict[tuple[str, str, str, str, str], tuple[tuple[str, str], ...]] = field(
@@ -274,6 +315,29 @@ class Knowledge:
                 if hit not in out:
                     out.append(hit)
         return out
+
+    def evidence_for(
+        self,
+        channel: str,
+        name: str,
+        version: str,
+        cuda: str,
+        python: str,
+        pytorch: str | None = None,
+    ) -> Evidence | None:
+        """The best record of a planned build: a confirmed one, else any; None when
+        evidence.yaml has none."""
+        found = [
+            e
+            for e in self.evidence
+            if e.channel == channel
+            and e.name == name
+            and e.version == version
+            and e.cuda == cuda
+            and e.serves(python, pytorch)
+        ]
+        order = {s: i for i, s in enumerate(EVIDENCE_STATUSES)}
+        return min(found, key=lambda e: order.get(e.status, 9)) if found else None
 
     def nearest_cuda(
         self, profile: str, cuda: str, max_cuda: str | None = None
