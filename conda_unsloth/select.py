@@ -471,10 +471,7 @@ def _with_evidence(sel: Selection, kb: Knowledge) -> Selection:
             )
         unconfirmed.append(e)
         what = "recorded as never published" if e.status == "absent" else "unconfirmed"
-        notices.append(
-            f"{name} {version}={build} ({channel}, python {sel.python}) is {what}: {e.note}; "
-            "the solve will tell whether the channel has it"
-        )
+        notices.append(f"{name} {version}={build} ({channel}) is {what}: {e.note}")
     return replace(sel, notices=tuple(notices), unconfirmed=tuple(unconfirmed))
 
 
@@ -518,16 +515,6 @@ def _flags(profile: str, cuda: str, python: str, torch: str, default_profile: st
 def _torch_distance_key(version: str) -> int:
     major, minor, patch = (*version_key(version), 0, 0, 0)[:3]
     return major * 10_000 + minor * 100 + patch
-
-
-def nearest_cuda_flags(kb: Knowledge, profile: Profile, cuda: str, driver_cuda: str | None) -> str:
-    """'--cuda X.Y' (with '--profile P' when another profile has it) for the CUDA closest to
-    ``cuda`` that the driver runs: the same major when there is one, never the newest."""
-    near = kb.nearest_cuda(profile.name, cuda, driver_cuda)
-    if near is None:
-        return f"--cuda {profile.cudas[0]}"
-    name, c = near
-    return f"--cuda {c}" if name == profile.name else f"--profile {name} --cuda {c}"
 
 
 def _closest_cudas(cudas: tuple[str, ...], cuda: str) -> list[str]:
@@ -618,7 +605,7 @@ def resolve_target(
         alt = (
             f"--profile {other[0]} --cuda {cuda}"
             if other
-            else nearest_cuda_flags(kb, profile, cuda, driver_cuda)
+            else kb.nearest_cuda_flags(profile.name, cuda, driver_cuda)
         )
         raise SelectionError(
             f"CUDA {cuda} is not offered by profile {profile.name} "

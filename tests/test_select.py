@@ -452,7 +452,7 @@ def test_env_json_and_notice_mark_unconfirmed_builds(cli: Callable[..., Result])
     assert doc["unconfirmed"][0]["source"]
     text = cli("env", "--cuda", "12.1", "--dry-run")
     assert (
-        "notice: xformers 0.0.28.post3=py311_cu12.1.0_pyt2.5.1 (xformers, python 3.11) is unconfirmed"
+        "notice: xformers 0.0.28.post3=py311_cu12.1.0_pyt2.5.1 (xformers) is unconfirmed: "
         in text.err
     )
     ok = cli(

@@ -375,6 +375,15 @@ class Knowledge:
                 return name, best
         return None
 
+    def nearest_cuda_flags(self, profile: str, cuda: str, max_cuda: str | None = None) -> str:
+        """:meth:`nearest_cuda` as flags: '--cuda X.Y', with '--profile P' when another
+        profile has it (the first CUDA of ``profile`` when none fits the driver)."""
+        near = self.nearest_cuda(profile, cuda, max_cuda)
+        if near is None:
+            return f"--cuda {self.profiles[profile].cudas[0]}"
+        name, c = near
+        return f"--cuda {c}" if name == profile else f"--profile {name} --cuda {c}"
+
 
 @functools.lru_cache(maxsize=4096)
 def version_key(v: str) -> tuple[int, ...]:
