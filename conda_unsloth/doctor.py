@@ -25,11 +25,11 @@ from .rules import (
     Package,
     PackageSet,
     base_version,
-    bnb_ships_cuda,
     evaluate,
     parse_version,
     provider,
     torch_cuda,
+    torch_triton_pin,
     unsloth_violations,
 )
 
@@ -168,16 +168,26 @@ def diagnose(
     kb: Knowledge,
     host: HostFacts | None = None,
     name: str | None = None,
-    scopes: tuple[str, ...] = ("packages", "host"),
+    scopes: tuple[str, ...] = ("packages", "host", "env"),
 ) -> Diagnosis:
-    """Read ``prefix`` and evaluate every known-issue rule of ``scopes`` on it."""
+    """Read ``prefix`` and evaluate every known-issue rule of ``scopes`` on it (``env``: what
+    conda-unsloth recorded in the env's marker)."""
     inventory = inv.read(prefix)
     env = EnvRef(prefix, name)
     packages = inventory.packages()
     findings = [f for f in evaluate(packages, kb, host) if f.issue.scope in scopes]
+    if "env" in scopes:
+        findings += env_findings(prefix, kb)
     ps = PackageSet(packages)
     diagnosed = [Diagnosed(f, tuple(fix_commands(f, ps, kb, env, host))) for f in findings]
     notes = []
+    if host is not None:
+        unknown = [a for a in host.archs if parse_version(a) and a not in kb.gpu_archs]
+        for a in unknown:
+            notes.append(
+                f"GPU sm_{a.replace('.', '')} is not in the knowledge base's architecture "
+                "table: which kernels serve it was not checked"
+            )
     un = ps.get("unsloth")
     if un is not None and kb.release(base_version(un.version)) is None:
         known = ", ".join(r.version for r in kb.releases)
@@ -188,6 +198,41 @@ def diagnose(
     if not inventory.has_gpu_stack():
         notes.append("no torch, xformers or unsloth installed here: nothing to diagnose")
     return Diagnosis(env, inventory, diagnosed, host, notes)
+
+
+def env_findings(prefix: Path, kb: Knowledge) -> list[Finding]:
+    """Findings from the env's marker (conda-meta/conda-unsloth): a create that did not finish
+    and a recorded verification that failed."""
+    from . import marker
+
+    doc = marker.read(prefix)
+    if doc is None:
+        return []
+    out = []
+    for issue in kb.issues.values():
+        kind = issue.check.get("kind")
+        detail = None
+        if kind == "create_failed" and doc.get("status") == "failed":
+            failure = doc.get("failure")
+            why = failure.get("message") if isinstance(failure, dict) else failure
+            when = doc.get("created")
+            detail = "the marker says the create failed" + (f" ({when})" if when else "")
+            if isinstance(why, str) and why.strip():
+                detail += f": {' '.join(why.split())[:200]}"
+        elif kind == "verification_failed":
+            ver = doc.get("verification")
+            if isinstance(ver, dict) and ver.get("verdict") == "fail":
+                failed = [str(c) for c in ver.get("failed") or () if isinstance(c, str)]
+                detail = "the recorded GPU verification failed" + (
+                    f" ({', '.join(failed)})" if failed else ""
+                )
+                if isinstance(ver.get("time"), str):
+                    detail += f" on {ver['time']}"
+        if detail is not None:
+            out.append(
+                Finding(issue=issue, detail=detail, evidence=(str(marker.path_for(prefix)),))
+            )
+    return out
 
 
 # ----------------------------------------------------------------------------- fixes
@@ -213,6 +258,10 @@ def fix_commands(
     if kind == "bnb_missing_cuda" and torch is not None:
         cmd = _bnb_fix(torch, ps, kb, env)
         return [cmd] if cmd else [rebuild(ps, kb, env, host)]
+    if kind == "triton_mismatch" and torch is not None:
+        return _triton_fix(torch, ps, kb, env, host)
+    if kind in ("create_failed", "verification_failed"):
+        return [template(c, env) for c in f.issue.fix_commands]
     if kind == "duplicate_torch":
         conda_torch = next((p for p in ps.all("pytorch") if p.installer == "conda"), None)
         if conda_torch is not None:
@@ -332,7 +381,7 @@ def _bnb_fix(torch: Package, ps: PackageSet, kb: Knowledge, env: EnvRef) -> str 
     ok = [
         w
         for w in kb.bnb_pypi
-        if bnb_ships_cuda(w.cuda, cuda)
+        if w.lib_for(cuda) is not None
         and (not spec or _spec_has(spec, w.version))
         and (not w.torch or _spec_has(w.torch, tv))
     ]
@@ -340,6 +389,29 @@ def _bnb_fix(torch: Package, ps: PackageSet, kb: Knowledge, env: EnvRef) -> str 
         return None
     best = max(ok, key=lambda w: Version(w.version))
     return env.pip_install(f"bitsandbytes=={best.version}")
+
+
+def _triton_fix(
+    torch: Package, ps: PackageSet, kb: Knowledge, env: EnvRef, host: HostFacts | None
+) -> list[str]:
+    """Give the torch Python imports the triton it pins: drop a pip triton that shadows
+    conda's and restore conda's record, or install the pinned wheel."""
+    pin = torch_triton_pin(torch, ps, kb)
+    triton = ps.triton()
+    if pin is None or triton is None:
+        return [rebuild(ps, kb, env, host)]
+    stale = next(
+        (p for n in ("torchtriton", "triton") for p in ps.all(n) if p.installer == "conda"), None
+    )
+    if triton.installer == "pip" and stale is not None and base_version(stale.version) == pin:
+        return [
+            f"{env.python} -m pip uninstall -y {triton.name}",
+            f"conda install {env.flag} --force-reinstall "
+            + quote_spec(f"{stale.name}={stale.version}={stale.build}"),
+        ]
+    if triton.installer == "pip":
+        return [env.pip_install(f"triton=={pin}")]
+    return [rebuild(ps, kb, env, host)]
 
 
 def _release(ps: PackageSet, kb: Knowledge) -> UnslothRelease | None:
@@ -353,14 +425,22 @@ def _unsloth_fix(ps: PackageSet, kb: Knowledge, env: EnvRef, host: HostFacts | N
     needs_rebuild = False
     extra: list[str] = []
     torch = ps.torch()
+    rel = _release(ps, kb)
     for v in unsloth_violations(ps, kb):
         if v.requirement == "xformers" and torch is not None:
-            # the xformers made for the installed torch, when it meets the range
-            choice = _xformers_fix(v.installed, torch, ps, kb, env)
+            # the xformers made for the installed torch, when it meets the range (a missing
+            # one comes from torch's provider)
+            installed = v.installed or Package("xformers", "", torch.build, torch.channel)
+            choice = _xformers_fix(installed, torch, ps, kb, env)
             if choice is not None and _spec_has(v.spec, choice[1]):
                 extra.append(choice[0])
                 continue
-        if v.requirement in TORCH_BOUND or v.installed.installer != "pip":
+        if v.requirement in TORCH_BOUND:
+            needs_rebuild = True
+        elif v.installed is None:
+            pin = rel.companions.get(v.requirement) if rel is not None else None
+            pip_specs.append(f"{v.requirement}=={pin}" if pin else f"{v.requirement}{v.spec}")
+        elif v.installed.installer != "pip":
             needs_rebuild = True
         else:
             pip_specs.append(f"{v.requirement}{v.spec}")

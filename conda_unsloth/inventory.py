@@ -26,7 +26,7 @@ import os
 import re
 import shlex
 import stat
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.parser import HeaderParser
 from pathlib import Path
 from typing import Any
@@ -88,18 +88,43 @@ class CondaRecord:
     channel: str  # short channel name: "pytorch", "conda-forge", "pkgs/main", or "" if unknown
     file: Path  # the conda-meta JSON it came from
     files: tuple[str, ...] = ()
+    depends: tuple[str, ...] = ()
+    # the pip distribution ("torch 2.4.0") that replaced this package's Python files: its
+    # metadata folder is gone and another installer's of the same name is there
+    replaced_by: str | None = None
 
     def package(self) -> Package:
-        return Package(self.name, self.version, self.build, self.channel, "conda")
+        return Package(
+            self.name,
+            self.version,
+            self.build,
+            self.channel,
+            "conda",
+            stale=self.replaced_by is not None,
+            requires=self.depends,
+        )
+
+    def metadata_folders(self) -> list[str]:
+        """The .dist-info / .egg-info folders (prefix-relative) this package installed."""
+        out: dict[str, None] = {}
+        for f in self.files:
+            for marker in (".dist-info", ".egg-info"):
+                i = f.find(marker)
+                if i != -1:
+                    out[f[: i + len(marker)]] = None
+        return list(out)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        doc = {
             "name": self.name,
             "version": self.version,
             "build": self.build,
             "channel": self.channel,
             "record": self.file.name,
         }
+        if self.replaced_by is not None:
+            doc["replaced_by"] = self.replaced_by
+        return doc
 
 
 @dataclass(frozen=True)
@@ -109,13 +134,14 @@ class PythonDist:
     installer: str  # the INSTALLER file's content ("pip", "uv", "conda"), "" when absent
     path: Path  # the .dist-info / .egg-info folder or file
     owner: str | None = None  # the conda record that lists it, if any
+    requires: tuple[str, ...] = ()  # its Requires-Dist lines
 
     @property
     def from_conda(self) -> bool:
         return self.owner is not None or self.installer == "conda"
 
     def package(self) -> Package:
-        return Package(self.name, self.version, "", "pypi", "pip")
+        return Package(self.name, self.version, "", "pypi", "pip", requires=self.requires)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -291,8 +317,9 @@ def read_record(prefix: Path, path: Path) -> CondaRecord:
         values[key] = value
     try:
         files = _record_files(data)
-        if data.get("depends") is not None:
-            _string_list(data["depends"], "depends")
+        depends = (
+            _string_list(data["depends"], "depends") if data.get("depends") is not None else []
+        )
         channel = _optional_text(data, "channel") or _optional_text(data, "schannel") or ""
         url = _optional_text(data, "url") or ""
     except _WrongType as exc:
@@ -304,6 +331,7 @@ def read_record(prefix: Path, path: Path) -> CondaRecord:
         channel=channel_name(channel, url),
         file=path,
         files=tuple(f.replace("\\", "/") for f in files if f),
+        depends=tuple(depends),
     )
 
 
@@ -326,17 +354,23 @@ def find_site_packages(prefix: Path, python: str | None) -> list[Path]:
     return found
 
 
-def _headers(path: Path) -> tuple[str | None, str | None]:
-    """Name and Version from a METADATA / PKG-INFO file's header block (read up to the first
-    blank line, at most 1 MiB; None, None for anything that is not a readable regular file)."""
+def _headers(path: Path) -> tuple[str | None, str | None, tuple[str, ...]]:
+    """Name, Version and the Requires-Dist lines from a METADATA / PKG-INFO file's header
+    block (read up to the first blank line, at most 1 MiB; None, None, () for anything that is
+    not a readable regular file)."""
     try:
         head = read_regular(path, _MAX_HEADER_BYTES, stop=b"\n\n")
     except OSError:
-        return None, None
+        return None, None, ()
     text = head.decode("utf-8", errors="replace").replace("\r\n", "\n").split("\n\n", 1)[0]
     msg = HeaderParser().parsestr(text)
     name, version = msg.get("Name"), msg.get("Version")
-    return (str(name).strip() if name else None), (str(version).strip() if version else None)
+    requires = tuple(" ".join(str(r).split()) for r in msg.get_all("Requires-Dist") or ())
+    return (
+        (str(name).strip() if name else None),
+        (str(version).strip() if version else None),
+        requires,
+    )
 
 
 def _from_folder_name(stem: str) -> tuple[str | None, str | None]:
@@ -354,7 +388,7 @@ def read_dist(path: Path) -> PythonDist | None:
         meta, installer_file = path / "PKG-INFO", path / "INSTALLER"
     else:  # a single-file egg-info is the PKG-INFO itself
         meta, installer_file = path, None
-    name, version = _headers(meta)
+    name, version, requires = _headers(meta)
     if not name or not version:
         fname, fversion = _from_folder_name(path.name.rsplit(".", 1)[0])
         name, version = name or fname, version or fversion
@@ -367,7 +401,9 @@ def read_dist(path: Path) -> PythonDist | None:
         except OSError:
             raw = b""
         installer = raw.decode("utf-8", errors="replace").strip()
-    return PythonDist(name=name, version=version, installer=installer.lower(), path=path)
+    return PythonDist(
+        name=name, version=version, installer=installer.lower(), path=path, requires=requires
+    )
 
 
 def _owners(records: list[CondaRecord]) -> dict[str, str]:
@@ -425,6 +461,33 @@ def read(prefix: Path) -> Inventory:
             rel = c.relative_to(prefix).as_posix()
             owner = owners.get(rel)
             if owner is not None:
-                d = PythonDist(d.name, d.version, d.installer, d.path, owner)
+                d = PythonDist(d.name, d.version, d.installer, d.path, owner, d.requires)
             dists.append(d)
+    records = _mark_replaced(prefix, records, dists)
     return Inventory(prefix=prefix, records=records, dists=dists, site_packages=sp_dirs)
+
+
+def _mark_replaced(
+    prefix: Path, records: list[CondaRecord], dists: list[PythonDist]
+) -> list[CondaRecord]:
+    """Records whose Python files pip (or another installer) replaced: every metadata folder
+    the record installed is gone, and a distribution of the same name that no conda package
+    owns is there (pip uninstalls conda's metadata when it installs its own torch or triton).
+    Python imports that distribution; conda still lists the record."""
+    foreign = {normalize(d.name): d for d in dists if not d.from_conda}
+    if not foreign:
+        return records
+    out = []
+    for r in records:
+        folders = r.metadata_folders()
+        names = {
+            normalize(_from_folder_name(Path(f).name.rsplit(".", 1)[0])[0] or "") for f in folders
+        }
+        gone = bool(folders) and not any((prefix / f).exists() for f in folders)
+        other = next((foreign[n] for n in names if n in foreign), None)
+        if gone and other is not None:
+            r = replace(
+                r, replaced_by=f"{other.name} {other.version} ({other.installer or 'pip'})"
+            )
+        out.append(r)
+    return out

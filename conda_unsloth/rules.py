@@ -15,7 +15,8 @@ from typing import Any
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from .knowledge import Knowledge, KnownIssue, arch_covered, parse_arch
+from .knowledge import Knowledge, KnownIssue, Profile, parse_arch
+from .knowledge import arch_covered as arch_covered  # re-exported
 
 # pip distribution name -> the conda package names that provide it
 PROVIDERS: dict[str, tuple[str, ...]] = {
@@ -27,6 +28,9 @@ PROVIDERS: dict[str, tuple[str, ...]] = {
     "numpy": ("numpy",),
 }
 
+# requirements of unsloth whose absence is a finding even when they are not pip companions
+MUST_BE_INSTALLED = frozenset({"torch", "xformers"})
+
 _PYTORCH_CHANNEL_BUILD = re.compile(r"^py(\d+\.\d+)_(cuda(\d+\.\d+)|cpu)_")
 _CONDA_FORGE_BUILD = re.compile(r"^(cuda_?(\d+)|cpu)")
 _XFORMERS_CHANNEL_BUILD = re.compile(r"^py(\d)(\d+)_cu(\d+\.\d+)(?:\.\d+)?_pyt(\d+\.\d+\.\d+)$")
@@ -35,18 +39,26 @@ _LOCAL_CUDA = re.compile(r"\+cu(\d+)$")
 
 @dataclass(frozen=True)
 class Package:
-    """One installed or planned package. ``installer`` is ``conda`` or ``pip``."""
+    """One installed or planned package. ``installer`` is ``conda`` or ``pip``.
+
+    ``stale``: a conda record whose Python files another installer replaced (pip uninstalled
+    its metadata and put its own distribution there): conda still lists it, Python imports the
+    other one. ``requires``: what the package itself says it needs (a conda record's
+    ``depends``, a distribution's ``Requires-Dist``), when known."""
 
     name: str
     version: str
     build: str = ""
     channel: str = ""
     installer: str = "conda"
+    stale: bool = False
+    requires: tuple[str, ...] = field(default=(), compare=False)  # metadata, not identity
 
     def __str__(self) -> str:
         where = self.channel or self.installer
         build = f" {self.build}" if self.build else ""
-        return f"{self.name} {self.version}{build} ({where})"
+        gone = ", replaced" if self.stale else ""
+        return f"{self.name} {self.version}{build} ({where}{gone})"
 
 
 @dataclass(frozen=True)
@@ -91,6 +103,8 @@ class PackageSet:
     def __post_init__(self) -> None:
         for p in self.packages:
             self.by_name.setdefault(normalize(p.name), []).append(p)
+        for found in self.by_name.values():
+            found.sort(key=lambda p: p.stale)  # what Python imports first
 
     def get(self, name: str) -> Package | None:
         found = self.by_name.get(normalize(name))
@@ -99,9 +113,23 @@ class PackageSet:
     def all(self, name: str) -> list[Package]:
         return self.by_name.get(normalize(name), [])
 
+    def live(self, dist: str) -> Package | None:
+        """The package that provides Python distribution ``dist`` ("torch", "triton") as
+        Python imports it: a conda package whose files are still its own first, else a pip
+        distribution, else a conda record whose files pip replaced."""
+        found = [p for n in PROVIDERS.get(dist, (dist,)) for p in self.all(n)]
+        pip = [p for p in self.all(dist) if p.installer == "pip"]
+        conda = [p for p in found if p.installer == "conda"]
+        for p in (*[c for c in conda if not c.stale], *pip, *conda):
+            return p
+        return None
+
     def torch(self) -> Package | None:
-        """The torch provider: conda's pytorch first, else a pip torch."""
-        return self.get("pytorch") or self.get("torch")
+        """The torch Python imports: conda's pytorch, unless pip replaced its files."""
+        return self.live("torch")
+
+    def triton(self) -> Package | None:
+        return self.live("triton")
 
     def python(self) -> str | None:
         py = self.get("python")
@@ -346,21 +374,27 @@ def _bnb_missing_cuda(
     wheel = kb.bnb_wheel(base_version(bnb.version))
     if cuda is None or wheel is None:
         return None
-    if bnb_ships_cuda(wheel.cuda, cuda):
+    if wheel.lib_for(cuda) is not None:
         return None
+    libs = ", ".join(map(str, wheel.cuda))
+    if wheel.loader == "same-major":
+        why = f"none of CUDA {cuda.split('.')[0]}.x"
+    else:
+        fallback = (
+            "it falls back to its CPU library (no GPU ops)"
+            if wheel.loader == "exact-or-cpu"
+            else "it fails to load (every GPU op raises)"
+        )
+        why = (
+            f"bitsandbytes < 0.50 loads only libbitsandbytes_cuda{cuda.replace('.', '')}, "
+            f"so {fallback}"
+        )
     return _hit(
-        f"bitsandbytes {bnb.version} ships CUDA libraries {', '.join(map(str, wheel.cuda))}; "
-        f"none for torch's CUDA {cuda}",
+        f"bitsandbytes {bnb.version} ships CUDA libraries {libs}; none for torch's CUDA "
+        f"{cuda}: {why}",
         bnb,
         torch,
     )
-
-
-def bnb_ships_cuda(libs: Iterable[int], cuda: str) -> bool:
-    """Does a bitsandbytes wheel with these CUDA libraries (121 = 12.1) serve torch's CUDA?"""
-    major, minor = (int(x) for x in cuda.split("."))
-    want = major * 10 + minor
-    return any(c // 10 == major and c <= want for c in libs)
 
 
 def _duplicate_torch(
@@ -369,6 +403,13 @@ def _duplicate_torch(
     conda_torch = [p for p in ps.all("pytorch") if p.installer == "conda"]
     pip_torch = [p for p in ps.all("torch") if p.installer == "pip"]
     if conda_torch and pip_torch:
+        if conda_torch[0].stale:
+            return _hit(
+                f"pip's torch {pip_torch[0].version} replaced the files of conda's "
+                f"{conda_torch[0]}; Python imports pip's",
+                conda_torch[0],
+                pip_torch[0],
+            )
         return _hit(
             f"conda's {conda_torch[0]} and pip's torch {pip_torch[0].version} are both installed",
             conda_torch[0],
@@ -459,13 +500,16 @@ def _cuda_major_mismatch(
 
 @dataclass(frozen=True)
 class Violation:
-    """One requirement of the installed unsloth release that the env does not meet."""
+    """One requirement of the installed unsloth release that the env does not meet: a version
+    outside its range, or (``installed`` None) not installed at all."""
 
     requirement: str  # a pip distribution name ("transformers") or "python"
     spec: str  # the release's range ("<4.45.0")
-    installed: Package
+    installed: Package | None
 
     def __str__(self) -> str:
+        if self.installed is None:
+            return f"{self.requirement} is not installed (needs {self.requirement}{self.spec})"
         return f"{self.requirement} {self.installed.version} (needs {self.requirement}{self.spec})"
 
 
@@ -485,15 +529,15 @@ def unsloth_violations(packages: Iterable[Package] | PackageSet, kb: Knowledge) 
     if python is not None and py is not None and rel.python and _contains(rel.python, py) is False:
         out.append(Violation("python", rel.python, python))
     for dist, spec in rel.requires.items():
-        if not spec:
-            continue
-        installed = next(
-            (p for n in PROVIDERS.get(dist, (dist,)) for p in ps.all(n)),
-            None,
-        )
+        installed = ps.live(dist)
         if installed is None:
+            # what the plan installs by name must be there: torch, xformers and the pinned
+            # companions (unsloth_zoo, ...); the rest (triton, protobuf) comes in as their
+            # dependency, which conda's solve and `pip check` cover
+            if dist in rel.companions or dist in MUST_BE_INSTALLED:
+                out.append(Violation(dist, spec, None))
             continue
-        if _contains(spec, installed.version) is False:
+        if spec and _contains(spec, installed.version) is False:
             out.append(Violation(dist, spec, installed))
     return out
 
@@ -506,10 +550,84 @@ def _unsloth_requirements(
         return None
     un = ps.get("unsloth")
     assert un is not None  # violations imply an unsloth
+    missing = all(v.installed is None for v in problems)
+    what = "packages that are not installed" if missing else "other versions"
     return _hit(
-        f"unsloth {un.version} requires other versions: " + "; ".join(map(str, problems)),
+        f"unsloth {un.version} requires {what}: " + "; ".join(map(str, problems)),
         un,
         *(v.installed for v in problems),
+    )
+
+
+def torch_triton_pin(torch: Package, ps: PackageSet, kb: Knowledge) -> str | None:
+    """The triton version the torch Python imports pins: its own requirement (a conda
+    record's ``depends`` on triton/torchtriton, a wheel's ``Requires-Dist: triton==``), else
+    the knowledge base's row for that conda build."""
+    py = ps.python()
+    for req in torch.requires:
+        pin = _triton_requirement(req, py)
+        if pin is not None:
+            return pin
+    if torch.installer != "conda":
+        return None
+    prov = provider(torch)
+    profile = kb.profiles.get(prov or "")
+    row = profile.pytorch_row(base_version(torch.version)) if profile else None
+    if row is None or (profile and not _row_has_cuda(profile, row.cuda, torch)):
+        return None
+    return row.triton
+
+
+def _row_has_cuda(profile: Profile, cudas: tuple[str, ...], torch: Package) -> bool:
+    tc = torch_cuda(torch)
+    return tc is None or tc in cudas
+
+
+_CONDA_EXACT = re.compile(r"^(torchtriton|triton)\s+(==)?\s*([0-9][0-9A-Za-z.+]*?)(\.\*)?(\s|$)")
+
+
+def _triton_requirement(req: str, python: str | None) -> str | None:
+    """'3.1.0' from 'torchtriton 3.1.0', 'triton 3.2.0.*', 'triton ==3.4.0' (conda) or
+    'triton==3.0.0; platform_system == "Linux" ...' (a wheel, markers evaluated for this
+    linux-64 env); None for anything else."""
+    m = _CONDA_EXACT.match(req.strip())
+    if m:
+        return m.group(3)
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    try:
+        r = Requirement(req)
+    except InvalidRequirement:
+        return None
+    if normalize(r.name) != "triton":
+        return None
+    if r.marker is not None:
+        env = {"platform_system": "Linux", "platform_machine": "x86_64", "sys_platform": "linux"}
+        if python:
+            env["python_version"] = python
+        if not r.marker.evaluate(env):
+            return None
+    pins = [s.version for s in r.specifier if s.operator in ("==", "===")]
+    return pins[0] if pins else None
+
+
+def _triton_mismatch(
+    ps: PackageSet, check: dict[str, Any], kb: Knowledge, host: HostFacts | None
+) -> Hit | None:
+    torch, triton = ps.torch(), ps.triton()
+    if torch is None or triton is None:
+        return None
+    pin = torch_triton_pin(torch, ps, kb)
+    if pin is None:
+        return None
+    have, want = _ver(triton.version), _ver(pin)
+    if have is None or want is None or have == want:
+        return None
+    return _hit(
+        f"torch {torch.version} pins triton {pin}, but Python imports {triton.name} "
+        f"{triton.version} ({triton.installer})",
+        triton,
+        torch,
     )
 
 
@@ -543,23 +661,51 @@ def _cuda_newer_than_driver(
 def _arch_not_covered(
     ps: PackageSet, check: dict[str, Any], kb: Knowledge, host: HostFacts | None
 ) -> Hit | None:
+    if host is None or not host.archs:
+        return None
+    known = [a for a in host.archs if a in kb.gpu_archs]  # doctor notes the others
     torch = ps.torch()
-    if host is None or not host.archs or torch is None:
-        return None
-    prov, tc = provider(torch), torch_cuda(torch)
-    if prov is None or tc is None or prov not in kb.profiles:
-        return None
-    archs = kb.profiles[prov].arch_lists.get(tc)
-    if archs is None:
-        return None
-    missing = [a for a in host.archs if not arch_covered(a, archs)]
-    if missing:
-        return _hit(
-            f"torch {torch.version} ({prov}, CUDA {tc}) ships kernels for {archs}; "
-            f"not for sm_{missing[0].replace('.', '')}",
-            torch,
-        )
+    prov, tc = (provider(torch), torch_cuda(torch)) if torch is not None else (None, None)
+    if torch is not None and prov in kb.profiles and tc is not None:
+        archs = kb.profiles[prov].arch_lists.get(tc)
+        missing = [a for a in known if archs and not kb.arch_supported(a, tc, archs)]
+        if archs and missing:
+            return _hit(
+                f"torch {torch.version} ({prov}, CUDA {tc}) ships kernels for {archs}; "
+                f"not for sm_{missing[0].replace('.', '')}",
+                torch,
+            )
+    xf = ps.get("xformers")
+    built = xformers_build(xf, kb) if xf is not None else None
+    if xf is not None and built is not None:
+        xc, archs = built
+        missing = [a for a in known if not kb.arch_supported(a, xc, archs)]
+        if missing:
+            return _hit(
+                f"xformers {xf.version} ({provider(xf)}, CUDA {xc}) ships kernels for "
+                f"{archs}; not for sm_{missing[0].replace('.', '')}",
+                xf,
+            )
     return None
+
+
+def xformers_build(pkg: Package, kb: Knowledge) -> tuple[str, str] | None:
+    """(CUDA of the build, its arch list) of a conda xformers build the knowledge base lists;
+    None for a pip wheel or an unknown build."""
+    prov = provider(pkg)
+    profile = kb.profiles.get(prov or "")
+    row = profile.xformers_row(base_version(pkg.version)) if profile else None
+    if row is None:
+        return None
+    m = _XFORMERS_CHANNEL_BUILD.match(pkg.build)
+    if m:
+        cuda: str | None = m.group(3)
+    else:
+        m2 = _CONDA_FORGE_BUILD.match(pkg.build)
+        cuda = _cuda_digits(m2.group(2)) if m2 and m2.group(2) else None
+    if cuda is None:
+        return None
+    return cuda, row.archs_for(cuda)
 
 
 def _blackwell_old_xformers(
@@ -568,7 +714,8 @@ def _blackwell_old_xformers(
     xf = ps.get("xformers")
     if host is None or xf is None:
         return None
-    blackwell = [a for a in host.archs if (parse_arch(a) or (0, 0))[0] in (10, 11, 12)]
+    floor = parse_arch(str(check.get("min_arch", "10.0"))) or (10, 0)
+    blackwell = [a for a in host.archs if (parse_arch(a) or (0, 0)) >= floor]
     v = _ver(xf.version)
     if blackwell and v is not None and v <= Version(str(check.get("max_bad", "0.0.32.post2"))):
         return _hit(f"GPU sm_{blackwell[0].replace('.', '')} with xformers {xf.version}", xf)
@@ -602,6 +749,12 @@ def _runtime(
     return None  # observable only by running code: see verify/probe.py
 
 
+def _marker(
+    ps: PackageSet, check: dict[str, Any], kb: Knowledge, host: HostFacts | None
+) -> Hit | None:
+    return None  # read from the env's marker by doctor.env_findings, not from packages
+
+
 RULES: dict[str, Rule] = {
     "version_in": _version_in,
     "xformers_torch_mismatch": _xformers_torch_mismatch,
@@ -618,7 +771,10 @@ RULES: dict[str, Rule] = {
     "arch_not_covered": _arch_not_covered,
     "blackwell_old_xformers": _blackwell_old_xformers,
     "glibc_too_old": _glibc_too_old,
+    "triton_mismatch": _triton_mismatch,
     "runtime": _runtime,
+    "create_failed": _marker,
+    "verification_failed": _marker,
 }
 
 

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from .host import Host
+    from .knowledge import Evidence
     from .rules import Package
 
 # patterns, not compiled ones: re compiles (and caches) only those a command uses
@@ -74,6 +75,8 @@ class Selection:
     xformers: XformersBuild
     unsloth: UnslothRelease
     notices: tuple[str, ...] = field(default=())
+    # planned builds no public record confirms (knowledge/evidence.yaml)
+    unconfirmed: tuple[Evidence, ...] = field(default=())
 
     @property
     def cuda(self) -> str:
@@ -216,6 +219,7 @@ class Selection:
                 {"name": c.name, "version": c.version, "why": c.why} for c in self.pip_choices()
             ],
             "notices": list(self.notices),
+            "unconfirmed": [e.to_json() for e in self.unconfirmed],
         }
 
 
@@ -281,7 +285,9 @@ def _candidates(
                 if xf.cuda and cuda not in xf.cuda:
                     continue
                 for rel in releases:
-                    if _release_accepts(kb, rel, pt.version, py, xf.version):
+                    if _release_accepts(kb, rel, pt.version, py, xf.version) and not _pins_exclude(
+                        kb, rel, py
+                    ):
                         out.append((pt, py, xf, rel))
                         break
                 else:
@@ -302,6 +308,161 @@ def _release_accepts(
     )
 
 
+def _pins_exclude(kb: Knowledge, rel: UnslothRelease, python: str) -> list[str]:
+    """The pins of ``rel`` (unsloth and its companions) whose Requires-Python excludes
+    ``python``, as 'trl 1.15.0 requires Python >=3.11'."""
+    return [
+        f"{q.name} {q.version} requires Python {q.python}"
+        for q in rel.requires_python
+        if q.python and not kb.satisfies(python, q.python)
+    ]
+
+
+Stack = tuple[PytorchBuild, str, XformersBuild, UnslothRelease]
+
+
+def _fit_host(
+    kb: Knowledge,
+    profile: Profile,
+    cuda: str,
+    cands: list[Stack],
+    archs: tuple[str, ...],
+    notices: list[str] | None = None,
+) -> list[Stack]:
+    """``cands`` without the stacks that have a host-scope known issue on GPUs ``archs``
+    (an xformers build without kernels for them, F6; Blackwell with an old xformers, F8).
+    When the first choice was dropped for one, ``notices`` gets why."""
+    if not archs:
+        return cands
+    kept, skipped = [], []
+    for c in cands:
+        hits = kb.host_issues(profile.name, cuda, c[0].version, c[2].version, archs)
+        if not hits:
+            kept.append(c)
+        elif not kept:
+            skipped.append(_host_why(c, hits))
+    if kept and skipped and notices is not None:
+        pt, _, xf, _ = kept[0]
+        notices.append(
+            f"chose pytorch {pt.version} + xformers {xf.version} for this GPU: "
+            + "; ".join(dict.fromkeys(skipped))
+        )
+    return kept
+
+
+def _host_why(c: Stack, hits: list[tuple[str, str]]) -> str:
+    return f"pytorch {c[0].version} + xformers {c[2].version} has " + "; ".join(
+        f"{i} ({detail})" for i, detail in hits
+    )
+
+
+def _why_empty(
+    kb: Knowledge,
+    profile: Profile,
+    cuda: str,
+    release: UnslothRelease | None,
+    req: Request,
+    archs: tuple[str, ...],
+) -> str:
+    """Why ``req`` has no stack (': reason', or ''): a known issue of this host, a pin whose
+    Requires-Python excludes the python, or a pytorch no xformers build is made for."""
+    cands = _candidates(profile, kb, cuda, release)
+    if req.torch:
+        cands = [c for c in cands if c[0].version == req.torch]
+    if req.xformers:
+        cands = [c for c in cands if c[2].version == req.xformers]
+    if req.python:
+        cands = [c for c in cands if c[1] == req.python]
+    if cands and archs:
+        hits = kb.host_issues(profile.name, cuda, cands[0][0].version, cands[0][2].version, archs)
+        if hits:
+            return ": " + _host_why(cands[0], hits)
+    if req.python:
+        releases = [release] if release else [r for r in kb.releases if profile.name in r.profiles]
+        why = [w for rel in releases for w in _pins_exclude(kb, rel, req.python)]
+        if why:
+            return f": {'; '.join(dict.fromkeys(why))} (PyPI metadata)"
+    if req.torch and not any(x.matches_pytorch(req.torch) for x in profile.xformers):
+        return f": no xformers build on profile {profile.name} is made for pytorch {req.torch}"
+    return ""
+
+
+def _with_evidence(sel: Selection, kb: Knowledge) -> Selection:
+    """``sel`` with its pytorch and xformers builds looked up in evidence.yaml: a build no
+    public record confirms is listed in ``unconfirmed`` and named in a notice."""
+    from dataclasses import replace
+
+    from .knowledge import Evidence
+
+    p = sel.profile
+    planned = [
+        ("pytorch", p.channels[0], sel.pytorch.version, sel.cuda, None, sel.pytorch_build),
+        (
+            "xformers",
+            "xformers" if "xformers" in p.channels else p.channels[0],
+            sel.xformers.version,
+            p.xformers_build_cuda(sel.cuda),
+            sel.pytorch.version,
+            sel.xformers_build,
+        ),
+    ]
+    unconfirmed = []
+    notices = list(sel.notices)
+    for name, channel, version, cuda, pytorch, build in planned:
+        e = kb.evidence_for(channel, name, version, cuda, sel.python, pytorch)
+        if e is not None and e.status == "confirmed":
+            continue
+        if e is None:
+            e = Evidence(
+                name,
+                version,
+                build,
+                channel,
+                "linux-64",
+                cuda,
+                (sel.python,),
+                pytorch or "",
+                (),
+                "",
+                "unconfirmed",
+                "no record of this build in evidence.yaml",
+                "none",
+            )
+        unconfirmed.append(e)
+        what = "recorded as never published" if e.status == "absent" else "unconfirmed"
+        notices.append(f"{name} {version}={build} ({channel}) is {what}: {e.note}")
+    return replace(sel, notices=tuple(notices), unconfirmed=tuple(unconfirmed))
+
+
+def host_conflicts(
+    kb: Knowledge,
+) -> dict[tuple[str, str, str, str, str], tuple[tuple[str, str], ...]]:
+    """For every stack this knowledge base can select and every GPU arch it knows, the
+    host-scope known issues (id, detail) the rules find; computed once at load (the bundle
+    stores it) so a plan never loads the rules."""
+    from .rules import HostFacts, evaluate
+
+    table: dict[tuple[str, str, str, str, str], tuple[tuple[str, str], ...]] = {}
+    host_ids = {i.id for i in kb.issues.values() if i.scope == "host"}
+    for profile in kb.profiles.values():
+        releases = [r for r in kb.releases if profile.name in r.profiles]
+        for cuda in profile.cudas:
+            target = Target("linux-64", cuda, why="knowledge check")
+            seen: set[tuple[str, str]] = set()
+            for release in releases:
+                for pt, py, xf, rel in _candidates(profile, kb, cuda, release):
+                    if (pt.version, xf.version) in seen:
+                        continue
+                    seen.add((pt.version, xf.version))
+                    pkgs = Selection(profile, target, py, pt, xf, rel).planned_packages()
+                    for arch in kb.gpu_archs:
+                        found = evaluate(pkgs, kb, HostFacts(archs=(arch,)), only=host_ids)
+                        if found:
+                            key = (profile.name, cuda, pt.version, xf.version, arch)
+                            table[key] = tuple((f.id, f.detail) for f in found)
+    return table
+
+
 def _flags(profile: str, cuda: str, python: str, torch: str, default_profile: str) -> str:
     parts = []
     if profile != default_profile:
@@ -315,42 +476,71 @@ def _torch_distance_key(version: str) -> int:
     return major * 10_000 + minor * 100 + patch
 
 
+def _closest_cudas(cudas: tuple[str, ...], cuda: str) -> list[str]:
+    """``cudas`` closest to ``cuda`` first: the same major first, then by distance, the older
+    one on a tie (a driver that runs ``cuda`` runs it)."""
+    want = version_key(cuda)
+
+    def key(c: str) -> tuple[bool, int, tuple[int, ...]]:
+        k = version_key(c)
+        return k[0] != want[0], abs((k[0] - want[0]) * 100 + k[1] - want[1]), k
+
+    return sorted(cudas, key=key)
+
+
+def _ranked(cands: list[Stack], req: Request, default_python: str) -> list[Stack]:
+    """``cands`` closest to the request first: the asked torch (or the nearest), then the
+    asked python (or the nearest, the newer on a tie; unasked: the profile's default), then
+    their own order (newest torch first)."""
+    asked_torch = _torch_distance_key(req.torch) if req.torch else 0
+    asked_py = version_key(req.python) if req.python else ()
+
+    def distance(item: tuple[int, Stack]) -> tuple[int, int, int, int]:
+        i, x = item
+        t = abs(_torch_distance_key(x[0].version) - asked_torch) if req.torch else 0
+        k = version_key(x[1])
+        if asked_py:
+            return t, abs(k[1] - asked_py[1]) + 100 * abs(k[0] - asked_py[0]), -k[1], i
+        return t, 0 if x[1] == default_python else 1, 0, i
+
+    return [x for _, x in sorted(enumerate(cands), key=distance)]
+
+
 def _nearest(
-    kb: Knowledge, req: Request, profile: Profile, cuda: str, max_cuda: str | None
+    kb: Knowledge,
+    req: Request,
+    profile: Profile,
+    cuda: str,
+    max_cuda: str | None,
+    archs: tuple[str, ...] = (),
 ) -> str | None:
-    """The closest valid request, as flags, preferring to keep profile, then CUDA, then python."""
+    """The closest valid request, as flags, preferring to keep profile, then CUDA (the
+    closest one the driver runs, never another major when this one has a fit), then torch,
+    then python (the closest one); on GPUs ``archs``, only stacks free of host issues."""
     order = [profile] + [p for p in kb.profiles.values() if p.name != profile.name]
     for prof in order:
-        cudas = [cuda] + [c for c in reversed(prof.cudas) if c != cuda]
-        for c in cudas:
-            if c not in prof.cudas:
-                continue
+        for c in _closest_cudas(prof.cudas, cuda):
             if max_cuda is not None and version_key(c) > version_key(max_cuda):
+                continue
+            if not all(kb.arch_supported(a, c, prof.arch_lists[c]) for a in archs):
                 continue
             release = kb.release(req.unsloth) if req.unsloth else None
             if release is not None and prof.name not in release.profiles:
                 release = None
-            cands = _candidates(prof, kb, c, release)
-            if req.torch:
-                asked = _torch_distance_key(req.torch)
-                same = [x for x in cands if x[0].version == req.torch]
-                cands = same or sorted(
-                    cands, key=lambda x: abs(_torch_distance_key(x[0].version) - asked)
-                )
-            if req.python:
-                same_py = [x for x in cands if x[1] == req.python]
-                cands = same_py or cands
-            if cands:
-                pt, py, _, _ = cands[0]
+            cands = _fit_host(kb, prof, c, _candidates(prof, kb, c, release), archs)
+            ranked = _ranked(cands, req, prof.default_python)
+            if ranked:
+                pt, py, _, _ = ranked[0]
                 return _flags(prof.name, c, py, pt.version, DEFAULT_PROFILE)
     return None
 
 
 def arch_supported(kb: Knowledge, arch: str, cuda: str, arch_list: str) -> bool:
     """Kernels for ``arch`` in a build whose TORCH_CUDA_ARCH_LIST is ``arch_list``, made with
-    CUDA ``cuda`` (whose own libraries must know the arch: Blackwell needs CUDA >= 12.8)."""
+    CUDA ``cuda`` (whose own libraries must know the arch: Blackwell needs CUDA >= 12.8). An
+    arch the knowledge base does not know is never supported: old PTX does not make it so."""
     known = kb.gpu_archs.get(arch)
-    if known is not None and version_key(cuda) < version_key(known.min_cuda):
+    if known is None or version_key(cuda) < version_key(known.min_cuda):
         return False
     return arch_covered(arch, arch_list)
 
@@ -358,16 +548,32 @@ def arch_supported(kb: Knowledge, arch: str, cuda: str, arch_list: str) -> bool:
 def _check_archs(target: Target, profile: Profile, kb: Knowledge) -> None:
     arch_list = profile.arch_lists[target.cuda]
     for arch in target.archs:
+        sm = f"sm_{arch.replace('.', '')}"
+        known = kb.gpu_archs.get(arch)
+        if known is None:
+            table = ", ".join(sorted(kb.gpu_archs, key=version_key))
+            raise SelectionError(
+                f"GPU {sm} is not in the knowledge base's architecture table ({table}): "
+                "which builds have kernels for it is unknown, so it is not planned for (F6)",
+                hints=[
+                    "nvidia-smi --query-gpu=compute_cap --format=csv shows the GPU's; "
+                    "add it to compat.yaml gpu_archs with its first CUDA and a source"
+                ],
+            )
         if arch_supported(kb, arch, target.cuda, arch_list):
             continue
-        known = kb.gpu_archs.get(arch)
-        name = known.name if known else f"sm_{arch.replace('.', '')}"
-        # nearest: a (profile, cuda) whose builds cover this arch
+        # nearest: the (profile, cuda) closest to the target whose builds serve every arch
+        # (torch's, and an xformers' without a host issue)
         alt = None
         for prof in [profile, *[p for p in kb.profiles.values() if p.name != profile.name]]:
-            for c in reversed(prof.cudas):
-                if arch_supported(kb, arch, c, prof.arch_lists[c]) and (
-                    target.driver_cuda is None or version_key(c) <= version_key(target.driver_cuda)
+            for c in _closest_cudas(prof.cudas, target.cuda):
+                if (
+                    all(arch_supported(kb, a, c, prof.arch_lists[c]) for a in target.archs)
+                    and (
+                        target.driver_cuda is None
+                        or version_key(c) <= version_key(target.driver_cuda)
+                    )
+                    and _fit_host(kb, prof, c, _candidates(prof, kb, c, None), target.archs)
                 ):
                     alt = (
                         f"--profile {prof.name} " if prof.name != profile.name else ""
@@ -378,8 +584,10 @@ def _check_archs(target: Target, profile: Profile, kb: Knowledge) -> None:
         why = f"profile {profile.name} CUDA {target.cuda} builds ship kernels for {arch_list}"
         if int(arch.split(".")[0]) >= 10 and profile.name == "pytorch":
             why = "the pytorch channel stopped at PyTorch 2.5.1, which has no Blackwell kernels"
+        if version_key(target.cuda) < version_key(known.min_cuda):
+            why = f"it needs CUDA >= {known.min_cuda}; {why}"
         raise SelectionError(
-            f"GPU sm_{arch.replace('.', '')} ({name}) is not supported: {why} (F6); "
+            f"GPU {sm} ({known.name}) is not supported: {why} (F6); "
             f"nearest valid: {alt or 'none in the knowledge base'}",
             hints=[f"conda unsloth env {alt}"] if alt else [],
         )
@@ -409,7 +617,7 @@ def select(req: Request, host: Host, kb: Knowledge) -> Selection:
         )
 
     def refuse(msg: str, hints: list[str] | None = None) -> SelectionError:
-        alt = _nearest(kb, req, profile, cuda, target.driver_cuda)
+        alt = _nearest(kb, req, profile, cuda, target.driver_cuda, target.archs)
         text = f"{msg}; nearest valid: {alt}" if alt else msg
         return SelectionError(text, hints=hints or ([f"conda unsloth env {alt}"] if alt else []))
 
@@ -471,6 +679,7 @@ def select(req: Request, host: Host, kb: Knowledge) -> Selection:
     elif cands:
         default_py = [c for c in cands if c[1] == profile.default_python]
         cands = default_py or cands
+    cands = _fit_host(kb, profile, cuda, cands, target.archs, notices)
     if not cands:
         asked = ", ".join(
             f"{k} {v}"
@@ -489,13 +698,14 @@ def select(req: Request, host: Host, kb: Knowledge) -> Selection:
             if profile.name in r.profiles
         ):
             reason = f": every unsloth release in the knowledge base for profile {profile.name} requires torch >= 2.4.0"
+        reason = reason or _why_empty(kb, profile, cuda, release, req, target.archs)
         raise refuse(
             f"no consistent stack on profile {profile.name} for CUDA {cuda}"
             + (f" with {asked}" if asked else "")
             + reason
         )
     pt, py, xf, rel = cands[0]
-    return Selection(profile, target, py, pt, xf, rel, tuple(notices))
+    return _with_evidence(Selection(profile, target, py, pt, xf, rel, tuple(notices)), kb)
 
 
 def knowledge_conflicts(kb: Knowledge) -> list[str]:

@@ -214,7 +214,11 @@ def resolve_target(
         )
     if cuda not in profile.cudas:
         other = [p.name for p in kb.profiles.values() if cuda in p.cudas]
-        alt = f"--profile {other[0]} --cuda {cuda}" if other else f"--cuda {profile.cudas[-1]}"
+        alt = (
+            f"--profile {other[0]} --cuda {cuda}"
+            if other
+            else kb.nearest_cuda_flags(profile.name, cuda, driver_cuda)
+        )
         raise SelectionError(
             f"CUDA {cuda} is not offered by profile {profile.name} "
             f"(it has {', '.join(profile.cudas)}); nearest valid: {alt}",

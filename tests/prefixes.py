@@ -55,11 +55,18 @@ class Rec:
 
 @dataclass(frozen=True)
 class Wheel:
-    """A Python distribution installed by a Python installer (pip unless said otherwise)."""
+    """A Python distribution installed by a Python installer (pip unless said otherwise).
+
+    ``requires``: its METADATA ``Requires-Dist`` lines. ``replaces``: the conda package whose
+    Python distribution pip uninstalled first (``Attempting uninstall: torch``): that
+    record's metadata folder and module files go, its conda-meta record stays (conda never
+    hears of it), as after ``pip install torch==X`` in a conda env."""
 
     name: str
     version: str
     installer: str = "pip"
+    requires: tuple[str, ...] = ()
+    replaces: str | None = None
 
 
 # ----------------------------------------------------------------------------- stacks
@@ -106,8 +113,12 @@ MUTEX_CUDA = Rec("pytorch-mutex", "1.0", "cuda", "pytorch", subdir="noarch")
 MUTEX_CPU = Rec("pytorch-mutex", "1.0", "cpu", "pytorch", subdir="noarch")
 
 
-def pytorch(version: str, py: str, cuda: str | None, cudnn: str = "9.1.0") -> Rec:
-    """A pytorch-channel pytorch build (py3.11_cuda12.1_cudnn9.1.0_0 / py3.11_cpu_0)."""
+def pytorch(
+    version: str, py: str, cuda: str | None, cudnn: str = "9.1.0", triton: str | None = None
+) -> Rec:
+    """A pytorch-channel pytorch build (py3.11_cuda12.1_cudnn9.1.0_0 / py3.11_cpu_0); with
+    ``triton``, its record depends on that torchtriton, as the real ones do
+    (``torchtriton 2.0.0`` in shared/data/real-channels' pytorch 2.0.0 records)."""
     build = f"py{py}_cuda{cuda}_cudnn{cudnn}_0" if cuda else f"py{py}_cpu_0"
     nxt = f"{py.split('.')[0]}.{int(py.split('.')[1]) + 1}"
     depends = [
@@ -123,6 +134,8 @@ def pytorch(version: str, py: str, cuda: str | None, cudnn: str = "9.1.0") -> Re
         depends += [f"pytorch-cuda >={cuda},<{major}.{int(minor) + 1}", "pytorch-mutex 1.0 cuda"]
     else:
         depends += ["pytorch-mutex 1.0 cpu"]
+    if triton:
+        depends.append(f"torchtriton {triton}")
     return Rec(
         "pytorch", version, build, "pytorch", depends=tuple(depends), dist="torch", requested=True
     )
@@ -206,7 +219,7 @@ def healthy() -> tuple[list[Rec], list[Wheel]]:
         [
             PY311,
             MKL_2023,
-            pytorch("2.5.1", "3.11", "12.1"),
+            pytorch("2.5.1", "3.11", "12.1", triton="3.1.0"),
             PYTORCH_CUDA_121,
             MUTEX_CUDA,
             torchtriton("3.1.0", "3.11"),
@@ -250,8 +263,12 @@ def _sp(prefix: Path, python: str | None) -> str:
     return f"lib/python{python}/site-packages" if python else "lib/python3/site-packages"
 
 
-def _metadata(name: str, version: str) -> str:
-    return f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\nSummary: {name}\n\n{name} long description\n"
+def _metadata(name: str, version: str, requires: tuple[str, ...] = ()) -> str:
+    deps = "".join(f"Requires-Dist: {r}\n" for r in requires)
+    return (
+        f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\nSummary: {name}\n{deps}\n"
+        f"{name} long description\n"
+    )
 
 
 def _build_number(build: str) -> int:
@@ -318,7 +335,9 @@ def write_wheel(prefix: Path, wheel: Wheel, python: str | None) -> Path:
     sp = prefix / _sp(prefix, python)
     folder = sp / f"{wheel.name.replace('-', '_')}-{wheel.version}.dist-info"
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "METADATA").write_text(_metadata(wheel.name, wheel.version), encoding="utf-8")
+    (folder / "METADATA").write_text(
+        _metadata(wheel.name, wheel.version, wheel.requires), encoding="utf-8"
+    )
     (folder / "INSTALLER").write_text(wheel.installer + "\n", encoding="utf-8")
     (folder / "REQUESTED").write_text("", encoding="utf-8")
     (folder / "RECORD").write_text(
@@ -340,8 +359,26 @@ def write_prefix(prefix: Path, stack: tuple[list[Rec], list[Wheel]]) -> Path:
     for r in recs:
         write_record(prefix, r, python)
     for w in wheels:
+        if w.replaces is not None:
+            pip_uninstall(prefix, next(r for r in recs if r.name == w.replaces), python)
         write_wheel(prefix, w, python)
     return prefix
+
+
+def pip_uninstall(prefix: Path, rec: Rec, python: str | None) -> None:
+    """What pip's uninstall of a conda package's Python distribution leaves: its metadata
+    folder and module files gone, its conda-meta record untouched."""
+    record = json.loads((prefix / "conda-meta" / rec.record_name).read_text(encoding="utf-8"))
+    for f in record["files"]:
+        if f.startswith(_sp(prefix, python) + "/"):
+            (prefix / f).unlink(missing_ok=True)
+    sp = prefix / _sp(prefix, python)
+    for folder in list(sp.glob(f"{rec.dist}-*.egg-info")) + list(
+        sp.glob(f"{rec.dist}-*.dist-info")
+    ):
+        for child in folder.iterdir():
+            child.unlink()
+        folder.rmdir()
 
 
 # ----------------------------------------------------------------------------- hostile files

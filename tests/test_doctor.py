@@ -150,10 +150,12 @@ def test_healthy_conda_forge_env_has_no_finding(tmp_path: Path, host: HostFacts 
 
 
 def test_conda_forge_xformers_for_another_pytorch_is_f2(tmp_path: Path) -> None:
+    # a real build (knowledge/evidence.yaml): 0.0.31 build 0 for CUDA 12.6 and pytorch 2.7.1
+    # (0.0.30 was never built for CUDA 12.6)
     stack = P.swap(
         healthy_conda_forge(),
         conda=[
-            P.Rec("xformers", "0.0.30", "cuda_126py312h2b4c6d8_0", "conda-forge", dist="xformers")
+            P.Rec("xformers", "0.0.31", "cuda_126py312hd8e0fee_0", "conda-forge", dist="xformers")
         ],
     )
     d = diagnose(tmp_path, stack)
@@ -173,6 +175,27 @@ def _pip_xformers(version: str) -> Callable[[], Stack]:
 CF_PYTORCH_240 = P.Rec(
     "pytorch", "2.4.0", "cuda120_py312h26b3cf7_301", "conda-forge", dist="torch", requested=True
 )
+# conda-forge pytorch 2.8.0 for CUDA 12.9 (record page in knowledge/evidence.yaml)
+CF_PYTORCH_280 = P.Rec(
+    "pytorch",
+    "2.8.0",
+    "cuda129_generic_py312_hb49f305_202",
+    "conda-forge",
+    depends=("__cuda", "cuda-version >=12.9,<13", "python >=3.12,<3.13.0a0", "triton 3.4.0"),
+    dist="torch",
+    requested=True,
+)
+# what PyPI's torch 2.4.0 wheel requires of triton (its METADATA, read with pip --report)
+TORCH_240_TRITON = (
+    'triton (==3.0.0) ; platform_system == "Linux" and platform_machine == "x86_64" '
+    'and python_version < "3.13"'
+)
+H100_CU129 = HostFacts(driver_cuda="12.9", archs=("9.0",), glibc="2.35")
+
+
+def _bnb_on_cu129(version: str) -> Callable[[], Stack]:
+    return lambda: ([P.PY312, CF_PYTORCH_280], [P.Wheel("bitsandbytes", version)])
+
 
 RULE_CASES: list[tuple[str, Callable[[], Stack], HostFacts | None, bool]] = [
     ("F1", P.seed_pip, None, True),
@@ -225,6 +248,10 @@ RULE_CASES: list[tuple[str, Callable[[], Stack], HostFacts | None, bool]] = [
         True,
     ),
     ("F11", P.healthy, None, False),
+    # bitsandbytes < 0.50 loads only the exact CUDA library: 0.45.5 has 128, not 129
+    ("F11", _bnb_on_cu129("0.45.5"), None, True),
+    ("F11", _bnb_on_cu129("0.49.2"), None, False),
+    ("F11", _bnb_on_cu129("0.50.2"), None, False),
     ("F12", lambda: P.swap(P.healthy(), pip=[P.Wheel("torch", "2.4.0")]), None, True),
     ("F12", P.healthy, None, False),
     (
@@ -254,11 +281,24 @@ RULE_CASES: list[tuple[str, Callable[[], Stack], HostFacts | None, bool]] = [
     ("U1", lambda: P.swap(P.healthy(), pip=[P.Wheel("transformers", "4.47.0")]), None, True),
     ("U1", lambda: P.swap(P.healthy(), pip=[P.Wheel("unsloth-zoo", "2024.11.1")]), None, True),
     ("U1", P.healthy, None, False),
+    ("U1", lambda: P.swap(P.healthy(), drop=["unsloth_zoo"]), None, True),
+    ("U1", lambda: P.swap(P.healthy(), drop=["xformers"]), None, True),
+    (
+        "F19",
+        lambda: P.swap(P.healthy(), pip=[P.Wheel("triton", "3.0.0", replaces="torchtriton")]),
+        None,
+        True,
+    ),
+    ("F19", P.healthy, None, False),
+    ("F19", healthy_conda_forge, None, False),
     # host rules: a stand-in for a GPU host that isn't here
     ("F5", P.healthy, HostFacts(driver_cuda="11.8", archs=("8.0",)), True),
     ("F5", P.healthy, H100, False),
     ("F6", P.healthy, HostFacts(driver_cuda="12.8", archs=("12.0",)), True),
     ("F6", P.healthy, H100, False),
+    # conda-forge xformers 0.0.34 has no sm_90 kernels (its torch has)
+    ("F6", healthy_conda_forge, H100_CU129, True),
+    ("F6", healthy_conda_forge, HostFacts(driver_cuda="12.9", archs=("10.3",)), False),
     ("F8", P.healthy, HostFacts(driver_cuda="12.8", archs=("10.0",)), True),
     ("F8", P.healthy, H100, False),
     (
@@ -827,3 +867,240 @@ def test_two_thousand_pip_dists_diagnose(tmp_path: Path) -> None:
     assert ids(d) == ["F1", "U1"]
     assert len(d.inventory.pip_dists()) == 2000 + len(P.seed_pip()[1])
     assert len(d.to_json()["inventory"]["pip"]) == 2000 + len(P.seed_pip()[1])
+
+
+# ----------------------------------------------------------------------------- issue 17
+
+
+def test_f11_bnb_0_45_5_on_a_cuda_12_9_torch_and_the_fix(tmp_path: Path) -> None:
+    """bitsandbytes 0.45.5 ships libbitsandbytes_cuda128 but not 129, and before 0.50 it loads
+    only the exact library (cextension.py at 0.45.5: a warning, then the CPU library)."""
+    d = diagnose(tmp_path, _bnb_on_cu129("0.45.5")())
+    f11 = next(i.finding for i in d.findings if i.finding.id == "F11")
+    assert "none for torch's CUDA 12.9" in f11.detail
+    assert "loads only libbitsandbytes_cuda129" in f11.detail and "CPU library" in f11.detail
+    assert fixes(d, "F11") == [
+        f'{d.env.prefix}/bin/python -m pip install --no-deps "bitsandbytes==0.50.2"'
+    ]
+
+
+@pytest.mark.parametrize(
+    ("version", "cuda", "lib"),
+    [
+        ("0.45.5", "12.8", 128),
+        ("0.45.5", "12.9", None),
+        ("0.45.0", "12.8", None),
+        ("0.43.3", "12.6", None),
+        ("0.49.2", "12.9", 129),
+        ("0.49.2", "13.0", 130),
+        ("0.49.2", "12.7", None),
+        ("0.50.2", "12.9", 128),
+        ("0.50.2", "12.0", 121),
+        ("0.50.2", "13.1", 130),
+        ("0.50.2", "11.7", 118),
+        ("0.50.2", "14.0", None),
+    ],
+)
+def test_bnb_library_choice_per_version(version: str, cuda: str, lib: int | None) -> None:
+    """The library each release loads next to a torch of that CUDA (bitsandbytes/cextension.py
+    per tag: exact before 0.50.0; from 0.50.0 the highest lower, else the lowest higher, of the
+    same major)."""
+    wheel = KB.bnb_wheel(version)
+    assert wheel is not None
+    assert wheel.lib_for(cuda) == lib
+
+
+def test_pip_replaced_torch_rules_judge_the_torch_python_imports(tmp_path: Path) -> None:
+    """`pip install torch==2.4.0` in the healthy env: pip uninstalled conda's torch metadata
+    and files, conda-meta still lists pytorch 2.5.1. Every rule must look at 2.4.0."""
+    stack = P.swap(
+        P.healthy(),
+        pip=[P.Wheel("torch", "2.4.0", requires=(TORCH_240_TRITON,), replaces="pytorch")],
+    )
+    d = diagnose(tmp_path, stack)
+    assert {"F12", "F15", "F19"} <= set(ids(d)), doctor.render(d)
+    f12 = next(i.finding for i in d.findings if i.finding.id == "F12")
+    assert "replaced the files of conda's pytorch 2.5.1" in f12.detail
+    f15 = next(i.finding for i in d.findings if i.finding.id == "F15")
+    assert "torch 2.4.0 (pypi)" in f15.evidence
+    f19 = next(i.finding for i in d.findings if i.finding.id == "F19")
+    assert f19.detail == (
+        "torch 2.4.0 pins triton 3.0.0, but Python imports torchtriton 3.1.0 (conda)"
+    )
+    rec = d.inventory.record("pytorch")
+    assert rec is not None and rec.replaced_by == "torch 2.4.0 (pip)"
+    assert "no known problems" not in doctor.render(d)
+
+
+def test_pip_triton_over_conda_torchtriton_is_f19_with_the_restoring_fix(tmp_path: Path) -> None:
+    stack = P.swap(P.healthy(), pip=[P.Wheel("triton", "3.0.0", replaces="torchtriton")])
+    d = diagnose(tmp_path, stack)
+    assert ids(d) == ["F19"], doctor.render(d)
+    assert d.findings[0].finding.detail == (
+        "torch 2.5.1 pins triton 3.1.0, but Python imports triton 3.0.0 (pip)"
+    )
+    assert fixes(d, "F19") == [
+        f"{d.env.prefix}/bin/python -m pip uninstall -y triton",
+        f'conda install -p {d.env.prefix} --force-reinstall "torchtriton=3.1.0=py311"',
+    ]
+
+
+def test_pip_triton_next_to_a_pip_torch_is_f19_with_the_pinned_wheel(tmp_path: Path) -> None:
+    stack: Stack = (
+        [P.PY311],
+        [
+            P.Wheel("torch", "2.4.0", requires=(TORCH_240_TRITON,)),
+            P.Wheel("triton", "3.1.0"),
+        ],
+    )
+    d = diagnose(tmp_path, stack)
+    assert ids(d) == ["F19"]
+    assert fixes(d, "F19") == [
+        f'{d.env.prefix}/bin/python -m pip install --no-deps "triton==3.0.0"'
+    ]
+    # the marker in torch's requirement is evaluated for this env: no pin on python 3.13
+    py313 = P.Rec("python", "3.13.1", "ha99a958_105_cp313", "conda-forge", requested=True)
+    newer = ([py313], stack[1])
+    assert "F19" not in ids(diagnose(tmp_path / "py313", newer))
+
+
+def test_missing_unsloth_zoo_is_u1_with_the_companion_pin(tmp_path: Path) -> None:
+    d = diagnose(tmp_path, P.swap(P.healthy(), drop=["unsloth_zoo"]))
+    assert ids(d) == ["U1"]
+    u1 = d.findings[0].finding
+    assert u1.detail == (
+        "unsloth 2024.12.12 requires packages that are not installed: unsloth_zoo is not "
+        "installed (needs unsloth_zoo>=2024.12.7)"
+    )
+    assert fixes(d, "U1") == [
+        f'{d.env.prefix}/bin/python -m pip install --no-deps "unsloth_zoo==2024.12.7"'
+    ]
+
+
+def test_conda_remove_xformers_is_u1_also_for_the_package_scope(tmp_path: Path) -> None:
+    """What `conda remove xformers` leaves: unsloth's xformers requirement unmet. The
+    post-command guard and `conda doctor` run the package rules only: they must see it too."""
+    prefix = P.write_prefix(tmp_path / "env", P.swap(P.healthy(), drop=["xformers"]))
+    for scopes in (("packages", "host", "env"), ("packages",)):
+        d = doctor.diagnose(prefix, KB, scopes=scopes)
+        assert ids(d) == ["U1"]
+        assert (
+            "xformers is not installed (needs xformers>=0.0.27.post2)"
+            in d.findings[0].finding.detail
+        )
+    assert fixes(d, "U1") == [
+        f"conda install -p {prefix} -c pytorch -c nvidia -c xformers -c conda-forge "
+        '"xformers=0.0.28.post3=py311_cu12.1.0_pyt2.5.1"'
+    ]
+
+
+def _marker(prefix: Path, **fields: object) -> None:
+    from conda_unsloth import marker
+
+    marker.write(
+        prefix,
+        {
+            "request": {"profile": None, "cuda": "12.1"},
+            "profile": "pytorch",
+            "knowledge_revision": KB.revision,
+            "solver": "rattler 0.28.0",
+            "channels": ["pytorch", "nvidia", "xformers", "conda-forge"],
+            **fields,
+        },
+    )
+
+
+def test_marker_create_failed_is_e1(tmp_path: Path) -> None:
+    prefix = P.write_prefix(tmp_path / "env", P.healthy())
+    _marker(
+        prefix,
+        status="failed",
+        failure={
+            "type": "InstallError",
+            "message": "pip install failed: ERROR: No matching distribution",
+        },
+        created="2026-12-06T10:00:00Z",
+    )
+    d = doctor.diagnose(prefix, KB)
+    assert ids(d) == ["E1"] and d.exit_code == 1
+    assert d.findings[0].finding.detail == (
+        "the marker says the create failed (2026-12-06T10:00:00Z): pip install failed: "
+        "ERROR: No matching distribution"
+    )
+    assert fixes(d, "E1") == [f"conda unsloth create -p {prefix}-fixed"]
+    assert "no known problems" not in doctor.render(d)
+
+
+def test_marker_failed_verification_is_e2(tmp_path: Path) -> None:
+    prefix = P.write_prefix(tmp_path / "env", P.healthy())
+    _marker(
+        prefix,
+        status="ok",
+        verification={
+            "verdict": "fail",
+            "checks": ["gpu.visible", "xformers.attention"],
+            "failed": ["xformers.attention"],
+            "time": "2026-12-06T11:00:00Z",
+        },
+    )
+    d = doctor.diagnose(prefix, KB)
+    assert ids(d) == ["E2"] and d.exit_code == 1
+    assert d.findings[0].finding.detail == (
+        "the recorded GPU verification failed (xformers.attention) on 2026-12-06T11:00:00Z"
+    )
+    assert fixes(d, "E2") == [f"conda unsloth verify -p {prefix}"]
+    # a passed verification, or none recorded, is no finding
+    _marker(prefix, status="ok", verification={"verdict": "pass", "failed": []})
+    assert ids(doctor.diagnose(prefix, KB)) == []
+
+
+def test_cli_doctor_reports_a_failed_create_and_verification(
+    cli: Callable[..., Result], tmp_path: Path
+) -> None:
+    prefix = P.write_prefix(tmp_path / "env", P.healthy())
+    _marker(
+        prefix,
+        status="failed",
+        failure="verification failed: xformers.attention",
+        verification={"verdict": "fail", "failed": ["xformers.attention"]},
+    )
+    r = cli("doctor", "-p", str(prefix))
+    assert r.code == 1
+    assert "E1 (error)" in r.out and "E2 (error)" in r.out
+    assert "no known problems" not in r.out
+    doc = json.loads(cli("doctor", "-p", str(prefix), "--json").out)
+    assert [f["id"] for f in doc["findings"]] == ["E1", "E2"] and doc["ok"] is False
+
+
+def test_xformers_without_kernels_for_the_gpu_is_f6_fake_gpu(tmp_path: Path) -> None:
+    d = diagnose(tmp_path, healthy_conda_forge(), H100_CU129)
+    assert ids(d) == ["F6"]
+    f6 = d.findings[0].finding
+    assert f6.detail == (
+        "xformers 0.0.34 (conda-forge, CUDA 12.9) ships kernels for 8.0 8.9 10.0 12.0+PTX; "
+        "not for sm_90"
+    )
+    assert [p.name for p in f6.packages] == ["xformers"]
+
+
+@pytest.mark.parametrize("arch", ["10.3", "12.1"])
+def test_new_blackwell_archs_need_cuda_12_9_builds_fake_gpu(tmp_path: Path, arch: str) -> None:
+    """sm_103 and sm_121 came with CUDA 12.9: a CUDA 12.6 torch has no kernels for them (its
+    9.0+PTX does not count); the 12.9 builds' 10.0/12.0 SASS serve them."""
+    cu126: Stack = (
+        [
+            P.PY312,
+            P.Rec("pytorch", "2.7.1", "cuda126_mkl_py312_h0_300", "conda-forge", dist="torch"),
+            P.Rec("triton", "3.3.0", "cuda126py312h0_0", "conda-forge", dist="triton"),
+        ],
+        [],
+    )
+    host = HostFacts(driver_cuda="12.9", archs=(arch,))
+    assert "F6" in ids(diagnose(tmp_path / "cu126", cu126, host))
+    assert "F6" not in ids(diagnose(tmp_path / "cu129", healthy_conda_forge(), host))
+
+
+def test_unknown_gpu_arch_is_a_note_not_coverage_fake_gpu(tmp_path: Path) -> None:
+    d = diagnose(tmp_path, P.healthy(), HostFacts(driver_cuda="12.4", archs=("8.7",)))
+    assert "F6" not in ids(d)
+    assert any("sm_87 is not in the knowledge base" in n for n in d.notes)

@@ -3,10 +3,12 @@ the knowledge base. Regenerate them with ``python envs/regenerate.py``."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -131,3 +133,234 @@ def test_readme_row_per_pair_with_driver_minimum(regenerated: dict[str, str]) ->
         assert cells[1:4] == [profile, cuda, driver.min_driver]
         first_arch = kb.profiles[profile].arch_lists[cuda].split()[0].removesuffix("+PTX")
         assert cells[-1].startswith(f"{first_arch} (sm_{first_arch.replace('.', '')})")
+
+
+# ----------------------------------------------------------------------------- evidence solve
+
+
+def _pin(py: str) -> str:
+    major, minor = py.split(".")
+    return f"python >={py},<{major}.{int(minor) + 1}.0a0"
+
+
+# the depends that decide which builds go together; the rest (libtorch, cuda-cudart,
+# python_abi, ...) is below the GPU stack and not modelled in the channel
+_STACK_DEPS = {
+    "python",
+    "pytorch",
+    "pytorch-cuda",
+    "pytorch-mutex",
+    "cuda-version",
+    "triton",
+    "torchtriton",
+    "__cuda",
+    "__glibc",
+}
+
+
+def _evidence_packages() -> tuple[dict[str, list[Any]], dict[tuple[str, str, str, str], Any]]:
+    """Per channel, one package per evidence row (absent rows left out; a build pattern made
+    concrete, a row without a python pin gets its python's), plus the stubs below the stack: python,
+    pip, mkl, cuda-version, pytorch-cuda, pytorch-mutex and the triton/torchtriton each
+    pytorch depends on, at the versions the rows name. And (name, channel, version, build)
+    -> row."""
+    from tests.channels import Pkg, noarch_python
+
+    kb = knowledge.load()
+    chans: dict[str, dict[tuple[str, str, str], Any]] = {
+        "conda-forge": {},
+        "pytorch": {},
+        "nvidia": {},
+        "xformers": {},
+    }
+    rows: dict[tuple[str, str, str, str], Any] = {}
+
+    def put(channel: str, pkg: Any) -> None:
+        chans[channel].setdefault((pkg.subdir, pkg.name, pkg.fn), pkg)
+
+    pythons: set[str] = set()
+    tritons: dict[str, set[str]] = {"triton": set(), "torchtriton": set()}
+    cudas: dict[str, set[str]] = {"conda-forge": set(), "pytorch": set()}
+    for e in kb.evidence:
+        if e.status == "absent":
+            continue
+        deps = [d for d in e.depends if d.split(" ")[0] in _STACK_DEPS]
+        has_python = any(d.split(" ")[0] == "python" for d in deps)
+        # a build pattern names its python ('cuda126_*py312*'): 'cuda126_xpy312x'
+        build = e.build.replace("*", "x")
+        key = (e.name, e.channel, e.version, build)
+        assert key not in rows, f"two rows for {key}"
+        rows[key] = e
+        pin = () if has_python else (_pin(e.python[0]),)
+        assert has_python or len(e.python) == 1, e
+        put(e.channel, Pkg(e.name, e.version, build, depends=(*deps, *pin)))
+        pythons.update(e.python)
+        for d in deps:
+            name, _, rest = d.partition(" ")
+            if name in tritons:
+                tritons[name].add(rest.strip().lstrip("=").removesuffix(".*"))
+        if e.name == "pytorch":
+            cudas[e.channel].add(e.cuda)
+    cf, pt = "conda-forge", "pytorch"
+    for py in sorted(pythons):
+        put(cf, Pkg("python", f"{py}.0", "0_stub"))
+    put(cf, noarch_python("pip", "24.2", depends=("python >=3.8",), build="pyh_stub_0"))
+    put(cf, Pkg("mkl", "2023.2.0", "h_stub_0"))
+    put(cf, Pkg("torchvision", "0.0.0", "stub_0", subdir="noarch", noarch="generic"))
+    for cuda in sorted(cudas[cf]):
+        major = cuda.split(".")[0]
+        put(
+            cf,
+            Pkg(
+                "cuda-version",
+                cuda,
+                "h_stub_0",
+                subdir="noarch",
+                noarch="generic",
+                constrains=(f"__cuda >={major}",),
+            ),
+        )
+    for v in sorted(tritons["triton"]):
+        put(cf, Pkg("triton", v, "stub_0"))
+    for v in sorted(tritons["torchtriton"]):
+        put(pt, Pkg("torchtriton", v, "stub_0"))
+    for cuda in sorted(cudas[pt]):
+        put(pt, Pkg("pytorch-cuda", cuda, "h_stub_0"))
+    put(pt, Pkg("pytorch-mutex", "1.0", "cuda", subdir="noarch", noarch="generic"))
+    return {name: list(pkgs.values()) for name, pkgs in chans.items()}, rows
+
+
+def _real_packages(channel: str) -> list[Any]:
+    """The real records of shared/data/real-channels (combined-bsd) for ``channel``."""
+    from tests.channels import Pkg
+    from tests.realdata import REAL_CHANNELS
+
+    out = []
+    for subdir in ("linux-64", "noarch"):
+        path = REAL_CHANNELS / "combined-bsd" / channel / subdir / "repodata.json"
+        if not path.is_file():
+            continue
+        doc = json.loads(path.read_text())
+        for section in ("packages", "packages.conda"):
+            for r in doc.get(section, {}).values():
+                out.append(
+                    Pkg(
+                        r["name"],
+                        r["version"],
+                        r["build"],
+                        build_number=int(r.get("build_number", 0)),
+                        depends=tuple(r.get("depends", ())),
+                        constrains=tuple(r.get("constrains", ())),
+                        subdir=subdir,
+                        noarch=r.get("noarch") if isinstance(r.get("noarch"), str) else None,
+                        track_features=str(r.get("track_features") or ""),
+                    )
+                )
+    return out
+
+
+@pytest.fixture(scope="module")
+def evidence_channel(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[dict[str, str], dict[tuple[str, str, str, str], Any], bool]:
+    from tests.channels import write_channel
+    from tests.realdata import REAL_CHANNELS
+
+    root = tmp_path_factory.mktemp("evidence-channel")
+    pkgs, rows = _evidence_packages()
+    real = (REAL_CHANNELS / "combined-bsd").is_dir()
+    urls = {}
+    for name, mine in pkgs.items():
+        merged = {(p.subdir, p.fn): p for p in mine}
+        if real:
+            for p in _real_packages(name):
+                merged.setdefault((p.subdir, p.fn), p)
+        urls[name] = write_channel(root / name, merged.values(), artifacts=False).as_uri()
+    return urls, rows, real
+
+
+def _solve(
+    urls: dict[str, str], channels: list[str], specs: list[str], cuda: str, cache: Path
+) -> list[Any]:
+    import asyncio
+
+    import rattler
+
+    sources = [urls[c] for c in channels if c != "nodefaults"]
+    matchspecs = []
+    for s in specs:
+        if "::" in s:
+            chan, rest = s.split("::", 1)
+            s = f"{urls[chan]}::{rest}"
+        matchspecs.append(rattler.MatchSpec(s))
+    virtual = [
+        rattler.GenericVirtualPackage(
+            rattler.PackageName(n), rattler.Version(v), rattler.BuildString("0")
+        )
+        for n, v in (("__cuda", cuda), ("__glibc", "2.28"), ("__linux", "5.15"), ("__unix", "0"))
+    ]
+    return list(
+        asyncio.run(
+            rattler.solve(
+                sources=sources,
+                specs=matchspecs,
+                gateway=rattler.Gateway(cache_dir=cache),
+                platforms=["linux-64", "noarch"],
+                virtual_packages=virtual,
+                channel_priority=rattler.ChannelPriority.Strict,
+            )
+        )
+    )
+
+
+@pytest.mark.parametrize(("profile", "cuda"), kb_pairs(), ids=[f"{p}-{c}" for p, c in kb_pairs()])
+def test_reference_file_solves_against_the_evidence_records(
+    profile: str,
+    cuda: str,
+    evidence_channel: tuple[dict[str, str], dict[tuple[str, str, str, str], Any], bool],
+    tmp_path: Path,
+) -> None:
+    """Each envs/ file solves with py-rattler (__cuda = the file's CUDA) against a channel made
+    of the recorded pytorch/xformers builds (knowledge/evidence.yaml, plus the real records of
+    shared/data/real-channels where present), and the solve picks recorded builds only."""
+    pytest.importorskip("rattler")
+    urls, rows, _real = evidence_channel
+    env = spec.read(ENVS / f"{profile}-cuda{cuda}.yml")
+    solved = _solve(urls, list(env.channels), env.conda_specs(), cuda, tmp_path / "cache")
+    by_name = {r.name.normalized: r for r in solved}
+    for name in ("pytorch", "xformers"):
+        rec = by_name[name]
+        channel = str(rec.channel).rstrip("/").rsplit("/", 1)[-1]
+        row = rows.get((name, channel, str(rec.version), str(rec.build)))
+        assert row is not None, (name, channel, str(rec.build))
+        assert row.status in ("confirmed", "unconfirmed")
+    cuda_pkg = "cuda-version" if profile == "conda-forge" else "pytorch-cuda"
+    assert str(by_name[cuda_pkg].version) == cuda
+    py = next(d for d in env.conda_specs() if d.startswith("python="))
+    assert str(by_name["python"].version).startswith(py.split("=")[1] + ".")
+
+
+def test_a_build_that_was_never_published_does_not_solve(
+    evidence_channel: tuple[dict[str, str], dict[tuple[str, str, str, str], Any], bool],
+    tmp_path: Path,
+) -> None:
+    """The pins envs/conda-forge-cuda12.6.yml had before issue 17 (xformers 0.0.30 for CUDA
+    12.6, which conda-forge never built) have no solution against the recorded builds."""
+    pytest.importorskip("rattler")
+    from rattler.exceptions import SolverError
+
+    urls, _, _ = evidence_channel
+    old = [
+        "python=3.12",
+        "conda-forge::pytorch=2.7.0=cuda126*",
+        "cuda-version=12.6",
+        "conda-forge::xformers=0.0.30=cuda_126*",
+        "triton=3.3.0",
+    ]
+    with pytest.raises(SolverError):
+        _solve(urls, ["conda-forge"], old, "12.6", tmp_path / "cache")
+    fixed = [s.replace("2.7.0", "2.7.1").replace("0.0.30", "0.0.31") for s in old]
+    names = {
+        r.name.normalized for r in _solve(urls, ["conda-forge"], fixed, "12.6", tmp_path / "c2")
+    }
+    assert {"pytorch", "xformers", "triton", "python", "cuda-version"} <= names

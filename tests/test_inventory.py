@@ -387,3 +387,35 @@ def test_two_thousand_pip_dists_are_all_listed(tmp_path: Path) -> None:
     pip = [p for p in inv.packages() if p.installer == "pip"]
     assert len(pip) == 2000 + len(P.healthy()[1])
     assert {"pkg0000", "pkg1999", "unsloth"} <= {p.name for p in pip}
+
+
+def test_a_conda_package_pip_replaced_is_marked_and_its_depends_kept(tmp_path: Path) -> None:
+    """pip's `Attempting uninstall: torch` removes conda's torch metadata but not its record:
+    the record is marked replaced (by the pip distribution Python now imports)."""
+    torch_240 = P.Wheel(
+        "torch",
+        "2.4.0",
+        requires=('triton (==3.0.0) ; platform_system == "Linux"',),
+        replaces="pytorch",
+    )
+    prefix = P.write_prefix(tmp_path / "env", P.swap(P.healthy(), pip=[torch_240]))
+    inv = inventory.read(prefix)
+    rec = inv.record("pytorch")
+    assert rec is not None and rec.replaced_by == "torch 2.4.0 (pip)"
+    assert "torchtriton 3.1.0" in rec.depends
+    pkgs = {(p.name, p.installer): p for p in inv.packages()}
+    assert pkgs[("pytorch", "conda")].stale
+    assert not pkgs[("torchtriton", "conda")].stale
+    assert pkgs[("torch", "pip")].requires == ('triton (==3.0.0) ; platform_system == "Linux"',)
+    assert (
+        inv.to_json()["conda"][[r["name"] for r in inv.to_json()["conda"]].index("pytorch")][
+            "replaced_by"
+        ]
+        == "torch 2.4.0 (pip)"
+    )
+    # a pip torch next to conda's intact torch metadata (pip --ignore-installed) is a
+    # duplicate (F12), not a replacement
+    other = P.write_prefix(
+        tmp_path / "other", P.swap(P.healthy(), pip=[P.Wheel("torch", "2.4.0")])
+    )
+    assert inventory.read(other).record("pytorch").replaced_by is None  # type: ignore[union-attr]

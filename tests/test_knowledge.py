@@ -3,6 +3,8 @@ with an error naming the file and row."""
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -226,3 +228,208 @@ def test_specifier_table_answers_as_packaging_does() -> None:
     for version, spec in [("2.3.9", ">=2.4.0"), ("2.4.9", ">=2.4.0"), ("3.13", "<3.13,>=3.9")]:
         assert (spec, version) not in kb.specifier_table
         assert kb.satisfies(version, spec) is (Version(version) in SpecifierSet(spec))
+
+
+# ----------------------------------------------------------------------------- issue 17
+
+KB = knowledge.load()
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def _every_plan() -> list[Any]:
+    """Every selection the knowledge allows: each (profile, CUDA, python, --torch), through
+    select() on a host without a GPU."""
+    from conda_unsloth.errors import SelectionError
+    from conda_unsloth.host import Host
+    from conda_unsloth.select import Request, select
+
+    host = Host(platform="linux-64", glibc="2.36")
+    plans = []
+    for prof in KB.profiles.values():
+        for cuda in prof.cudas:
+            for py in (None, *prof.pythons):
+                for torch in (None, *(r.version for r in prof.pytorch)):
+                    try:
+                        req = Request(profile=prof.name, cuda=cuda, python=py, torch=torch)
+                        plans.append(select(req, host, KB))
+                    except SelectionError:
+                        continue
+    return plans
+
+
+PLANS = _every_plan()
+
+
+def test_every_emittable_pytorch_and_xformers_build_has_evidence() -> None:
+    """Each pytorch / xformers build any plan writes has a row in evidence.yaml: never one
+    known not to exist; a confirmed row's exact build matches the plan's pin; a plan that
+    uses an unconfirmed one says so."""
+    import fnmatch
+
+    assert len(PLANS) > 50
+    emitted = set()
+    for sel in PLANS:
+        p = sel.profile
+        for c in sel.conda_choices():
+            if c.name not in ("pytorch", "xformers"):
+                continue
+            cuda = sel.cuda if c.name == "pytorch" else p.xformers_build_cuda(sel.cuda)
+            torch = sel.pytorch.version if c.name == "xformers" else None
+            e = KB.evidence_for(c.channel, c.name, c.version, cuda, sel.python, torch)
+            assert e is not None, (c.channel, c.name, c.version, c.build, sel.python)
+            assert e.status != "absent", (e.name, e.version, e.build)
+            if e.status == "confirmed":
+                assert fnmatch.fnmatchcase(e.build, c.build), (e.build, c.build)
+            else:
+                assert e in sel.unconfirmed and any(e.note in n for n in sel.notices)
+            emitted.add((c.channel, c.name, c.version, c.build, sel.python))
+    assert ("conda-forge", "xformers", "0.0.30", "cuda_126*", "3.12") not in emitted
+    assert ("conda-forge", "xformers", "0.0.31", "cuda_126*", "3.12") in emitted
+
+
+def test_evidence_rows_agree_with_their_own_depends() -> None:
+    """A row's pytorch (what the planner matches) is inside its depends' pytorch pin, its
+    pythons inside its python pin; a confirmed row names an exact build and its URL."""
+    for e in KB.evidence:
+        if e.status == "confirmed":
+            assert "*" not in e.build and e.url.endswith((".conda", ".tar.bz2")), e
+            assert e.build in e.url
+        if e.name == "xformers" and e.pytorch and e.depends:
+            pins = [
+                d.split(" ", 1)[1]
+                for d in e.depends
+                if d.startswith("pytorch ") and "cuda" not in d
+            ]
+            for pin in pins:
+                if pin.endswith(".*"):
+                    assert pin[:-2] == e.pytorch or pin[:-2].startswith(e.pytorch + "."), e
+                else:
+                    lowest = f"{e.pytorch}.0" if e.pytorch.count(".") == 1 else e.pytorch
+                    assert Version(lowest) in SpecifierSet(pin), (e.version, e.build, pin)
+        for py in e.python:
+            for d in e.depends:
+                if d.startswith("python "):
+                    assert Version(py) in SpecifierSet(d.split(" ", 1)[1]), (e.build, py, d)
+
+
+def test_requires_python_rows_are_pypis() -> None:
+    """unsloth.yaml's Requires-Python of every pin equals what PyPI's JSON API returned for
+    that version (saved in tests/data/pypi-requires-python.json)."""
+    pypi = json.loads((DATA / "pypi-requires-python.json").read_text())["releases"]
+    seen = 0
+    for rel in KB.releases:
+        for q in rel.requires_python:
+            files = pypi[q.name][q.version]
+            assert {f["requires_python"] or "" for f in files} == {q.python}, (q.name, q.version)
+            seen += 1
+    assert seen == sum(1 + len(r.companions) for r in KB.releases)
+
+
+def test_new_gpu_archs_and_their_first_cuda() -> None:
+    assert {a: KB.gpu_archs[a].min_cuda for a in ("10.3", "11.0", "12.1")} == {
+        "10.3": "12.9",
+        "11.0": "13.0",
+        "12.1": "12.9",
+    }
+    assert KB.gpu_archs["9.0"].name == "Hopper (H100, H200)"  # a quoted name, not split
+    # an arch the table does not know is never served, whatever PTX a build has
+    assert not KB.arch_supported("8.7", "11.8", "3.7+PTX 5.0 6.0 6.1 7.0 7.5 8.0 8.6 9.0")
+    assert not KB.arch_supported("10.3", "11.8", "3.7+PTX 5.0 6.0 6.1 7.0 7.5 8.0 8.6 9.0")
+    assert KB.arch_supported("10.3", "12.9", "5.0 6.0 7.0 7.5 8.0 8.6 9.0 10.0 12.0+PTX")
+
+
+def test_host_issues_are_computed_at_load_for_every_stack() -> None:
+    hits = KB.host_issues("conda-forge", "12.9", "2.10.0", "0.0.34", ("9.0",))
+    assert [i for i, _ in hits] == ["F6"]
+    assert [
+        i for i, _ in KB.host_issues("conda-forge", "12.9", "2.8.0", "0.0.32.post2", ("12.0",))
+    ] == ["F8"]
+    assert KB.host_issues("conda-forge", "12.9", "2.8.0", "0.0.32.post2", ("9.0",)) == []
+
+
+def test_xformers_0_0_22_post7_lists_all_its_builds() -> None:
+    row = KB.profiles["pytorch"].xformers_row("0.0.22.post7")
+    assert row is not None
+    assert {(b.pytorch, b.cuda) for b in row.extra_builds} == {
+        ("2.0.1", ("11.8",)),
+        ("1.13.1", ("11.7",)),
+    }
+    assert row.built_for("2.0.1") and row.built_for("2.1.0") and not row.built_for("2.2.0")
+
+
+def test_compat_says_the_driver_rule_is_a_policy_and_why_cu12_1_0_serves_12_4() -> None:
+    text = (Path(knowledge.default_dir()) / "compat.yaml").read_text()
+    head = text[: text.index("cuda_drivers:")]
+    assert "Policy (ours, not an NVIDIA rule)" in head and "UNCONFIRMED" in head
+    builds = text[text.index("xformers_cuda_builds:") : text.index("{cuda: '12.4', build: 12.1.0")]
+    assert "pytorch-cuda >=12.0,<13.0" in builds and "12.4 satisfies" in builds
+
+
+def _mutate_release(text: str, release: str, old: str, new: str) -> str:
+    at = text.index(f"  - version: {release}\n")
+    i = text.index(old, at)
+    return text[:i] + new + text[i + len(old) :]
+
+
+BROKEN_17: list[tuple[str, str, Callable[[str], str], str]] = [
+    (
+        "companion-python-excluded-by-a-pin",
+        "unsloth.yaml",
+        lambda t: _mutate(
+            t, "companion_python: ['3.11', '3.12', '3.13']", "companion_python: ['3.10', '3.11']"
+        ),
+        "companion_python lists 3.10, but trl 1.15.0 requires Python >=3.11 (contradictory row)",
+    ),
+    (
+        "requires-python-row-missing",
+        "unsloth.yaml",
+        lambda t: _mutate(
+            t, "      - {name: trl, version: 1.15.0,", "      - {name: trl_, version: 1.15.0,"
+        ),
+        "requires_python has no row for trl==1.15.0",
+    ),
+    (
+        "requires-python-row-of-another-version",
+        "unsloth.yaml",
+        lambda t: _mutate(t, "{name: trl, version: 1.15.0,", "{name: trl, version: 1.14.2,"),
+        "requires_python row for trl is version 1.14.2, but the pin is 1.15.0",
+    ),
+    (
+        "bnb-loader-unknown",
+        "compat.yaml",
+        lambda t: _mutate(t, "loader: same-major", "loader: nearest"),
+        "loader 'nearest' must be one of",
+    ),
+    (
+        "gpu-arch-name-split-by-a-comma",
+        "compat.yaml",
+        lambda t: _mutate(t, "name: 'Hopper (H100, H200)'", "name: Hopper (H100, H200)"),
+        "unknown key(s) H200)",
+    ),
+    (
+        "evidence-status-unknown",
+        "evidence.yaml",
+        lambda t: _mutate(t, "status: unconfirmed", "status: maybe"),
+        "status 'maybe' must be one of confirmed, unconfirmed, absent",
+    ),
+    (
+        "evidence-confirmed-without-url",
+        "evidence.yaml",
+        lambda t: re.sub(r"\n    url: '[^']*'\n(    status: confirmed)", r"\n\1", t, count=1),
+        "a confirmed record names its exact build and url",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("file", "mutate", "message"), [b[1:] for b in BROKEN_17], ids=[b[0] for b in BROKEN_17]
+)
+def test_broken_issue_17_rows_are_refused(
+    kb_copy: Path, file: str, mutate: Callable[[str], str], message: str
+) -> None:
+    target = kb_copy / file
+    target.write_text(mutate(target.read_text()))
+    with pytest.raises(KnowledgeError) as exc:
+        knowledge.load(kb_copy)
+    assert file in exc.value.message
+    assert message in exc.value.message

@@ -232,8 +232,10 @@ def human_size(n: int) -> str:
 
 
 def print_notices(notices: tuple[str, ...] | list[str]) -> None:
+    """``notice: ...`` lines on stderr, wrapped at a terminal's width (not in a log)."""
+    err = console(sys.stderr)
     for n in notices:
-        print(f"notice: {n}", file=sys.stderr)
+        err.print(f"notice: {n}", overflow="fold")
 
 
 def emit_json(doc: dict[str, Any]) -> None:

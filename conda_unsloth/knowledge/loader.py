@@ -10,22 +10,29 @@ from typing import Any, NoReturn
 
 from ..errors import KnowledgeError
 from .model import (
+    BNB_LOADERS,
+    EVIDENCE_STATUSES,
     BnbWheel,
     CudaDriver,
+    Evidence,
     ExtraSpec,
+    ExtraXformersBuild,
     GpuArch,
     Knowledge,
     KnownIssue,
     Profile,
+    PythonRequirement,
     PytorchBuild,
     UnslothRelease,
     XformersBuild,
     XformersWheel,
+    parse_arch,
     pep440_contains,
+    version_key,
 )
 
 KNOWLEDGE_ENV = "CONDA_UNSLOTH_KNOWLEDGE"
-FILES = ("compat.yaml", "unsloth.yaml", "known_issues.yaml")
+FILES = ("compat.yaml", "unsloth.yaml", "known_issues.yaml", "evidence.yaml")
 BUNDLE = "bundle.json"
 SUPPORTED_SCHEMA = 1
 
@@ -47,8 +54,15 @@ RULE_KINDS = frozenset(
         "glibc_too_old",
         "cuda_major_mismatch",
         "unsloth_requirements",
+        "triton_mismatch",
+        "create_failed",
+        "verification_failed",
     }
 )
+# issue scopes: `packages` rules run on a plan, a solve or an installed env; `host` rules also
+# need the GPU/driver facts; `env` rules read what conda-unsloth recorded in the env (its
+# marker); `runtime` ones are only observable by running code
+SCOPES = ("packages", "host", "env", "runtime")
 
 
 class _Row:
@@ -203,18 +217,7 @@ def _profile(name: str, r: _Row) -> Profile:
         )
         for p in r.rows("pytorch")
     )
-    xformers = tuple(
-        XformersBuild(
-            version=x.text("version"),
-            pytorch=x.text("pytorch"),
-            python=x.texts("python"),
-            archs=x.text("archs"),
-            cuda=x.texts("cuda", optional=True),
-            known_issue=x.text("known_issue", optional=True) or None,
-            source=x.source(),
-        )
-        for x in r.rows("xformers")
-    )
+    xformers = tuple(_xformers_row(x) for x in r.rows("xformers"))
     cuda_builds = {}
     if r.has("xformers_cuda_builds"):
         for b in r.rows("xformers_cuda_builds"):
@@ -262,20 +265,80 @@ def _profile(name: str, r: _Row) -> Profile:
     return profile
 
 
+def _check_arch_lists(compat: _Row, profiles: dict[str, Profile]) -> None:
+    """Every entry of every arch list (torch's and xformers') is a compute capability, with
+    an optional a/f suffix and +PTX."""
+    for p in profiles.values():
+        lists = [(f"arch_lists ({c})", a) for c, a in p.arch_lists.items()]
+        for x in p.xformers:
+            lists += [(f"xformers ({x.version})", x.archs)]
+            lists += [(f"xformers ({x.version}, CUDA {c})", a) for c, a in x.archs_by_cuda]
+        for where, archs in lists:
+            if not archs.split():
+                compat.fail(f"profiles.{p.name}.{where}: the arch list is empty")
+            for arch in archs.split():
+                if parse_arch(arch.removesuffix("+PTX").rstrip("af")) is None:
+                    compat.fail(f"profiles.{p.name}.{where}: '{arch}' is not an arch")
+
+
+def _xformers_row(x: _Row) -> XformersBuild:
+    archs_by_cuda: tuple[tuple[str, str], ...] = ()
+    raw = x.data.get("archs")
+    if isinstance(raw, dict):
+        # per CUDA of the build: {'11.8': '...', '12.1': '...'}; `archs` is then the newest
+        pairs = []
+        for k, v in raw.items():
+            if not isinstance(k, str) or not isinstance(v, str):
+                x.fail("'archs' per CUDA must map quoted CUDA versions to arch lists")
+            pairs.append((k, v))
+        if not pairs:
+            x.fail("'archs' is empty")
+        archs_by_cuda = tuple(sorted(pairs, key=lambda kv: version_key(kv[0])))
+        archs = archs_by_cuda[-1][1]
+    else:
+        archs = x.text("archs")
+    extra = tuple(
+        ExtraXformersBuild(
+            pytorch=b.text("pytorch"),
+            cuda=b.texts("cuda"),
+            python=b.texts("python"),
+            source=b.source(),
+        )
+        for b in (x.rows("extra_builds") if x.has("extra_builds") else [])
+    )
+    return XformersBuild(
+        version=x.text("version"),
+        pytorch=x.text("pytorch"),
+        python=x.texts("python"),
+        archs=archs,
+        cuda=x.texts("cuda", optional=True),
+        known_issue=x.text("known_issue", optional=True) or None,
+        source=x.source(),
+        archs_by_cuda=archs_by_cuda,
+        extra_builds=extra,
+    )
+
+
+HostTable = dict[tuple[str, str, str, str, str], tuple[tuple[str, str], ...]]
+
+
 def build(
     files: dict[str, Any],
     directory: str,
     specifier_table: dict[tuple[str, str], bool] | None = None,
+    host_table: HostTable | None = None,
 ) -> Knowledge:
     """The Knowledge of parsed ``files`` (file name -> data). Without ``specifier_table`` (data
     someone may have edited) every row is checked against PEP 440 and every stack the data
-    allows against its own known issues; with it (the bundle, checked when it was generated)
-    only the shape is checked."""
+    allows against its own known issues, and the host-scope issues of every stack on every
+    known GPU arch are computed; with it (the bundle, checked when it was generated) only the
+    shape is checked and ``host_table`` is the one computed then."""
     d = directory
     checked = specifier_table is not None
     compat = _file(files["compat.yaml"], "compat.yaml")
     unsloth = _file(files["unsloth.yaml"], "unsloth.yaml")
     issues_file = _file(files["known_issues.yaml"], "known_issues.yaml")
+    evidence_file = _file(files["evidence.yaml"], "evidence.yaml")
 
     drivers = tuple(
         CudaDriver(
@@ -288,7 +351,16 @@ def build(
     )
     archs = {}
     for r in compat.rows("gpu_archs"):
+        extra = set(r.data) - {"arch", "min_cuda", "name", "source"}
+        if extra and not checked:  # e.g. an unquoted name with a comma split in a flow mapping
+            r.fail(
+                f"unknown key(s) {', '.join(sorted(map(str, extra)))}; quote values with commas"
+            )
         arch = r.text("arch")
+        if not checked and parse_arch(arch) is None:
+            r.fail(f"'{arch}' is not a compute capability like 9.0")
+        if arch in archs:
+            r.fail(f"arch {arch} is listed twice")
         archs[arch] = GpuArch(arch, r.text("name"), r.text("min_cuda"), r.source())
     profiles_map = compat.mapping("profiles")
     if not profiles_map:
@@ -301,6 +373,8 @@ def build(
         for c in p.cudas:
             if not any(dr.cuda == c for dr in drivers):
                 compat.fail(f"profiles.{p.name}: cuda {c} has no cuda_drivers row")
+    if not checked:
+        _check_arch_lists(compat, profiles)
     xf = tuple(
         XformersWheel(
             version=r.text("version"),
@@ -311,16 +385,7 @@ def build(
         )
         for r in compat.rows("xformers_pypi")
     )
-    bnb = tuple(
-        BnbWheel(
-            version=r.text("version"),
-            cuda=r.ints("cuda"),
-            torch=r.text("torch", optional=True),
-            python=r.text("python", optional=True),
-            source=r.source(),
-        )
-        for r in compat.rows("bitsandbytes_pypi")
-    )
+    bnb = tuple(_bnb_row(r) for r in compat.rows("bitsandbytes_pypi"))
 
     releases = []
     for r in unsloth.rows("releases"):
@@ -346,12 +411,22 @@ def build(
             resolved_with=r.text("resolved_with"),
             source=r.source(),
             companion_python=r.texts("companion_python", optional=True),
+            requires_python=tuple(
+                PythonRequirement(
+                    name=q.text("name"),
+                    version=q.text("version"),
+                    python=q.text("python"),
+                    source=q.source(),
+                )
+                for q in r.rows("requires_python")
+            ),
         )
         for prof in rel.profiles:
             if prof not in profiles:
                 r.fail(f"profile '{prof}' does not exist in compat.yaml")
         if not checked:
             _check_pep440(r, rel)
+            _check_requires_python(r, rel)
         releases.append(rel)
     defaults_map = unsloth.mapping("defaults")
     default_release = {str(k): str(v) for k, v in defaults_map.items()}
@@ -379,8 +454,8 @@ def build(
         if severity not in ("error", "warning", "info"):
             r.fail(f"severity '{severity}' must be error, warning or info")
         scope = r.text("scope")
-        if scope not in ("packages", "host", "runtime"):
-            r.fail(f"scope '{scope}' must be packages, host or runtime")
+        if scope not in SCOPES:
+            r.fail(f"scope '{scope}' must be {', '.join(SCOPES[:-1])} or {SCOPES[-1]}")
         issue = KnownIssue(
             id=r.text("id"),
             title=r.text("title"),
@@ -402,9 +477,14 @@ def build(
                     f"profiles.{p.name}.xformers ({x.version}): known_issue {x.known_issue} "
                     "is not in known_issues.yaml"
                 )
+    if checked:  # the bundle's rows were checked when it was generated: read them as they are
+        evidence = tuple(_evidence_checked(e) for e in evidence_file.data["records"])
+    else:
+        evidence = tuple(_evidence_row(r) for r in evidence_file.rows("records"))
     kb = Knowledge(
         directory=d,
-        revision=f"{compat.text('revision')}/{unsloth.text('revision')}/{issues_file.text('revision')}",
+        revision=f"{compat.text('revision')}/{unsloth.text('revision')}/"
+        f"{issues_file.text('revision')}/{evidence_file.text('revision')}",
         cuda_drivers=drivers,
         gpu_archs=archs,
         profiles=profiles,
@@ -414,10 +494,16 @@ def build(
         default_release=default_release,
         issues=issues,
         specifier_table=specifier_table or _specifier_table(profiles, releases),
+        evidence=evidence,
+        host_table=host_table or {},
     )
     if checked:
         return kb
-    from ..select import knowledge_conflicts
+    from dataclasses import replace
+
+    from ..select import host_conflicts, knowledge_conflicts
+
+    kb = replace(kb, host_table=host_conflicts(kb))
 
     conflicts = knowledge_conflicts(kb)
     if conflicts:
@@ -452,7 +538,96 @@ def _specifier_table(
             spec = specs.get(name, "")
             for v in versions:
                 table[(spec, v)] = pep440_contains(v, spec)
+        for q in rel.requires_python:
+            for v in domain["python"]:
+                table[(q.python, v)] = pep440_contains(v, q.python)
     return table
+
+
+def _bnb_row(r: _Row) -> BnbWheel:
+    loader = r.text("loader")
+    if loader not in BNB_LOADERS:
+        r.fail(f"loader '{loader}' must be one of {', '.join(BNB_LOADERS)}")
+    return BnbWheel(
+        version=r.text("version"),
+        cuda=r.ints("cuda"),
+        torch=r.text("torch", optional=True),
+        python=r.text("python", optional=True),
+        source=r.source(),
+        loader=loader,
+        loader_source=r.text("loader_source"),
+    )
+
+
+def _check_requires_python(r: _Row, rel: UnslothRelease) -> None:
+    """Every pin (unsloth itself and each companion) has its Requires-Python row, for exactly
+    the pinned version; no python the row allows is one a pin excludes (contradictory row)."""
+    rows = {q.name: q for q in rel.requires_python}
+    if len(rows) != len(rel.requires_python):
+        r.fail("requires_python names a distribution twice")
+    pins = {"unsloth": rel.version, **rel.companions}
+    for name, pin in pins.items():
+        row = rows.get(name)
+        if row is None:
+            r.fail(f"requires_python has no row for {name}=={pin} (PyPI Requires-Python)")
+        if row.version != pin:
+            r.fail(
+                f"requires_python row for {name} is version {row.version}, but the pin is {pin}"
+            )
+    for name in rows:
+        if name not in pins:
+            r.fail(f"requires_python row for {name}, which is not pinned by this release")
+    for py in rel.companion_python:
+        for q in rel.requires_python:
+            if q.python and not pep440_contains(py, q.python):
+                r.fail(
+                    f"companion_python lists {py}, but {q.name} {q.version} requires Python "
+                    f"{q.python} (contradictory row)"
+                )
+
+
+def _evidence_checked(e: dict[str, Any]) -> Evidence:
+    return Evidence(
+        name=e["name"],
+        version=e["version"],
+        build=e["build"],
+        channel=e["channel"],
+        subdir=e["subdir"],
+        cuda=e["cuda"],
+        python=tuple(e["python"]),
+        pytorch=e.get("pytorch", ""),
+        depends=tuple(e["depends"]),
+        url=e.get("url", ""),
+        status=e["status"],
+        note=e["note"],
+        source=e["source"],
+    )
+
+
+def _evidence_row(r: _Row) -> Evidence:
+    status = r.text("status")
+    if status not in EVIDENCE_STATUSES:
+        r.fail(f"status '{status}' must be one of {', '.join(EVIDENCE_STATUSES)}")
+    e = Evidence(
+        name=r.text("name"),
+        version=r.text("version"),
+        build=r.text("build"),
+        channel=r.text("channel"),
+        subdir=r.text("subdir"),
+        cuda=r.text("cuda"),
+        python=r.texts("python"),
+        pytorch=r.text("pytorch", optional=True),
+        depends=r.texts("depends"),
+        url=r.text("url", optional=True),
+        status=status,
+        note=r.text("note"),
+        source=r.source(),
+    )
+    if status == "confirmed" and ("*" in e.build or not e.url):
+        r.fail("a confirmed record names its exact build and url")
+    if not e.python:
+        r.fail("'python' is empty")
+    return e
 
 
 def _check_pep440(r: _Row, rel: UnslothRelease) -> None:
@@ -490,10 +665,12 @@ def bundle_text(directory: str) -> str:
     files = {name: read_yaml(directory, name) for name in FILES}
     kb = build(files, directory)
     table = sorted([s, v, a] for (s, v), a in kb.specifier_table.items())
+    host = sorted([*key, [list(hit) for hit in hits]] for key, hits in kb.host_table.items())
     doc = {
         "generated_by": "python -m conda_unsloth.knowledge --write",
         "files": files,
         "specifier_table": table,
+        "host_table": host,
     }
     return json.dumps(doc, indent=1, ensure_ascii=False) + "\n"
 
@@ -506,9 +683,15 @@ def load_bundle(directory: str) -> Knowledge:
             doc = json.load(fh)
         files = doc["files"]
         table = {(s, v): bool(a) for s, v, a in doc["specifier_table"]}
+        host: HostTable = {
+            (str(p), str(c), str(t), str(x), str(a)): tuple(
+                (str(i), str(detail)) for i, detail in hits
+            )
+            for p, c, t, x, a, hits in doc["host_table"]
+        }
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise KnowledgeError(
             f"knowledge bundle {path} cannot be read ({exc})",
             hints=["python -m conda_unsloth.knowledge --write regenerates it"],
         ) from None
-    return build(files, directory, table)
+    return build(files, directory, table, host)

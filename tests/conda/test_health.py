@@ -226,3 +226,16 @@ def test_conda_health_check_type_accepts_our_kwargs(
     prefix = P.write_prefix(tmp_path / "seed", P.seed_pip())
     check.action(str(prefix), False)
     assert "❌ Unsloth stack" in capsys.readouterr().out
+
+
+def test_action_reports_what_conda_remove_xformers_left(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`conda remove xformers` leaves unsloth's xformers requirement unmet: `conda doctor`
+    (package rules only) must say so, never "no known-bad combination"."""
+    prefix = P.write_prefix(tmp_path / "env", P.swap(P.healthy(), drop=["xformers"]))
+    health.action(str(prefix), False)
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == "❌ Unsloth stack: 1 known problem(s):"
+    assert "U1 (error)" in out
+    assert "xformers is not installed (needs xformers>=0.0.27.post2)" in out
