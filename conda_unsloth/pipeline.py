@@ -310,6 +310,8 @@ def build(
             },
         )
 
+    if prep.pip_requirements or prep.locked_pip:  # before anything is built
+        install.check_pip_stage(opts.pip, [r.name for r in solved.records], say)
     with (
         prefixtx.prefix_lock(prefix),
         prefixtx.signals_raise(),
@@ -323,7 +325,6 @@ def build(
         t0 = time.monotonic()
         pip_installed: list[PipPackage] = []
         if prep.pip_requirements or prep.locked_pip:
-            say("pip stage (--no-deps, conda's packages pinned)")
             pip_installed = install.pip_stage(
                 prefix,
                 list(prep.pip_requirements),
@@ -331,6 +332,7 @@ def build(
                 opts.pip,
                 locked=list(prep.locked_pip) if prep.locked_pip is not None else None,
                 require_hashes=prep.locked_pip is not None,
+                say=say,
             )
             install.post_pip_checks(prefix)
         seconds["pip"] = time.monotonic() - t0

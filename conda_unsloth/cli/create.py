@@ -83,7 +83,18 @@ def configure_parser(p: argparse.ArgumentParser, conda: bool = False) -> None:
         default=[],
         help="local wheel directory for the pip stage (repeatable; implies no index)",
     )
-    b.add_argument("--pip-index-url", metavar="URL", help="PyPI mirror for the pip stage")
+    b.add_argument(
+        "--pip-index-url",
+        metavar="URL",
+        help="PyPI mirror for the pip stage (default: PIP_INDEX_URL, else PyPI)",
+    )
+    b.add_argument(
+        "--pip-installer",
+        choices=("auto", "uv", "pip"),
+        default="auto",
+        help="what installs the pip companions: uv (from the env, PATH or the uv Python "
+        "package) or the env's pip; auto: uv when there is one (default)",
+    )
     _common.add_output_options(p, conda)
 
 
@@ -166,7 +177,12 @@ def execute(args: argparse.Namespace, runtime: Runtime) -> int:
         force=args.force,
         keep_failed=args.keep_failed,
         verify=not args.no_verify,
-        pip=PipOptions(tuple(args.pip_find_links), args.pip_index_url, offline=args.offline),
+        pip=PipOptions(
+            tuple(args.pip_find_links),
+            args.pip_index_url,
+            offline=args.offline,
+            installer=args.pip_installer,
+        ),
         show_progress=sys.stderr.isatty() and not (args.json or args.quiet),
         request={k: getattr(args, k) for k in REQUEST_KEYS if getattr(args, k, None)},
     )
