@@ -664,3 +664,41 @@ def test_a_distribution_installed_twice_is_refused(env: Path) -> None:
         install.post_pip_checks(env)
     assert exc.value.message.startswith("torch is installed more than once after the pip stage: ")
     assert "2.5.1 (conda)" in exc.value.message and "2.5.1+cu121 (uv)" in exc.value.message
+
+
+# ----------------------------------------------------------------------------- create
+
+
+@pytest.mark.parametrize("installer", BOTH)
+def test_create_uses_the_chosen_installer_and_reports_its_own_memory(
+    demo: Path, tmp_path: Path, installer: str
+) -> None:
+    """`create --pip-installer` end to end; `--json` reports the create's own peak memory, not
+    that of the process that started it (this test holds 200 MB more while it runs)."""
+    ballast = bytearray(200 << 20)
+    for i in range(0, len(ballast), 4096):
+        ballast[i] = 1  # resident, not just reserved
+    prefix = tmp_path / "env"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "conda_unsloth",
+            *envbuild.create_args(demo, prefix, "--json", "--pip-installer", installer),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert len(ballast) == 200 << 20
+    assert doc["status"] == "ok" and len(doc["pip_packages"]) == len(CLOSURE)
+    assert 10 < doc["peak_rss_mb"]["total"] < 150, doc["peak_rss_mb"]
+    marker = json.loads((prefix / "conda-meta" / "conda-unsloth").read_text())
+    assert {pipstage.norm(p["name"]) for p in marker["pip"]} == CLOSURE
+    assert all(p["sha256"] and p["url"].startswith("file://") for p in marker["pip"])
+    for d in dist_folders(prefix):
+        if pipstage.norm(d.split("-")[0]) in CLOSURE:
+            assert (site(prefix) / d / "INSTALLER").read_text().strip() == installer

@@ -99,11 +99,26 @@ def configure_parser(p: argparse.ArgumentParser, conda: bool = False) -> None:
 
 
 def _peak_rss_mb() -> float:
-    """Peak resident memory so far of this process and of its finished children (pip), MB."""
+    """Peak resident memory so far, MB: the larger of this process's own high-water mark
+    (VmHWM, which exec resets: ``ru_maxrss`` would keep whatever the process that started us
+    held) and the largest finished child's (uv/pip, rattler). Not the sum of the tree (the
+    benchmarks measure that from outside)."""
     import resource
 
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    own = None
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    own = int(line.split()[1])  # kB
+    except (OSError, ValueError, IndexError):
+        own = None
+    if own is None:  # no /proc (macOS reports bytes there; Linux kB)
+        raw = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        own = raw // 1024 if sys.platform == "darwin" else raw
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if sys.platform == "darwin":
+        kids //= 1024
     return round(max(own, kids) / 1024, 1)
 
 
