@@ -42,6 +42,7 @@ recorded (:mod:`conda_unsloth.redact`).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -393,7 +394,16 @@ def uv_candidates(prefix: Path | None) -> list[tuple[str, str]]:
 
 
 def uv_version(exe: str) -> tuple[int, ...] | None:
-    """``uv --version`` as numbers (None: not a working uv)."""
+    """``uv --version`` as numbers (None: not a working uv); asked once per binary."""
+    try:
+        st = Path(exe).stat()
+    except OSError:
+        return None
+    return _uv_version(exe, st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _uv_version(exe: str, mtime_ns: int, size: int) -> tuple[int, ...] | None:
     try:
         proc = subprocess.run(
             [exe, "--version"],
@@ -756,7 +766,45 @@ class _UvStage:
         wanted = [PipPackage(n, v) for n, v, a in plan if a == "installed"]
         if not wanted or any(norm(p.name) in owned for p in wanted):
             return wanted  # empty, or a clash the caller refuses with the F12 message
-        return self._locate(wanted)
+        return self._locate_local(wanted) or self._locate(wanted)
+
+    def _locate_local(self, wanted: list[PipPackage]) -> list[PipPackage] | None:
+        """Offline (or with no index), when every pinned package has exactly one file in the
+        find-links folders, that file is the one uv installs: its url and sha256 come from
+        the folder (the install step checks the hash) and a uv call is saved. None: ask uv."""
+        if not (self.src.offline or self.src.no_index) or not self.src.find_links:
+            return None
+        from packaging.utils import (
+            InvalidSdistFilename,
+            InvalidWheelFilename,
+            parse_sdist_filename,
+            parse_wheel_filename,
+        )
+        from packaging.version import Version
+
+        found: dict[tuple[str, Version], list[Path]] = {}
+        for entry in self.src.find_links:
+            folder = Path(entry[len("file://") :] if entry.startswith("file://") else entry)
+            if not folder.is_dir():
+                return None
+            for f in folder.iterdir():
+                try:
+                    if f.name.endswith(".whl"):
+                        name, version, _, _ = parse_wheel_filename(f.name)
+                    else:
+                        name, version = parse_sdist_filename(f.name)
+                except (InvalidWheelFilename, InvalidSdistFilename):
+                    continue
+                found.setdefault((str(name), version), []).append(f)
+        out = []
+        for p in wanted:
+            files = found.get((norm(p.name), Version(p.version)), [])
+            if len(files) != 1 or not files[0].name.endswith(".whl"):
+                return None  # several builds of it (or an sdist): uv decides
+            url, sha = files[0].resolve().as_uri(), _sha256(files[0])
+            self.wheels[norm(p.name)] = [{"url": url, "hashes": {"sha256": sha}}]
+            out.append(PipPackage(p.name, p.version, url, sha))
+        return out
 
     def _locate(self, wanted: list[PipPackage]) -> list[PipPackage]:
         """The wheel (url, sha256) of each pinned package, from the same sources."""
@@ -838,6 +886,16 @@ class _UvStage:
             name = meta.get("Name", [p.name])[0]
             found[key] = PipPackage(name, meta.get("Version", [p.version])[0], url, sha)
         return [found.get(norm(p.name), p) for p in locked]
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def _toml(text: str) -> dict[str, Any]:

@@ -189,6 +189,24 @@ def test_installs_exactly_the_closure_with_hashes(env: Path, demo: Path, install
 
 
 @pytest.mark.parametrize("installer", BOTH)
+def test_the_marker_names_the_wheel_that_was_installed_among_several(
+    env: Path, demo: Path, tmp_path: Path, installer: str
+) -> None:
+    """Two files of tqdm-standin 1.0 (py3 and a py2-only build): the entry is the py3 wheel,
+    the one the installer took (uv: not read off the folder, asked of uv)."""
+    wheels = tmp_path / "wheels"
+    shutil.copytree(demo / "wheels", wheels)
+    py3 = wheels / "tqdm_standin-1.0-py3-none-any.whl"
+    py2 = wheels / "tqdm_standin-1.0-py2-none-any.whl"
+    envbuild.wheel(tmp_path, "tqdm-standin", "1.0", ["nothing-on-py2"])
+    (tmp_path / "tqdm_standin-1.0-py3-none-any.whl").rename(py2)
+    assert sha256(py2) != sha256(py3)
+    out = stage(env, installer, wheels)
+    entry = next(p for p in out if pipstage.norm(p.name) == "tqdm-standin")
+    assert (entry.url, entry.sha256) == (py3.as_uri(), sha256(py3))
+
+
+@pytest.mark.parametrize("installer", BOTH)
 def test_compiles_what_it_installed_and_nothing_of_condas(
     env: Path, demo: Path, installer: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
