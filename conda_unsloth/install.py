@@ -7,17 +7,14 @@ recovery); this module does the building: conda packages, the pip stage and its 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
-import subprocess
 import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .cache import cache_dir
+# hashlib, json, subprocess and time are imported where they are used: `solve` imports this
+# module (for PipOptions) and pays nothing for the create's tools (bench/bench_solve.py)
 from .errors import InstallError, SpecError, UnslothError, UsageError
 from .solvers.base import PipPackage, Record, SolvedEnv
 
@@ -44,6 +41,11 @@ def install_with_rattler(
     """Link conda packages into ``prefix`` with py-rattler, in a child process (see
     rattler_install) that is killed and waited for if we are interrupted, so nothing links
     behind a rollback. (Inside conda, conda's own transaction does this: conda/install.py.)"""
+    import json
+    import subprocess
+
+    from .cache import cache_dir
+
     cache = cache_dir("pkgs")
     # the job goes through the child's stdin: a job file would be left in /tmp by a SIGKILL
     job = json.dumps(
@@ -88,6 +90,8 @@ def verify_local_hashes(records: list[Record]) -> None:
 
 
 def sha256_file(path: Path) -> str:
+    import hashlib
+
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -225,10 +229,14 @@ def describe_failure(exc: BaseException) -> str:
 
 
 def now() -> str:
+    import time
+
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def lock_digest(solved: SolvedEnv) -> str:
+    import hashlib
+
     h = hashlib.sha256()
     for r in sorted(solved.records, key=lambda r: r.name):
         h.update(f"{r.url}#{r.sha256}\n".encode())
