@@ -134,7 +134,8 @@ def create_rows(doc: dict[str, Any]) -> list[list[str]]:
                 f"{uv['wall_s']:.2f} s wall, {uv['cpu_s']:.2f} s CPU, peak {uv['peak_tree_mb']} MB "
                 f"(process tree; `--json` says {uv['reported_peak_mb']} MB)",
                 f"raw rattler solve + install {_ms(rr['wall_s'])} + raw uv {_ms(ru['wall_s'])}: "
-                f"**{uv['create_vs_raw']:.2f}×**"
+                f"**{uv['create_vs_raw']:.2f}×** (CPU {uv.get('create_vs_raw_cpu', 0):.2f}×: "
+                f"{uv['cpu_s']:.2f} s vs {rr['cpu_s'] + ru['cpu_s']:.2f} s)"
                 + (
                     f"; with pip: {pip['wall_s']:.2f} s, {pip['create_vs_raw']:.2f}×"
                     if pip
