@@ -49,7 +49,7 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -369,28 +369,33 @@ class Installer:
         return f"{self.kind} {self.version}" if self.version else self.kind
 
 
-def uv_candidates(prefix: Path | None) -> list[tuple[str, str]]:
-    """Where a uv may be: the env's own, PATH, the ``uv`` Python package (first found first)."""
-    out: list[tuple[str, str]] = []
+def uv_candidates(prefix: Path | None) -> Iterator[tuple[str, str]]:
+    """Where a uv may be, in order: the env's own, PATH, the ``uv`` Python package (looked at
+    only when the ones before it do not serve: importing it costs a few ms)."""
+    seen: set[str] = set()
+
+    def new(exe: str) -> bool:
+        real = os.path.realpath(exe)
+        if real in seen:
+            return False
+        seen.add(real)
+        return True
+
     if prefix is not None and os.access(prefix / "bin" / "uv", os.X_OK):
-        out.append((str(prefix / "bin" / "uv"), "the env"))
+        own = str(prefix / "bin" / "uv")
+        if new(own):
+            yield own, "the env"
     on_path = shutil.which("uv")
-    if on_path:
-        out.append((on_path, "PATH"))
+    if on_path and new(on_path):
+        yield on_path, "PATH"
     try:
         from uv import find_uv_bin  # type: ignore[import-not-found,unused-ignore]
 
-        out.append((str(find_uv_bin()), "the uv Python package"))
+        packaged = str(find_uv_bin())
     except (ImportError, FileNotFoundError):
-        pass
-    seen: set[str] = set()
-    unique = []
-    for exe, where in out:
-        real = os.path.realpath(exe)
-        if real not in seen:
-            seen.add(real)
-            unique.append((exe, where))
-    return unique
+        return
+    if new(packaged):
+        yield packaged, "the uv Python package"
 
 
 def uv_version(exe: str) -> tuple[int, ...] | None:
