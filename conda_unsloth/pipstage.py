@@ -290,6 +290,8 @@ def sources(
                 return get[n]
         return None
 
+    if offline:  # no network: the network settings do not apply (nor can they be wrong)
+        get = {k: v for k, v in get.items() if k not in _NETWORK_VARS}
     cert = one("PIP_CERT")
     client_cert = one("PIP_CLIENT_CERT")
     trusted = [h for k in ("PIP_TRUSTED_HOST", "UV_INSECURE_HOST") for h in get.get(k, "").split()]

@@ -541,9 +541,16 @@ def test_flags_replace_the_environments_sources(tmp_path: Path) -> None:
 
 
 def test_offline_drops_indexes_and_refuses_url_find_links(tmp_path: Path) -> None:
-    env = {"PIP_INDEX_URL": "https://mirror.example/simple", "PIP_FIND_LINKS": str(tmp_path)}
+    env = {
+        "PIP_INDEX_URL": "https://mirror.example/simple",
+        "PIP_FIND_LINKS": str(tmp_path),
+        "PIP_CERT": "/nonexistent/ca.pem",  # offline, no connection: not used, not refused
+        "PIP_PROXY": "http://proxy:3128",
+    }
     src = pipstage.sources((), None, True, env)
     assert src.uv_args() == ["--no-index", "--find-links", str(tmp_path), "--offline"]
+    assert src.pip_args() == ["--no-index", "--find-links", str(tmp_path)]
+    assert src.uv_env() == {}
     with pytest.raises(
         UsageError, match=r"--offline, but PIP_FIND_LINKS names a URL \(https://h/w\)"
     ):
