@@ -41,8 +41,8 @@ def tolerant_streams() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from .cli import execute, generate_parser
-    from .prefixtx import signals_raise
     from .runtime import command_of, standalone
+    from .signals import signals_raise
 
     argv = list(sys.argv[1:] if argv is None else argv)
     want_json = "--json" in argv
@@ -67,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.return_code
     except (
         KeyboardInterrupt
-    ) as exc:  # also prefixtx.Interrupted (SIGTERM/SIGHUP), after its rollback
+    ) as exc:  # also signals.Interrupted (SIGTERM/SIGHUP), after its rollback
         import signal
 
         signum = getattr(exc, "signum", signal.SIGINT)

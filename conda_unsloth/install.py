@@ -7,20 +7,15 @@ recovery); this module does the building: conda packages, the pip stage and its 
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 import re
-import subprocess
 import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from .cache import cache_dir
-from .errors import InstallError, SpecError, UnslothError
+# hashlib, json, subprocess and time are imported where they are used: `solve` imports this
+# module (for PipOptions) and pays nothing for the create's tools (bench/bench_solve.py)
+from .errors import InstallError, SpecError, UnslothError, UsageError
 from .solvers.base import PipPackage, Record, SolvedEnv
 
 Progress = Callable[[str], None]
@@ -28,11 +23,13 @@ Progress = Callable[[str], None]
 
 @dataclass(frozen=True)
 class PipOptions:
-    """Where the pip stage finds wheels."""
+    """Where the pip stage finds wheels, and which installer runs it (``auto``: uv when there
+    is one, else the env's pip; see :mod:`conda_unsloth.pipstage`)."""
 
     find_links: tuple[str, ...] = ()
     index_url: str | None = None
     offline: bool = False
+    installer: str = "auto"
 
 
 # ----------------------------------------------------------------------------- the build
@@ -44,6 +41,11 @@ def install_with_rattler(
     """Link conda packages into ``prefix`` with py-rattler, in a child process (see
     rattler_install) that is killed and waited for if we are interrupted, so nothing links
     behind a rollback. (Inside conda, conda's own transaction does this: conda/install.py.)"""
+    import json
+    import subprocess
+
+    from .cache import cache_dir
+
     cache = cache_dir("pkgs")
     # the job goes through the child's stdin: a job file would be left in /tmp by a SIGKILL
     job = json.dumps(
@@ -88,6 +90,8 @@ def verify_local_hashes(records: list[Record]) -> None:
 
 
 def sha256_file(path: Path) -> str:
+    import hashlib
+
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -97,26 +101,6 @@ def sha256_file(path: Path) -> str:
 
 def env_python(prefix: Path) -> Path:
     return prefix / "bin" / "python"
-
-
-def _run(
-    cmd: list[str], what: str, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    """pip writes into the prefix: run it like rattler's child (see prefixtx.run_child)."""
-    from .prefixtx import run_child
-
-    try:
-        code, out, err = run_child(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    except OSError as exc:
-        raise InstallError(f"{what}: cannot run {cmd[0]}: {exc.strerror}") from None
-    return subprocess.CompletedProcess(cmd, code, out, err)
-
-
-def _pip_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
-    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
-    env["PYTHONNOUSERSITE"] = "1"
-    return env
 
 
 def _norm(name: str) -> str:
@@ -145,6 +129,31 @@ def conda_dists(prefix: Path) -> dict[str, str]:
     }
 
 
+def check_pip_stage(
+    opts: PipOptions, conda_names: Sequence[str], say: Progress | None = None
+) -> None:
+    """Before anything is built: the pip stage will have a wheel source and an installer
+    (``conda_names``: the conda packages the env will get, to know whether it gets pip or uv).
+    Raises UsageError/InstallError naming the flag that fixes it."""
+    from . import pipstage
+
+    src = pipstage.sources(opts.find_links, opts.index_url, opts.offline)
+    if not src.has_source:
+        raise UsageError(
+            "--offline and no wheel source for the pip stage: give --pip-find-links DIR, a "
+            "folder with the companions' wheels (or leave --offline out to use an index)",
+            hints=["conda unsloth env --json lists the pinned companions"],
+        )
+    names = set(conda_names)
+    if "uv" in names and opts.installer != "pip":
+        return  # the env brings its own uv
+    pipstage.choose_installer(None, opts.installer, pip_in_env="pip" in names, say=say or _quiet)
+
+
+def _quiet(msg: str) -> None:
+    return None
+
+
 def pip_stage(
     prefix: Path,
     requirements: list[str],
@@ -152,116 +161,54 @@ def pip_stage(
     opts: PipOptions,
     locked: list[PipPackage] | None = None,
     require_hashes: bool = False,
+    say: Progress | None = None,
 ) -> list[PipPackage]:
-    """Install the pip companions into the env so that nothing conda installed is replaced.
+    """Install the pip companions into the env so that nothing conda installed is replaced,
+    with uv or pip (``opts.installer``; see :mod:`conda_unsloth.pipstage`).
 
-    Without a lock: pip resolves the closure first (``--dry-run --report``, constrained so every
-    conda-provided distribution keeps conda's version), then installs exactly that closure with
+    Without a lock: the closure is resolved first (constrained so every conda-provided
+    distribution keeps conda's version), then exactly that closure is installed with
     ``--no-deps`` and its hashes. With a lock: the locked wheels with ``--require-hashes``.
     Any resolved item that is one of conda's distributions (say a ``torch 2.5.1+cu121`` wheel,
     which ``torch==2.5.1`` would admit) is refused, and afterwards conda's distributions must be
-    exactly as before. Returns what was installed (name, version, url, sha256).
+    exactly as before. What was installed is byte-compiled. Returns what was installed (name,
+    version, url, sha256; credentials removed from the url).
     """
-    import tempfile
+    from . import pipstage
 
     python = env_python(prefix)
     if not python.exists():
         raise InstallError(f"{python} is missing: the env has no python for the pip stage")
+    say = say or _quiet
+    src = pipstage.sources(opts.find_links, opts.index_url, opts.offline)
+    installer = pipstage.choose_installer(prefix, opts.installer, say=say)
     owned = conda_dists(prefix)
-    pins = [f"{name}=={version}" for name, version in sorted(owned.items())]
-    source = []
-    if opts.offline or opts.find_links:
-        source.append("--no-index")
-    for fl in opts.find_links:
-        source += ["--find-links", fl]
-    if opts.index_url and not opts.offline:
-        source += ["--index-url", opts.index_url]
-    base = [str(python), "-m", "pip", "install", "--no-input", "--no-cache-dir"]
-    with tempfile.TemporaryDirectory(prefix="conda-unsloth-pip-") as tmp:
-        work = Path(tmp)
-        cfile = work / "constraints.txt"
-        cfile.write_text("\n".join(dict.fromkeys([*constraints, *pins])) + "\n")
-        if locked is None:
-            report = work / "report.json"
-            cmd = [*base, "--dry-run", "--quiet", "--report", str(report), "-c", str(cfile)]
-            proc = _run([*cmd, *source, *requirements], "pip stage", _pip_env())
-            if proc.returncode != 0:
-                raise InstallError(
-                    "pip could not resolve the companions against conda's packages: "
-                    + _last_error_line(proc.stderr),
-                    hints=["conda unsloth env --json shows the pinned companions"],
-                )
-            locked = _from_report(json.loads(report.read_text()))
-        clash = [p for p in locked if _norm(p.name) in owned]
-        if clash:
-            p = clash[0]
-            raise InstallError(
-                f"pip would replace conda's {p.name} {owned[_norm(p.name)]} with {p.name} "
-                f"{p.version}; refusing (F12)",
-                hints=[
-                    "a pip requirement pins another build of a conda package; "
-                    "check `conda unsloth env --json` for the companions"
-                ],
-            )
-        if not locked:
-            return []
-        lines = []
-        for p in locked:
-            line = p.requirement()
-            if p.sha256:
-                line += f" --hash=sha256:{p.sha256}"
-            lines.append(line)
-        req = work / "requirements.txt"
-        req.write_text("\n".join(lines) + "\n")
-        cmd = [*base, "--no-deps", "-c", str(cfile), *source, "-r", str(req)]
-        if all(p.sha256 for p in locked) or require_hashes:
-            cmd.append("--require-hashes")
-        proc = _run(cmd, "pip stage", _pip_env())
-        if proc.returncode != 0:
-            raise InstallError("pip install failed: " + _last_error_line(proc.stderr))
-    after = conda_dists(prefix)
-    if after != owned:
-        changed = sorted(set(owned.items()) ^ set(after.items()))
-        raise InstallError(f"the pip stage changed conda's distributions: {changed[:3]} (F12)")
-    return locked
-
-
-def _from_report(report: dict[str, Any]) -> list[PipPackage]:
-    out = []
-    for item in report.get("install", []):
-        meta = item.get("metadata", {})
-        info = item.get("download_info", {})
-        hashes = (info.get("archive_info") or {}).get("hashes") or {}
-        out.append(
-            PipPackage(
-                name=str(meta.get("name")),
-                version=str(meta.get("version")),
-                url=info.get("url"),
-                sha256=hashes.get("sha256"),
-                direct=bool(item.get("is_direct")),
-            )
-        )
-    return out
-
-
-def _last_error_line(stderr: str) -> str:
-    lines = [ln.strip() for ln in stderr.strip().splitlines() if ln.strip()]
-    errors = [ln for ln in lines if ln.startswith("ERROR")]
-    return (errors or lines or ["(no output)"])[-1]
+    result = pipstage.run_stage(
+        prefix, requirements, constraints, owned, src, installer, locked, require_hashes, say
+    )
+    return result.installed
 
 
 def post_pip_checks(prefix: Path) -> None:
-    """`pip check` passes and every distribution is installed once (one torch: F12)."""
-    python = env_python(prefix)
-    proc = _run([str(python), "-m", "pip", "check"], "pip check", _pip_env())
-    if proc.returncode != 0:
-        raise InstallError("pip check failed: " + (proc.stdout.strip().splitlines() or ["?"])[0])
-    twice = {n: e for n, e in python_dists(prefix).items() if len(e) > 1}
-    if twice:
+    """Every distribution is installed once (one torch: F12) and every installed distribution's
+    requirements are met (what `pip check` says, read from the metadata)."""
+    from . import pipstage
+
+    names: dict[str, list[str]] = {}
+    for d in pipstage.read_dists(pipstage.site_packages(prefix)):
+        names.setdefault(_norm(d.name), []).append(d.folder)
+    if any(len(v) > 1 for v in names.values()):
+        twice = {n: e for n, e in python_dists(prefix).items() if len(e) > 1}
         name, entries = sorted(twice.items())[0]
         shown = ", ".join(f"{v} ({inst})" for v, inst, _ in entries)
         raise InstallError(
             f"{name} is installed more than once after the pip stage: {shown} (F12)"
+        )
+    problems = pipstage.dependency_problems(prefix)
+    if problems:
+        raise InstallError(
+            "pip check failed: " + problems[0],
+            hints=[f"{prefix}/bin/python -m pip check (or uv pip check) lists every problem"],
         )
 
 
@@ -272,7 +219,7 @@ def torch_dists(prefix: Path) -> list[str]:
 def describe_failure(exc: BaseException) -> str:
     if isinstance(exc, UnslothError):
         return exc.message
-    from .prefixtx import Interrupted
+    from .signals import Interrupted
 
     if isinstance(exc, Interrupted):
         return f"interrupted by signal {exc.signum}"
@@ -282,10 +229,14 @@ def describe_failure(exc: BaseException) -> str:
 
 
 def now() -> str:
+    import time
+
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def lock_digest(solved: SolvedEnv) -> str:
+    import hashlib
+
     h = hashlib.sha256()
     for r in sorted(solved.records, key=lambda r: r.name):
         h.update(f"{r.url}#{r.sha256}\n".encode())

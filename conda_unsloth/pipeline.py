@@ -297,7 +297,7 @@ def build(
     """Install, run the pip stage, write the marker and verify, all inside the prefix's
     transaction (lock, journal, rollback): a failure or an interrupt leaves nothing behind
     (``keep_failed`` keeps it, marked failed), and an env being replaced is put back."""
-    from . import install, marker, prefixtx
+    from . import install, marker, prefixtx, signals
 
     step = step or announce(say)
     prefix, solved = prep.prefix, prep.solution.solved
@@ -327,9 +327,11 @@ def build(
             },
         )
 
+    if prep.pip_requirements or prep.locked_pip:  # before anything is built
+        install.check_pip_stage(opts.pip, [r.name for r in solved.records], say)
     with (
         prefixtx.prefix_lock(prefix),
-        prefixtx.signals_raise(),
+        signals.signals_raise(),
         _same_target(prefix, opts.force, prep.replacing, runtime.roots()),
         prefixtx.transaction(prefix, prep.replacing, opts.keep_failed, mark_failed, say),
     ):
@@ -349,6 +351,7 @@ def build(
                     opts.pip,
                     locked=list(prep.locked_pip) if prep.locked_pip is not None else None,
                     require_hashes=prep.locked_pip is not None,
+                    say=say,
                 )
                 install.post_pip_checks(prefix)
             say(f"pip stage: installed {len(pip_installed)} packages")

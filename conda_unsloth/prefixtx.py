@@ -51,7 +51,6 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from .errors import InstallError, PrefixError
@@ -67,61 +66,9 @@ from .prefix import (  # the names beside a prefix and whether a create left wor
     pending,
     trash_path,
 )
+from .signals import signals_held
 
 Progress = Callable[[str], None]
-CAUGHT_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
-
-
-class Interrupted(KeyboardInterrupt):
-    """A signal during a create: unwinds through the rollback like KeyboardInterrupt."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(f"interrupted by signal {signum}")
-        self.signum = signum
-
-
-def _main_thread() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
-
-
-_HOLD = [0]  # >0 while a critical step runs
-_PENDING: list[int] = []  # a signal that arrived during a critical step
-
-
-@contextlib.contextmanager
-def signals_raise() -> Iterator[None]:
-    """Turn SIGTERM, SIGINT, SIGHUP and SIGQUIT into ``Interrupted`` so cleanup runs; during a
-    ``signals_held`` step the signal is remembered and raised right after the step."""
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        if _HOLD[0] > 0:
-            _PENDING.append(signum)
-            return
-        raise Interrupted(signum)
-
-    old = {s: signal.signal(s, handler) for s in CAUGHT_SIGNALS} if _main_thread() else {}
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-        _PENDING.clear()
-
-
-@contextlib.contextmanager
-def signals_held() -> Iterator[None]:
-    """Run a short critical step to its end: a signal that arrives meanwhile is raised after it.
-    (Not pthread_sigmask: Python runs handlers in the main thread whichever thread received the
-    signal, and rattler's native threads do not share our mask.)"""
-    _HOLD[0] += 1
-    try:
-        yield
-    finally:
-        _HOLD[0] -= 1
-    if _HOLD[0] == 0 and _PENDING:
-        raise Interrupted(_PENDING.pop())
 
 
 def run_child(cmd: list[str], *, input: str | None = None, **popen: Any) -> tuple[int, str, str]:

@@ -41,16 +41,42 @@ SKIP_DIRS = {
 
 
 def _stdlib_files() -> dict[str, bytes]:
+    """The stdlib, with its bytecode as a conda-forge python ships it (unchecked-hash .pyc:
+    valid whatever mtime the extracted .py gets), so a new env does not compile its stdlib on
+    first use and the demo measures what users get."""
+    import importlib.util
+    import py_compile
+    import tempfile
+
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     out: dict[str, bytes] = {}
-    for path in stdlib.rglob("*"):
-        rel = path.relative_to(stdlib)
-        if any(part in SKIP_DIRS or part.startswith("config-") for part in rel.parts):
-            continue
-        if rel.name == "EXTERNALLY-MANAGED":  # Debian's PEP 668 marker: not in a conda env
-            continue
-        if path.is_file() and not path.is_symlink():
-            out[f"lib/python{PY}/{rel.as_posix()}"] = path.read_bytes()
+    tag = sys.implementation.cache_tag
+    with tempfile.TemporaryDirectory() as tmp:
+        cfile = Path(tmp) / "x.pyc"
+        for path in stdlib.rglob("*"):
+            rel = path.relative_to(stdlib)
+            if any(part in SKIP_DIRS or part.startswith("config-") for part in rel.parts):
+                continue
+            if rel.name == "EXTERNALLY-MANAGED":  # Debian's PEP 668 marker: not in a conda env
+                continue
+            if not path.is_file() or path.is_symlink():
+                continue
+            dest = f"lib/python{PY}/{rel.as_posix()}"
+            out[dest] = path.read_bytes()
+            if path.suffix != ".py":
+                continue
+            try:
+                py_compile.compile(
+                    str(path),
+                    cfile=str(cfile),
+                    doraise=True,
+                    invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
+                )
+            except py_compile.PyCompileError:  # a test data file that is not valid Python
+                continue
+            pyc = Path(importlib.util.cache_from_source(dest)).as_posix()
+            assert tag in pyc
+            out[pyc] = cfile.read_bytes()
     return out
 
 

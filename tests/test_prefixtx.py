@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conda_unsloth import install, prefixtx
+from conda_unsloth import install, prefixtx, signals
 from conda_unsloth.errors import InstallError, PrefixError
 from tests import envbuild
 from tests.conftest import Result, tree
@@ -184,8 +184,8 @@ def test_keep_failed_with_force_keeps_both(tmp_path: Path) -> None:
 
 def test_a_signal_during_a_critical_step_is_raised_after_it(tmp_path: Path) -> None:
     done = []
-    with pytest.raises(prefixtx.Interrupted) as exc, prefixtx.signals_raise():
-        with prefixtx.signals_held():
+    with pytest.raises(signals.Interrupted) as exc, signals.signals_raise():
+        with signals.signals_held():
             os.kill(os.getpid(), signal.SIGTERM)
             done.append("the step ran to its end")
         done.append("not reached")

@@ -4,6 +4,7 @@ marker → verify → report. Nothing is lost: see conda_unsloth/install.py."""
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -82,16 +83,42 @@ def configure_parser(p: argparse.ArgumentParser, conda: bool = False) -> None:
         default=[],
         help="local wheel directory for the pip stage (repeatable; implies no index)",
     )
-    b.add_argument("--pip-index-url", metavar="URL", help="PyPI mirror for the pip stage")
+    b.add_argument(
+        "--pip-index-url",
+        metavar="URL",
+        help="PyPI mirror for the pip stage (default: PIP_INDEX_URL, else PyPI)",
+    )
+    b.add_argument(
+        "--pip-installer",
+        choices=("auto", "uv", "pip"),
+        default="auto",
+        help="what installs the pip companions: uv (from the env, PATH or the uv Python "
+        "package) or the env's pip; auto: uv when there is one (default)",
+    )
     _common.add_output_options(p, conda)
 
 
 def _peak_rss_mb() -> float:
-    """Peak resident memory so far of this process and of its finished children (pip), MB."""
+    """Peak resident memory so far, MB: the larger of this process's own high-water mark
+    (VmHWM, which exec resets: ``ru_maxrss`` would keep whatever the process that started us
+    held) and the largest finished child's (uv/pip, rattler). Not the sum of the tree (the
+    benchmarks measure that from outside)."""
     import resource
 
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    own = None
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    own = int(line.split()[1])  # kB
+    except (OSError, ValueError, IndexError):
+        own = None
+    if own is None:  # no /proc (macOS reports bytes there; Linux kB)
+        raw = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        own = raw // 1024 if sys.platform == "darwin" else raw
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if sys.platform == "darwin":
+        kids //= 1024
     return round(max(own, kids) / 1024, 1)
 
 
@@ -167,7 +194,12 @@ def execute(args: argparse.Namespace, runtime: Runtime) -> int:
         force=args.force,
         keep_failed=args.keep_failed,
         verify=not args.no_verify,
-        pip=PipOptions(tuple(args.pip_find_links), args.pip_index_url, offline=args.offline),
+        pip=PipOptions(
+            tuple(args.pip_find_links),
+            args.pip_index_url,
+            offline=args.offline,
+            installer=args.pip_installer,
+        ),
         show_progress=runtime.conda and not (args.json or args.quiet),
         request={k: getattr(args, k) for k in REQUEST_KEYS if getattr(args, k, None)},
     )

@@ -134,7 +134,8 @@ def channel_urls(
 def check_local_channel(path: Path, given: str, subdirs: Sequence[str]) -> None:
     """A local channel must be a directory with a readable ``<subdir>/repodata.json`` for
     every solved subdir (conda-index writes ``noarch`` even when it is empty). One ``stat`` per
-    file; the content check is cached per (path, mtime, size)."""
+    file and a look at both ends; the full parse runs once per file version (see
+    :func:`_repodata_problem`)."""
     base = str(path)
     for subdir in subdirs:
         repodata = os.path.join(base, subdir, "repodata.json")  # noqa: PTH118 - hot path
@@ -155,37 +156,92 @@ def check_local_channel(path: Path, given: str, subdirs: Sequence[str]) -> None:
                 f"{' and '.join(f'{s}/repodata.json' for s in subdirs)})",
                 hints=[f"index it: python -m conda_index {path}"],
             )
-        problem = _repodata_problem(repodata, st.st_mtime_ns, st.st_size)
+        key = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+        problem = _repodata_problem(repodata, key)
         if problem:
             if not os.access(repodata, os.R_OK):
                 raise SpecError(f"channel {given}: {repodata} is not readable (permission denied)")
             raise SpecError(f"cannot read local channel repodata {repodata}: {problem}")
 
 
-FULL_CHECK_BYTES = 64 * 1024 * 1024
+FULL_CHECK_BYTES = 256 * 1024 * 1024
+VERDICTS = "checked-repodata.json"  # in cache_dir(): files fully parsed once, by version
+_VERDICT_KEEP = 256
 
 
 @functools.lru_cache(maxsize=64)
-def _repodata_problem(path: str, mtime_ns: int, size: int) -> str | None:
-    """Why a local repodata.json is unusable (None if it is fine). Files up to 64 MiB are
-    parsed; bigger ones are checked at both ends. Cached per (path, mtime, size)."""
+def _repodata_problem(path: str, key: tuple[int, int, int, int]) -> str | None:
+    """Why a local repodata.json is unusable (None if it is fine). Both ends are looked at
+    every time (a truncated or non-JSON file); the whole file is JSON-parsed only the first
+    time this version of it (size, mtime, ctime, inode: any write changes the ctime) is seen,
+    and the verdict kept in the cache folder, so a solve in a new process pays a stat, not the
+    parse (8 ms a MiB). py-rattler must never be handed a broken file: after a failed channel
+    read 0.28 sometimes crashes the interpreter at exit."""
+    size = key[0]
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(64).lstrip()
+            fh.seek(max(0, size - 64))
+            tail = fh.read().rstrip()
+    except OSError as exc:
+        return _first_lines(exc, 1)
+    whole = size <= FULL_CHECK_BYTES
+    if not head.startswith(b"{") or not tail.endswith(b"}"):
+        # broken: the parser says where, when the file is small enough to ask it
+        return _parse_problem(path) if whole else "not a JSON object (truncated or not repodata)"
+    folder = str(cache_dir())
+    if not whole or _verdicts(folder).get(path) == list(key):
+        return None
+    problem = _parse_problem(path)
+    if problem is None:
+        _remember(folder, path, key)
+    return problem
+
+
+def _parse_problem(path: str) -> str | None:
     import json
 
     try:
         with open(path, "rb") as fh:
-            if size <= FULL_CHECK_BYTES:
-                doc = json.loads(fh.read())
-                if not isinstance(doc, dict):
-                    return "not a JSON object"
-                return None
-            head = fh.read(64).lstrip()
-            fh.seek(max(0, size - 64))
-            tail = fh.read().rstrip()
+            doc = json.loads(fh.read())
     except (OSError, ValueError) as exc:
         return _first_lines(exc, 1)
-    if not head.startswith(b"{") or not tail.endswith(b"}"):
-        return "not a JSON object (truncated or not repodata)"
-    return None
+    return None if isinstance(doc, dict) else "not a JSON object"
+
+
+@functools.lru_cache(maxsize=8)
+def _verdicts(folder: str) -> dict[str, list[int]]:
+    import json
+
+    try:
+        with open(os.path.join(folder, VERDICTS), "rb") as fh:  # noqa: PTH118 - hot path
+            doc = json.loads(fh.read())
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def _remember(folder: str, path: str, key: tuple[int, int, int, int]) -> None:
+    """Add a verdict (best effort: a lost one only costs a parse next time)."""
+    import json
+    import tempfile
+
+    verdicts = _verdicts(folder)
+    verdicts.pop(path, None)
+    verdicts[path] = list(key)
+    while len(verdicts) > _VERDICT_KEEP:
+        verdicts.pop(next(iter(verdicts)))
+    tmp: Path | None = None
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=".verdicts-", dir=folder)
+        tmp = Path(name)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(verdicts, fh)
+        tmp.replace(Path(folder) / VERDICTS)
+    except OSError:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
 
 
 def _channel_name(url: str) -> str:
@@ -291,15 +347,35 @@ def to_record_public(r: Any) -> Record:
     )
 
 
+# name==version with a plain PEP 440 version, nothing else: packaging parses every string this
+# matches to exactly (name, version) (tests/solvers/test_rattler.py checks it against packaging)
+_PIN = re.compile(
+    r"(?P<name>[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)[ \t]*==[ \t]*"
+    r"(?P<version>[0-9]+(?:\.[0-9]+)*(?:(?:a|b|rc)[0-9]+)?(?:\.post[0-9]+)?(?:\.dev[0-9]+)?"
+    r"(?:\+[a-z0-9]+(?:\.[a-z0-9]+)*)?)",
+    re.ASCII,
+)
+
+
 @functools.lru_cache(maxsize=256)
 def pip_pin(requirement: str) -> tuple[str, str] | None:
-    """(cached: parsing a requirement costs ~50 µs, a solve would pay it for every pin)
-    ``(name, version)`` when ``requirement`` is exactly ``name==version`` (no extras, no
-    marker, no URL, no wildcard), else None."""
+    """``(name, version)`` when ``requirement`` is exactly ``name==version`` (no extras, no
+    marker, no URL, no wildcard), else None. The pins a plan writes are read without
+    importing packaging (15 ms of a solve); anything else is parsed by packaging."""
+    text = requirement.strip()
+    m = _PIN.fullmatch(text)
+    if m:
+        return m["name"], m["version"]
+    if "==" not in text or "===" in text:
+        return None  # not a single == specifier, whatever else it is
+    return _pip_pin_packaging(text)
+
+
+def _pip_pin_packaging(text: str) -> tuple[str, str] | None:
     from packaging.requirements import InvalidRequirement, Requirement
 
     try:
-        req = Requirement(requirement.strip())
+        req = Requirement(text)
     except InvalidRequirement:
         return None
     specs = list(req.specifier)
@@ -355,9 +431,16 @@ def virtual_packages(target: Target) -> list[Any]:
 
 @functools.cache
 def _solver_label() -> str:
-    from importlib.metadata import version
+    """``rattler X.Y.Z`` from py-rattler's ``__version__`` (importlib.metadata costs 12-20 ms
+    of a solve); the installed distribution's metadata only if a py-rattler lacks it."""
+    import rattler
 
-    return f"rattler {version('py-rattler')}"
+    version = getattr(rattler, "__version__", None)
+    if not isinstance(version, str):
+        from importlib.metadata import version as dist_version
+
+        version = dist_version("py-rattler")
+    return f"rattler {version}"
 
 
 def _first_lines(text: object, n: int = 2) -> str:

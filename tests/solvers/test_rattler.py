@@ -354,3 +354,157 @@ def test_repeated_solves_give_equal_results(planned, pytorch_channels: list[str]
     a, b = solver.solve(spec, sel.target), solver.solve(spec, sel.target)
     assert a.records == b.records
     assert {"python", "pytorch", "pytorch-cuda", "xformers"} <= {r.name for r in a.records}
+
+
+# ----------------------------------------------------------------------------- solve-path costs
+
+PIN_CORPUS = [
+    "unsloth==2024.12.12",
+    "unsloth_zoo==2024.12.7",
+    "accelerate == 1.2.1",
+    "  peft==0.14.0  ",
+    "a==1",
+    "A.B-c_d==1.0.post1",
+    "x==1.0rc1",
+    "x==1.0.dev3",
+    "x==1.0a1.post2.dev3",
+    "x==2.5.1+cu121",
+    "x==2.5.1+cu.121.a",
+    "x==1.0.*",
+    "x===1.0",
+    "x==1.0,>=0.5",
+    "x[y]==1.0",
+    'x==1.0; python_version < "3.13"',
+    "x==1.0 ;extra=='a'",
+    "x @ https://h/x-1.0.whl",
+    "x (==1.0)",
+    "x==v1.0",
+    "x==1!2.0",
+    "x==1.0-1",
+    "x==1.0_rc1",
+    "x==1.0RC1",
+    "x==1.0\t",
+    "x\t==\t1.0",
+    "x==1.0\n",
+    "x==\u00a01.0",
+    "x-==1.0",
+    "-x==1.0",
+    "x==",
+    "==1.0",
+    "x==1.0 2",
+    "x>=1.0",
+    "unsloth",
+    "",
+    "x==1.0.",
+    "x ==1.0 # comment",
+    "x==1.0+",
+    "x==1.0+UPPER",
+    "x==\u0661.0",
+]
+
+
+def _pin_by_packaging(requirement: str) -> tuple[str, str] | None:
+    """The reference: what the pin parser did with packaging alone."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    try:
+        req = Requirement(requirement.strip())
+    except InvalidRequirement:
+        return None
+    specs = list(req.specifier)
+    if req.extras or req.marker is not None or req.url or len(specs) != 1:
+        return None
+    (only,) = specs
+    if only.operator != "==" or only.version.endswith("*"):
+        return None
+    return req.name, only.version
+
+
+@pytest.mark.parametrize("requirement", PIN_CORPUS)
+def test_pip_pin_is_what_packaging_says(requirement: str) -> None:
+    from conda_unsloth.solvers.rattler import pip_pin
+
+    assert pip_pin(requirement) == _pin_by_packaging(requirement)
+
+
+def test_pip_pin_is_what_packaging_says_on_generated_strings() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from conda_unsloth.solvers.rattler import pip_pin
+
+    parts = st.sampled_from(
+        ["x", "Ab_c.d-e", "1", "0", ".", "==", "=", " ", "\t", "rc", "a", "b", "post", "dev",
+         "+", "cu121", "*", "!", "v", "-", "_", ",", ";", "[", "]", "@", "(", ")", "~", "<", ">",
+         "\u00a0", "\n", "é"]
+    )  # fmt: skip
+
+    @settings(max_examples=3000, deadline=None, derandomize=True)
+    @given(st.lists(parts, max_size=10).map("".join))
+    def check(text: str) -> None:
+        pip_pin.cache_clear()
+        assert pip_pin(text) == _pin_by_packaging(text), text
+
+    check()
+
+
+SOLVE_PATH = """
+import sys
+from conda_unsloth.solvers.rattler import RattlerSolver
+from conda_unsloth.spec import Dep, EnvSpec
+from conda_unsloth.target import Target
+spec = EnvSpec(None, sys.argv[1:], [Dep("python=3.11")], pip=[Dep("unsloth==2024.12.12")])
+solved = RattlerSolver().solve(spec, Target("linux-64", "12.1", (), None, "2.36", "--cuda"))
+print(solved.solver, [p.name for p in solved.pip])
+print(sorted(m for m in sys.modules if m.startswith(("importlib.metadata", "packaging"))))
+sys.stdout.flush()
+import os; os._exit(0)  # as conda-unsloth leaves: py-rattler 0.28 may crash at shutdown
+"""
+
+
+def test_the_solve_path_imports_neither_importlib_metadata_nor_packaging(
+    pytorch_channels: list[str],
+) -> None:
+    import subprocess
+    import sys
+
+    import rattler
+
+    proc = subprocess.run(
+        [sys.executable, "-c", SOLVE_PATH, *pytorch_channels],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    label, modules = proc.stdout.splitlines()
+    assert label == f"rattler {rattler.__version__} ['unsloth']"
+    assert modules == "[]"
+
+
+def test_local_repodata_is_parsed_once_per_version(tmp_path: Path) -> None:
+    """The verdict of the full parse is kept by (size, mtime, ctime, inode) in the cache: a
+    new process only looks at both ends; any rewrite of the file is parsed again."""
+    from conda_unsloth.solvers import rattler as backend
+    from tests.channels import Pkg, write_channel
+
+    chan = write_channel(tmp_path / "c", [Pkg("python", "3.11.9", "hb806964_0_cpython")])
+    spec = EnvSpec(None, [chan.as_uri()], [Dep("python")])
+    RattlerSolver().solve(spec, _target("12.1"))
+    verdicts = json.loads((cache_dir() / backend.VERDICTS).read_text())
+    repodata = chan / "linux-64" / "repodata.json"
+    st = repodata.stat()
+    assert verdicts[str(repodata)] == [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+    # the same bytes broken in the middle (both ends intact, same size): parsed again, refused
+    text = repodata.read_text()
+    middle = len(text) // 2
+    repodata.write_text(text[:middle] + "\x00" + text[middle + 1 :])
+    backend._verdicts.cache_clear()  # as a new process
+    with pytest.raises(SpecError, match="cannot read local channel repodata"):
+        RattlerSolver().solve(spec, _target("12.1"))
+    # truncated: refused from its tail, whatever the cache says, with the parser's reason
+    repodata.write_text(text[: len(text) - 10])
+    with pytest.raises(
+        SpecError, match="cannot read local channel repodata .*: Unterminated string"
+    ):
+        RattlerSolver().solve(spec, _target("12.1"))
