@@ -2,7 +2,9 @@
 
 Measures the cumulative time `python -X importtime` reports for the module, median of N runs
 (default 25), in a throw-away venv with a regular (non-editable) install of this checkout — what
-users get; an editable install adds ~1 ms of path-hook overhead. Target: <= 1 ms.
+users get; an editable install adds ~1 ms of path-hook overhead. Target: <= 1 ms. Without conda
+the module's `from conda.plugins import ...` fails fast; the cost inside a real conda, with
+conda's modules already loaded, is measured by bench/bench_conda.py.
 
     python bench/bench_import.py [--runs 25] [--python PATH]
 """

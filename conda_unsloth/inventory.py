@@ -204,12 +204,15 @@ def channel_name(channel: str, url: str = "") -> str:
         while parts and _SUBDIR.match(parts[-1]):
             parts.pop()
         return "/".join(parts)
-    path = _TOKEN.sub("", urlsplit(value).path)
+    split = urlsplit(value)
+    path = _TOKEN.sub("", split.path)
     parts = [p for p in path.split("/") if p]
     if not channel and parts:  # a package url: drop the file name
         parts = parts[:-1]
     while parts and _SUBDIR.match(parts[-1]):
         parts.pop()
+    if split.scheme == "file":  # a local channel is its path: `conda list` shows file:///...
+        return "file:///" + "/".join(parts)
     return "/".join(parts)
 
 

@@ -20,16 +20,39 @@ if TYPE_CHECKING:
     from typing import Any
 
 SUMMARY = "Create, verify and diagnose conda GPU environments for Unsloth."
+NAME = "unsloth"
 
 
 def _action(args: Any) -> int:
-    """Run the verb in conda's runtime; our errors leave as conda's (conda/errors.py)."""
+    """Run the verb in conda's runtime; our errors leave as conda's (conda/errors.py). After a
+    verb that loaded py-rattler, finish conda's remaining steps here and leave with os._exit:
+    rattler's threads can abort a finalizing interpreter (conda/finish.py)."""
+    from .conda.finish import rattler_loaded
+
+    try:
+        rc = _run(args)
+    except BaseException as exc:
+        if not rattler_loaded():
+            raise
+        from .conda.finish import finish_error
+
+        finish_error(exc)
+    if not rattler_loaded():
+        return rc
+    from .conda.finish import finish
+
+    finish(rc, NAME)
+
+
+def _run(args: Any) -> int:
     from .__main__ import tolerant_streams
     from .cli import execute
+    from .conda.parser import settle
     from .conda.runtime import runtime
     from .errors import UnslothError
 
     tolerant_streams()
+    settle(args)
     rt = runtime()
     try:
         return execute(args, rt)
@@ -37,12 +60,22 @@ def _action(args: Any) -> int:
         from .conda.errors import conda_error
 
         raise conda_error(exc, rt) from None
+    except BrokenPipeError:  # `conda unsloth env | head`: as the standalone entry point
+        from .conda.errors import broken_pipe
+
+        return broken_pipe()
+    except OSError as exc:  # disk full, permissions... where no verb names them: one line
+        from .conda.errors import os_error
+
+        raise os_error(exc) from None
 
 
 def _configure_parser(parser: Any) -> None:
     from .cli import configure_parser
+    from .conda.parser import defer_to_context
 
     configure_parser(parser, conda=True)
+    defer_to_context(parser)
 
 
 if hookimpl is not None:
@@ -50,7 +83,7 @@ if hookimpl is not None:
     @hookimpl  # type: ignore[untyped-decorator]
     def conda_subcommands() -> Iterator[Any]:
         yield _types.CondaSubcommand(
-            name="unsloth",
+            name=NAME,
             summary=SUMMARY,
             action=_action,
             configure_parser=_configure_parser,

@@ -127,6 +127,9 @@ def pip_package() -> Pkg:
     )
     files[f"{info}/INSTALLER"] = b"conda\n"
     files[f"{info}/RECORD"] = b""
+    # bin/pip, as every conda pip has: without it `conda run -p ENV pip` (conda-lock install)
+    # would find the host's pip on PATH and install into the host
+    files["bin/pip"] = b'#!/bin/sh\nexec "$(dirname "$0")/python" -m pip "$@"\n'
     return Pkg(
         "pip", pip.__version__, "py_local_0", depends=(f"python >={PY},<{PY}.999",), files=files
     )

@@ -162,6 +162,7 @@ def test_no_gpu_stack_in_a_plain_env(tmp_path: Path) -> None:
             "nvidia",
         ),
         ("", "", ""),
+        ("file:///tmp/demo/channel/linux-64", "", "file:///tmp/demo/channel"),
     ],
     ids=[
         "url-subdir",
@@ -172,6 +173,7 @@ def test_no_gpu_stack_in_a_plain_env(tmp_path: Path) -> None:
         "name-subdir",
         "from-url",
         "none",
+        "file-url",
     ],
 )
 def test_channel_name(channel: str, url: str, expected: str) -> None:

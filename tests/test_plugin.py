@@ -28,8 +28,8 @@ def test_plugin_imports_nothing_heavy() -> None:
     assert doc["hookimpl"] is (importlib.util.find_spec("conda") is not None)
 
 
+@pytest.mark.conda
 def test_subcommand_hook_with_real_conda() -> None:
-    pytest.importorskip("conda")
     from conda_unsloth import plugin
 
     subs = list(plugin.conda_subcommands())  # type: ignore[attr-defined]

@@ -68,10 +68,10 @@ def add_channel_options(p: argparse.ArgumentParser, conda: bool) -> None:
         "in the order given; names, URLs, file:// URLs and paths; .condarc channels are never "
         "used)",
     )
-    g.add_argument(
+    g.add_argument(  # conda's habit `-c X --override-channels` is what -c already does
         "--override-channels",
         action="store_true",
-        help="accepted as in conda: -c already replaces the profile's channels",
+        help=argparse.SUPPRESS,
     )
 
 

@@ -207,17 +207,17 @@ def print_plan(sel: Selection, env: EnvSpec, out: TextIO | None = None) -> None:
 
 
 def activate_hint(name: str | None, prefix: Path, runtime: Runtime) -> str:
-    """How this user activates the new env: conda's command inside conda, else the manager
-    this shell has (conda, micromamba/mamba), else PATH."""
+    """How this user activates the new env: conda's command inside conda or where conda is
+    installed, else micromamba/mamba's, else the env's python."""
     import os
+    import shutil
+    from pathlib import Path
 
     target = name or str(prefix)
-    if runtime.conda or os.environ.get("CONDA_EXE"):
+    if runtime.conda or os.environ.get("CONDA_EXE") or shutil.which("conda"):
         return f"conda activate {target}"
-    mamba = os.environ.get("MAMBA_EXE")
+    mamba = os.environ.get("MAMBA_EXE") or shutil.which("micromamba") or shutil.which("mamba")
     if mamba:
-        from pathlib import Path
-
         return f"{Path(mamba).name} activate {target}"
     return f"{prefix}/bin/python -c 'import unsloth'   (activate it with conda or micromamba)"
 

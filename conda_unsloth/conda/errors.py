@@ -52,3 +52,27 @@ def conda_error(exc: UnslothError, runtime: Runtime) -> CondaError:
     data = {**exc.to_json(), "hints": hints}
     cls = UnsolvableCondaError if isinstance(exc, UnsolvableError) else CondaUnslothError
     return cls(text, exc.return_code, data)
+
+
+def os_error(exc: OSError) -> CondaError:
+    """An ``OSError`` no verb turned into one of ours (disk full, permission denied, ...) as one
+    line, as the standalone entry point prints it (conda would print an error report)."""
+    where = f": {exc.filename}" if exc.filename else ""
+    message = f"{exc.strerror or exc}{where}"
+    data = {"error": type(exc).__name__, "message": message, "hints": [], "exit_code": 1}
+    return CondaUnslothError(message, 1, data)
+
+
+def broken_pipe() -> int:
+    """stdout's reader went away (``conda unsloth env | head``): point stdout at /dev/null so
+    nothing fails again when it is flushed at exit, and exit 1 as the standalone does."""
+    import os
+    import sys
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+    return 1

@@ -15,11 +15,18 @@ from ..errors import UsageError
 
 def exporter_kwargs(fields: set[str]) -> list[dict[str, Any]]:
     """``CondaEnvironmentExporter`` arguments for each of our formats, for the fields the
-    running conda's class has (``description`` is newer than the hook)."""
+    running conda's class has (``description`` is newer than the hook; ``environment_format``,
+    conda >= 26.x, puts exact-build-with-hash formats under "Lockfiles" in ``conda export
+    --help`` instead of "Environment specs")."""
     import functools
 
     from ..exports import FORMATS
 
+    kinds = None
+    if "environment_format" in fields:
+        from conda.plugins import types
+
+        kinds = getattr(types, "EnvironmentFormat", None)
     out = []
     for f in FORMATS:
         kwargs: dict[str, Any] = {
@@ -30,6 +37,8 @@ def exporter_kwargs(fields: set[str]) -> list[dict[str, Any]]:
         }
         if "description" in fields:
             kwargs["description"] = f.description
+        if kinds is not None:
+            kwargs["environment_format"] = kinds.lockfile if f.lockfile else kinds.environment
         out.append(kwargs)
     return out
 

@@ -14,10 +14,20 @@ import stat
 import sys
 from pathlib import Path
 
-# both spellings: conda <= 26.5 names `conda env create` "env_create", 26.7+ "create"
+# The names conda passes to post-command hooks (conda/cli/conda_argparse.py do_call: a built-in's
+# `main_<name>` module, `conda env update` -> "env_update"). conda 26.7.1 passes "install",
+# "update" (also for `conda upgrade`), "remove" (also for `conda uninstall` and `conda env
+# remove`, whose prefix is gone by then: silent), "create" (also for `conda env create`) and
+# "env_update" (checked in tests/conda/test_guard_e2e.py); older condas named `conda env
+# create` "env_create", and "upgrade"/"uninstall" cost nothing to keep.
 RUN_FOR = frozenset(
     {"install", "update", "upgrade", "remove", "uninstall", "create", "env_create", "env_update"}
 )
+
+
+def shown(command: str) -> str:
+    """The command as the user typed it: "env_update" -> "env update"."""
+    return command.replace("_", " ")
 
 
 def _ours(prefix: Path) -> bool:
@@ -42,14 +52,14 @@ def check_prefix(prefix: Path, command: str = "") -> list[str]:
         for item in diag.findings:
             f = item.finding
             lines.append(
-                f"conda-unsloth warning: `conda {command}` left {prefix} with {f.id}: "
+                f"conda-unsloth warning: `conda {shown(command)}` left {prefix} with {f.id}: "
                 f"{f.issue.title} ({f.detail})"
             )
             lines.extend(f"  fix: {cmd}" for cmd in item.fix)
         return lines
     except Exception as exc:  # a guard never fails the conda command it follows
         why = " ".join(str(getattr(exc, "message", exc)).split()) or type(exc).__name__
-        return [f"conda-unsloth: could not check {prefix} after `conda {command}`: {why}"]
+        return [f"conda-unsloth: could not check {prefix} after `conda {shown(command)}`: {why}"]
 
 
 def post_command(command: str) -> None:

@@ -11,12 +11,21 @@ are overridden, and everything is restored afterwards, also on error. The solved
 the virtual packages conda actually presented to the solver. Channels come only from the spec
 (or -c): none is an error, never a silent fall-back to the user's condarc channels. conda is
 imported only inside :meth:`CondaLibmambaSolver.solve`.
+
+Local channels (paths, ``file://``) are checked before conda sees them, as the standalone
+backend checks them: a missing or broken one is one line, not conda's page of text. Offline,
+conda-libmamba-solver reads only conda's repodata cache, ``file://`` channels included, so an
+empty cache made ``--offline -c file://...`` "unsatisfiable". A ``file://`` channel needs no
+network: offline we fill conda's cache for each ``file://`` subdir with conda's own fetcher
+(which reads ``file://`` also offline, while conda's session refuses every network adapter),
+and a network channel whose cache is empty is said to be empty, with the command that fills it.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
@@ -24,10 +33,17 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import SolveError, UnslothError, UnsolvableError, UsageError
+from ..errors import SolveError, SpecError, UnslothError, UnsolvableError, UsageError
 from ..redact import redact_text, redact_url
 from ..solvers.base import Record, SolvedEnv
-from ..solvers.rattler import channel_url, pip_packages, rewrite_spec, solved_extra
+from ..solvers.rattler import (
+    channel_url,
+    check_local_channel,
+    local_path,
+    pip_packages,
+    rewrite_spec,
+    solved_extra,
+)
 
 if TYPE_CHECKING:
     from ..spec import EnvSpec
@@ -148,14 +164,92 @@ def _qualified_specs(specs: list[str], channels: list[str]) -> list[str]:
 def solve_channels(spec: EnvSpec) -> list[str]:
     """The spec's channels without ``nodefaults``; none left is a SpecError (conda would
     otherwise fall back to the user's condarc channels), as in the rattler backend."""
-    from ..errors import SpecError
-
     channels = [c for c in spec.channels if c != "nodefaults"]
     if not channels:
         raise SpecError(
             "no channels to solve with", hints=["give channels in the file or with -c CHANNEL"]
         )
     return channels
+
+
+LOCAL_PREFIXES = ("file://", "/", "./", "../", "~")
+
+
+def is_local(channel: str) -> bool:
+    """A path or ``file://`` URL (what ``solvers.rattler.channel_url`` turns into a file URL)."""
+    c = channel.strip()
+    return c.startswith(LOCAL_PREFIXES) or c in (".", "..")
+
+
+def checked_local_channels(channels: list[str], subdirs: tuple[str, ...]) -> list[str]:
+    """``channels`` with each local one as its ``file://`` URL, after the same check the
+    standalone backend makes (a directory with a readable ``<subdir>/repodata.json`` for every
+    subdir): a missing or broken local channel is one SpecError line. Names and network URLs
+    are left to conda (its channel_alias, custom_channels and mirrors apply)."""
+    out = []
+    for c in channels:
+        if not is_local(c):
+            out.append(c)
+            continue
+        url = channel_url(c)
+        path = local_path(url)
+        if path is not None:
+            check_local_channel(path, c, subdirs)
+        out.append(url)
+    return out
+
+
+def _cached(subdir_data: Any) -> bool:
+    """Does conda's cache hold repodata for this subdir (monolithic JSON, or the sharded index
+    conda >= 25.x fetches where a channel offers one)?"""
+    if Path(subdir_data.cache_path_json).exists():
+        return True
+    shards = getattr(getattr(subdir_data, "repo_cache", None), "cache_path_shards", None)
+    return shards is not None and Path(shards).exists()
+
+
+def offline_repodata(channels: list[str], subdirs: tuple[str, ...]) -> dict[str, list[str]]:
+    """Offline (conda's ``context.offline``): fill conda's repodata cache for every ``file://``
+    subdir through conda's own ``RepodataFetch`` (``fetch_latest`` re-reads ``file://`` channels
+    even offline; conda-libmamba-solver would only look in the cache). Returns, per channel as
+    given, the network subdirs whose cache is empty: an offline solve cannot see them."""
+    from conda.core.subdir_data import SubdirData
+    from conda.models.channel import Channel
+
+    missing: dict[str, list[str]] = {}
+    for c in channels:
+        for url in Channel(c).urls(with_credentials=True, subdirs=subdirs):
+            sd = SubdirData(Channel(url))
+            if url.startswith("file://"):
+                sd.repo_fetch.fetch_latest_path()
+            elif not _cached(sd):
+                missing.setdefault(c, []).append(redact_url(url))
+    return missing
+
+
+def online_command(argv: list[str] | None = None) -> str:
+    """The command that fills the cache: this one without ``--offline`` when conda's argv shows
+    it (``conda unsloth ...``; offline from .condarc or CONDA_OFFLINE: with CONDA_OFFLINE=false
+    in front), else a description of it."""
+    import shlex
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] != ["unsloth"]:
+        return "the same conda unsloth command without --offline"
+    command = "conda " + shlex.join(a for a in args if a != "--offline")
+    return command if "--offline" in args else f"CONDA_OFFLINE=false {command}"
+
+
+def empty_cache_error(missing: dict[str, list[str]]) -> SolveError:
+    """Offline with network channels whose repodata cache is empty: say so, name them and the
+    command that fills the cache."""
+    names = ", ".join(f"{c} ({', '.join(urls)})" for c, urls in missing.items())
+    return SolveError(
+        f"offline, and conda's repodata cache is empty for channel {names}: "
+        "nothing can be solved from it",
+        hints=[f"fill the cache once online: {online_command()}"],
+        channels=list(missing),
+    )
 
 
 def vp_label(rec: Any) -> str:
@@ -219,6 +313,7 @@ class CondaLibmambaSolver:
                 ) from None
         label = "libmamba" if self.backend is None else getattr(backend, "__name__", "solver")
         subdirs = (target.platform, "noarch")
+        channels = checked_local_channels(channels, subdirs)
         specs = _qualified_specs(spec.conda_specs(), channels)
         start = time.perf_counter()
         with (
@@ -226,6 +321,10 @@ class CondaLibmambaSolver:
             target_scope(context, target, offline=offline) as seen,
         ):
             try:
+                if context.offline:
+                    missing = offline_repodata(channels, subdirs)
+                    if missing:
+                        raise empty_cache_error(missing)
                 solver = backend(
                     str(Path(tmp) / "env"),
                     channels,

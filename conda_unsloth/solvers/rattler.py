@@ -13,7 +13,6 @@ stands in for ``pytorch``.
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import contextlib
 import functools
@@ -51,6 +50,8 @@ def run_coro(coro: Any) -> Any:
     makes and tears down a loop per call (selector, self-pipe, signal handler, executor
     shutdown): 0.1-0.3 ms, a third of a small solve. After an interrupt (Ctrl-C, SIGTERM
     turned into an exception) the loop is dropped and the next call makes a new one."""
+    import asyncio  # here: a libmamba solve inside conda never needs the event loop (~20 ms)
+
     loop: asyncio.AbstractEventLoop | None = getattr(_LOOPS, "loop", None)
     if loop is None or loop.is_closed():
         loop = asyncio.new_event_loop()

@@ -7,7 +7,6 @@ import pytest
 
 from conda_unsloth.errors import UnsolvableError, UsageError
 
-pytest.importorskip("conda", reason="needs a real conda: run in the conda lane (.ci/run)")
 pytestmark = pytest.mark.conda
 
 

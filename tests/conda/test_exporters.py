@@ -41,12 +41,8 @@ def test_names_never_collide_with_conda_or_conda_lockfiles() -> None:
         assert f.conda_filename.startswith("unsloth")
 
 
+@pytest.mark.conda
 def test_exporter_hook_with_real_conda() -> None:
-    pytest.importorskip("conda")
-    from conda.plugins import types
-
-    if not hasattr(types, "CondaEnvironmentExporter"):
-        pytest.skip("conda < 25.7 has no environment exporters")
     from conda_unsloth import plugin
 
     names = [e.name for e in plugin.conda_environment_exporters()]  # type: ignore[attr-defined]
@@ -67,3 +63,22 @@ def test_other_platform_than_installed_is_refused(tmp_path: Path) -> None:
         "unsloth-explicit", SimpleNamespace(prefix=str(prefix), name=None, platform="linux-64")
     )
     assert "@EXPLICIT" in same
+
+
+@pytest.mark.conda
+def test_conda_export_help_lists_our_locks_as_lockfiles(tmp_path: Path) -> None:
+    """The real `conda export --help`: explicit and conda-lock pin exact builds with hashes
+    ("Lockfiles"); the pinned environment.yml is an environment spec. Before: all three were
+    under "Environment specs" (issue 14 item 5)."""
+    from tests.conda import realconda
+    from tests.conftest import CondaSandbox
+
+    r = realconda.conda(CondaSandbox(tmp_path / "_conda"), "export", "--help")
+    assert r.code == 0, r
+    epilog = r.out.split("Available output formats:", 1)[1]
+    specs, locks = epilog.split("Lockfiles:", 1)
+    assert "Environment specs:" in specs
+    for f in FORMATS:
+        line = f"    - {f.conda_name}"
+        assert (line in locks) is f.lockfile and (line in specs) is not f.lockfile, epilog
+    assert {f.name for f in FORMATS if f.lockfile} == {"explicit", "conda-lock"}

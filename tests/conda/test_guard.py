@@ -35,8 +35,8 @@ def test_both_env_create_spellings_are_guarded() -> None:
     assert {"env_create", "create", "env_update", "install", "remove"} <= guard.RUN_FOR
 
 
+@pytest.mark.conda
 def test_hooks_with_real_conda() -> None:
-    pytest.importorskip("conda")
     from conda_unsloth import plugin
 
     assert [c.name for c in plugin.conda_health_checks()] == ["unsloth"]  # type: ignore[attr-defined]

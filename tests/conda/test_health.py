@@ -216,10 +216,12 @@ def test_importing_the_check_does_not_import_conda() -> None:
     assert proc.returncode == 0, proc.stderr
 
 
+@pytest.mark.conda
 def test_conda_health_check_type_accepts_our_kwargs(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    types = pytest.importorskip("conda.plugins.types")
+    from conda.plugins import types
+
     fields = {f.name for f in dataclasses.fields(types.CondaHealthCheck)}
     check = types.CondaHealthCheck(**health.health_check_kwargs(fields))
     assert check.name == "unsloth"

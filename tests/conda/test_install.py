@@ -44,13 +44,12 @@ def test_explicit_lines_carry_sha256_else_md5() -> None:
     ]
 
 
-def test_install_explicit_with_real_conda(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    pytest.importorskip("conda.misc")
+@pytest.mark.conda
+def test_install_explicit_with_real_conda(tmp_path: Path) -> None:
     from conda_unsloth.conda.install import install_explicit
     from conda_unsloth.exports.lockread import read_lock
     from tests.channels import Pkg, write_channel
 
-    monkeypatch.setenv("CONDA_PKGS_DIRS", str(tmp_path / "pkgs"))
     chan = write_channel(tmp_path / "chan", [Pkg("mkl", "2023.1.0", "h213fc3f_46344")])
     rd = json.loads((chan / "linux-64" / "repodata.json").read_text())
     fn, rec = next(iter(rd["packages"].items()))

@@ -1,5 +1,5 @@
 """The libmamba backend through conda. The scoping helpers are pure and run everywhere; the
-solves need a real conda with conda-libmamba-solver (skipped where conda is absent)."""
+solves need a real conda with conda-libmamba-solver (marked conda: the conda lane)."""
 
 from __future__ import annotations
 
@@ -71,11 +71,7 @@ def test_qualified_specs_follow_replacement_channels() -> None:
 
 
 @pytest.fixture
-def libmamba():  # type: ignore[no-untyped-def]
-    pytest.importorskip("conda", reason="needs a real conda installation")
-    pytest.importorskip("conda_libmamba_solver", reason="needs conda-libmamba-solver")
-    from conda_unsloth.conda.solver import CondaLibmambaSolver
-
+def libmamba() -> CondaLibmambaSolver:
     return CondaLibmambaSolver()
 
 
@@ -107,7 +103,6 @@ def test_libmamba_pytorch_profile(libmamba, tmp_path, cuda: str) -> None:  # typ
 
 @pytest.fixture
 def conda_context():  # type: ignore[no-untyped-def]
-    pytest.importorskip("conda", reason="needs a real conda installation")
     from conda.base.context import context
 
     return context
@@ -150,8 +145,6 @@ def test_scope_presents_the_targets_virtual_packages_not_the_hosts(
 
 
 @pytest.mark.conda
-# conda's own local-channel reader leaves a repodata.json handle for the GC to close
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_solve_reports_the_virtual_packages_it_used_classic_backend(
     conda_context, tmp_path
 ) -> None:  # type: ignore[no-untyped-def]
