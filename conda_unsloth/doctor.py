@@ -19,19 +19,17 @@ from typing import TYPE_CHECKING, Any
 
 from . import inventory as inv
 from .errors import UnslothError
-from .rules import (
-    Finding,
+from .knowledge.packages import (
     HostFacts,
     Package,
     PackageSet,
     base_version,
-    evaluate,
     parse_version,
     provider,
     torch_cuda,
     torch_triton_pin,
-    unsloth_violations,
 )
+from .knowledge.rules import Finding, evaluate, unsloth_violations
 
 if TYPE_CHECKING:
     from .knowledge import Knowledge, UnslothRelease

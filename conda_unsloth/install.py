@@ -7,7 +7,6 @@ recovery); this module does the building: conda packages, the pip stage and its 
 
 from __future__ import annotations
 
-import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -103,32 +102,6 @@ def env_python(prefix: Path) -> Path:
     return prefix / "bin" / "python"
 
 
-def _norm(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def python_dists(prefix: Path) -> dict[str, list[tuple[str, str, str]]]:
-    """Every distribution in the env's site-packages (dist-info and egg-info): normalized name
-    -> [(version, installer, metadata folder name)], where a distribution a conda record lists
-    (or whose INSTALLER says so) counts as "conda". Reads metadata only (see inventory.py)."""
-    from . import inventory
-
-    out: dict[str, list[tuple[str, str, str]]] = {}
-    for d in inventory.read(prefix).dists:
-        installer = "conda" if d.from_conda else (d.installer or "?")
-        out.setdefault(_norm(d.name), []).append((d.version, installer, d.path.name))
-    return out
-
-
-def conda_dists(prefix: Path) -> dict[str, str]:
-    """The Python distributions conda installed: normalized name -> version."""
-    return {
-        name: entries[0][0]
-        for name, entries in python_dists(prefix).items()
-        if any(inst == "conda" for _, inst, _ in entries)
-    }
-
-
 def check_pip_stage(
     opts: PipOptions, conda_names: Sequence[str], say: Progress | None = None
 ) -> None:
@@ -174,7 +147,7 @@ def pip_stage(
     exactly as before. What was installed is byte-compiled. Returns what was installed (name,
     version, url, sha256; credentials removed from the url).
     """
-    from . import pipstage
+    from . import inventory, pipstage
 
     python = env_python(prefix)
     if not python.exists():
@@ -182,7 +155,7 @@ def pip_stage(
     say = say or _quiet
     src = pipstage.sources(opts.find_links, opts.index_url, opts.offline)
     installer = pipstage.choose_installer(prefix, opts.installer, say=say)
-    owned = conda_dists(prefix)
+    owned = inventory.conda_dists(prefix)
     result = pipstage.run_stage(
         prefix, requirements, constraints, owned, src, installer, locked, require_hashes, say
     )
@@ -192,13 +165,14 @@ def pip_stage(
 def post_pip_checks(prefix: Path) -> None:
     """Every distribution is installed once (one torch: F12) and every installed distribution's
     requirements are met (what `pip check` says, read from the metadata)."""
-    from . import pipstage
+    from . import inventory, pipstage
+    from .knowledge.packages import normalize
 
     names: dict[str, list[str]] = {}
     for d in pipstage.read_dists(pipstage.site_packages(prefix)):
-        names.setdefault(_norm(d.name), []).append(d.folder)
+        names.setdefault(normalize(d.name), []).append(d.folder)
     if any(len(v) > 1 for v in names.values()):
-        twice = {n: e for n, e in python_dists(prefix).items() if len(e) > 1}
+        twice = {n: e for n, e in inventory.python_dists(prefix).items() if len(e) > 1}
         name, entries = sorted(twice.items())[0]
         shown = ", ".join(f"{v} ({inst})" for v, inst, _ in entries)
         raise InstallError(
@@ -210,10 +184,6 @@ def post_pip_checks(prefix: Path) -> None:
             "pip check failed: " + problems[0],
             hints=[f"{prefix}/bin/python -m pip check (or uv pip check) lists every problem"],
         )
-
-
-def torch_dists(prefix: Path) -> list[str]:
-    return [f"{d} ({inst})" for _, inst, d in python_dists(prefix).get("torch", [])]
 
 
 def describe_failure(exc: BaseException) -> str:

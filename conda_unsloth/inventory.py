@@ -33,7 +33,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .errors import PrefixError
-from .rules import Package, normalize
+from .knowledge.packages import Package, normalize
 
 # Files in conda-meta that end in .json but are not package records.
 NOT_RECORDS = frozenset({"conda-unsloth.json", "conda-unsloth"})
@@ -494,3 +494,30 @@ def _mark_replaced(
             )
         out.append(r)
     return out
+
+
+# ----------------------------------------------------------------------------- queries
+
+
+def python_dists(prefix: Path) -> dict[str, list[tuple[str, str, str]]]:
+    """Every distribution in the env's site-packages (dist-info and egg-info): normalized name
+    -> [(version, installer, metadata folder name)], where a distribution a conda record lists
+    (or whose INSTALLER says so) counts as "conda". Reads metadata only (see inventory.py)."""
+    out: dict[str, list[tuple[str, str, str]]] = {}
+    for d in read(prefix).dists:
+        installer = "conda" if d.from_conda else (d.installer or "?")
+        out.setdefault(normalize(d.name), []).append((d.version, installer, d.path.name))
+    return out
+
+
+def conda_dists(prefix: Path) -> dict[str, str]:
+    """The Python distributions conda installed: normalized name -> version."""
+    return {
+        name: entries[0][0]
+        for name, entries in python_dists(prefix).items()
+        if any(inst == "conda" for _, inst, _ in entries)
+    }
+
+
+def torch_dists(prefix: Path) -> list[str]:
+    return [f"{d} ({inst})" for _, inst, d in python_dists(prefix).get("torch", [])]

@@ -164,7 +164,7 @@ def solve(
 
 def solved_cuda(solved: SolvedEnv) -> str | None:
     """The CUDA of the solved pytorch (None: none, a CPU build or an unknown one)."""
-    from .rules import torch_cuda
+    from .knowledge.packages import torch_cuda
 
     pt = solved.record("pytorch")
     return torch_cuda(pt.to_package()) if pt is not None else None

@@ -655,7 +655,7 @@ def run_stage(
     new = sorted(set(after) - set(before))
     gone = sorted(set(before) - set(after))
     if gone or any(norm(_dir_name(d)) in owned for d in new):
-        from .install import conda_dists
+        from .inventory import conda_dists
 
         now = conda_dists(prefix)
         changed = sorted(set(owned.items()) ^ set(now.items())) or gone

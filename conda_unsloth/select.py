@@ -20,6 +20,14 @@ from .knowledge import (
     arch_covered,
     version_key,
 )
+from .knowledge.stacks import (
+    Stack,
+    candidates,
+    pins_exclude,
+    planned_packages,
+    pytorch_build,
+    xformers_build,
+)
 from .target import (
     DEFAULT_PROFILE,
     Target,
@@ -36,7 +44,7 @@ if TYPE_CHECKING:
 
     from .host import Host
     from .knowledge import Evidence
-    from .rules import Package
+    from .knowledge.packages import Package
 
 # patterns, not compiled ones: re compiles (and caches) only those a command uses
 _PY_RE = r"[0-9]\.[0-9]{1,2}"
@@ -88,18 +96,11 @@ class Selection:
 
     @property
     def pytorch_build(self) -> str:
-        return self.profile.pytorch_build.format(
-            python=self.python, cuda=self.cuda, cuda_nodot=self.cuda_nodot
-        )
+        return pytorch_build(self.profile, self.python, self.cuda)
 
     @property
     def xformers_build(self) -> str:
-        return self.profile.xformers_build.format(
-            py_nodot=self.python.replace(".", ""),
-            cuda_build=self.profile.xformers_cuda_builds.get(self.cuda, ""),
-            cuda_nodot=self.cuda_nodot,
-            pytorch=self.pytorch.version,
-        )
+        return xformers_build(self.profile, self.python, self.cuda, self.pytorch.version)
 
     def conda_choices(self) -> list[Choice]:
         p = self.profile
@@ -177,28 +178,9 @@ class Selection:
 
     def planned_packages(self) -> list[Package]:
         """The plan as a package set with representative build strings, for the rules."""
-        from .rules import Package
-
-        pt_build = self.pytorch_build.replace("_*", "_0").replace("*", "_0")
-        xf_build = self.xformers_build.replace("_*", "_0").replace("*", "_0")
-        ch = self.profile.channels[0]
-        pkgs = [
-            Package("python", self.python + ".0", channel="conda-forge"),
-            Package("pytorch", self.pytorch.version, pt_build, ch),
-            Package(
-                "xformers",
-                self.xformers.version,
-                xf_build,
-                "xformers" if "xformers" in self.profile.channels else ch,
-            ),
-            Package(self.profile.triton_package, self.pytorch.triton, channel=ch),
-        ]
-        if self.profile.cuda_package == "pytorch-cuda":
-            pkgs.append(Package("pytorch-cuda", self.cuda, channel=ch))
-            pkgs.append(Package("pytorch-mutex", "1.0", "cuda", ch))
-        for c in self.pip_choices():
-            pkgs.append(Package(c.name, c.version, channel="pypi", installer="pip"))
-        return pkgs
+        return planned_packages(
+            self.profile, self.cuda, (self.pytorch, self.python, self.xformers, self.unsloth)
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -260,67 +242,6 @@ def _validate(req: Request, kb: Knowledge) -> None:
 # ----------------------------------------------------------------------------- selection
 
 
-def _candidates(
-    profile: Profile, kb: Knowledge, cuda: str, release: UnslothRelease | None
-) -> list[tuple[PytorchBuild, str, XformersBuild, UnslothRelease]]:
-    """Every valid (pytorch, python, xformers, unsloth) for one CUDA, newest torch first."""
-    out = []
-    if release is not None:
-        releases = [release]
-    else:  # the profile's default release first, then the newest others
-        default = kb.release(kb.default_release[profile.name])
-        others = sorted(
-            (r for r in kb.releases if profile.name in r.profiles and r is not default),
-            key=lambda r: version_key(r.version),
-            reverse=True,
-        )
-        releases = ([default] if default else []) + others
-    for pt in sorted(profile.pytorch, key=lambda r: version_key(r.version), reverse=True):
-        if cuda not in pt.cuda:
-            continue
-        for py in sorted(pt.python, key=version_key, reverse=True):
-            for xf in sorted(profile.xformers, key=lambda x: version_key(x.version), reverse=True):
-                if xf.known_issue or not xf.matches_pytorch(pt.version) or py not in xf.python:
-                    continue
-                if xf.cuda and cuda not in xf.cuda:
-                    continue
-                for rel in releases:
-                    if _release_accepts(kb, rel, pt.version, py, xf.version) and not _pins_exclude(
-                        kb, rel, py
-                    ):
-                        out.append((pt, py, xf, rel))
-                        break
-                else:
-                    continue
-                break
-    return out
-
-
-def _release_accepts(
-    kb: Knowledge, rel: UnslothRelease, torch: str, python: str, xformers: str
-) -> bool:
-    if rel.companion_python and python not in rel.companion_python:
-        return False
-    return (
-        kb.satisfies(python, rel.python)
-        and kb.satisfies(torch, rel.requires.get("torch", ""))
-        and kb.satisfies(xformers, rel.requires.get("xformers", ""))
-    )
-
-
-def _pins_exclude(kb: Knowledge, rel: UnslothRelease, python: str) -> list[str]:
-    """The pins of ``rel`` (unsloth and its companions) whose Requires-Python excludes
-    ``python``, as 'trl 1.15.0 requires Python >=3.11'."""
-    return [
-        f"{q.name} {q.version} requires Python {q.python}"
-        for q in rel.requires_python
-        if q.python and not kb.satisfies(python, q.python)
-    ]
-
-
-Stack = tuple[PytorchBuild, str, XformersBuild, UnslothRelease]
-
-
 def _fit_host(
     kb: Knowledge,
     profile: Profile,
@@ -366,7 +287,7 @@ def _why_empty(
 ) -> str:
     """Why ``req`` has no stack (': reason', or ''): a known issue of this host, a pin whose
     Requires-Python excludes the python, or a pytorch no xformers build is made for."""
-    cands = _candidates(profile, kb, cuda, release)
+    cands = candidates(profile, kb, cuda, release)
     if req.torch:
         cands = [c for c in cands if c[0].version == req.torch]
     if req.xformers:
@@ -379,7 +300,7 @@ def _why_empty(
             return ": " + _host_why(cands[0], hits)
     if req.python:
         releases = [release] if release else [r for r in kb.releases if profile.name in r.profiles]
-        why = [w for rel in releases for w in _pins_exclude(kb, rel, req.python)]
+        why = [w for rel in releases for w in pins_exclude(kb, rel, req.python)]
         if why:
             return f": {'; '.join(dict.fromkeys(why))} (PyPI metadata)"
     if req.torch and not any(x.matches_pytorch(req.torch) for x in profile.xformers):
@@ -432,35 +353,6 @@ def _with_evidence(sel: Selection, kb: Knowledge) -> Selection:
         what = "recorded as never published" if e.status == "absent" else "unconfirmed"
         notices.append(f"{name} {version}={build} ({channel}) is {what}: {e.note}")
     return replace(sel, notices=tuple(notices), unconfirmed=tuple(unconfirmed))
-
-
-def host_conflicts(
-    kb: Knowledge,
-) -> dict[tuple[str, str, str, str, str], tuple[tuple[str, str], ...]]:
-    """For every stack this knowledge base can select and every GPU arch it knows, the
-    host-scope known issues (id, detail) the rules find; computed once at load (the bundle
-    stores it) so a plan never loads the rules."""
-    from .rules import HostFacts, evaluate
-
-    table: dict[tuple[str, str, str, str, str], tuple[tuple[str, str], ...]] = {}
-    host_ids = {i.id for i in kb.issues.values() if i.scope == "host"}
-    for profile in kb.profiles.values():
-        releases = [r for r in kb.releases if profile.name in r.profiles]
-        for cuda in profile.cudas:
-            target = Target("linux-64", cuda, why="knowledge check")
-            seen: set[tuple[str, str]] = set()
-            for release in releases:
-                for pt, py, xf, rel in _candidates(profile, kb, cuda, release):
-                    if (pt.version, xf.version) in seen:
-                        continue
-                    seen.add((pt.version, xf.version))
-                    pkgs = Selection(profile, target, py, pt, xf, rel).planned_packages()
-                    for arch in kb.gpu_archs:
-                        found = evaluate(pkgs, kb, HostFacts(archs=(arch,)), only=host_ids)
-                        if found:
-                            key = (profile.name, cuda, pt.version, xf.version, arch)
-                            table[key] = tuple((f.id, f.detail) for f in found)
-    return table
 
 
 def _flags(profile: str, cuda: str, python: str, torch: str, default_profile: str) -> str:
@@ -527,7 +419,7 @@ def _nearest(
             release = kb.release(req.unsloth) if req.unsloth else None
             if release is not None and prof.name not in release.profiles:
                 release = None
-            cands = _fit_host(kb, prof, c, _candidates(prof, kb, c, release), archs)
+            cands = _fit_host(kb, prof, c, candidates(prof, kb, c, release), archs)
             ranked = _ranked(cands, req, prof.default_python)
             if ranked:
                 pt, py, _, _ = ranked[0]
@@ -573,7 +465,7 @@ def _check_archs(target: Target, profile: Profile, kb: Knowledge) -> None:
                         target.driver_cuda is None
                         or version_key(c) <= version_key(target.driver_cuda)
                     )
-                    and _fit_host(kb, prof, c, _candidates(prof, kb, c, None), target.archs)
+                    and _fit_host(kb, prof, c, candidates(prof, kb, c, None), target.archs)
                 ):
                     alt = (
                         f"--profile {prof.name} " if prof.name != profile.name else ""
@@ -669,7 +561,7 @@ def select(req: Request, host: Host, kb: Knowledge) -> Selection:
                 f"(xformers builds exist for python {', '.join(sorted(xf_pys, key=version_key))}; F14)"
             )
 
-    cands = _candidates(profile, kb, cuda, release)
+    cands = candidates(profile, kb, cuda, release)
     if req.torch:
         cands = [c for c in cands if c[0].version == req.torch]
     if req.xformers:
@@ -706,32 +598,3 @@ def select(req: Request, host: Host, kb: Knowledge) -> Selection:
         )
     pt, py, xf, rel = cands[0]
     return _with_evidence(Selection(profile, target, py, pt, xf, rel, tuple(notices)), kb)
-
-
-def knowledge_conflicts(kb: Knowledge) -> list[str]:
-    """Every stack this knowledge base can select, run through its own known-issue rules (the
-    package ones): a stack that trips one means the files contradict each other. The loader
-    calls this once, so a plan never has to load the rules to refuse a known-bad env."""
-    from .rules import evaluate
-
-    problems = []
-    seen: set[tuple[str, ...]] = set()
-    for profile in kb.profiles.values():
-        releases = [r for r in kb.releases if profile.name in r.profiles]
-        for cuda in profile.cudas:
-            target = Target("linux-64", cuda, why="knowledge check")
-            for release in releases:
-                for pt, py, xf, rel in _candidates(profile, kb, cuda, release):
-                    key = (profile.name, cuda, pt.version, py, xf.version, rel.version)
-                    if key in seen:
-                        continue
-                    seen.add(key)
-                    sel = Selection(profile, target, py, pt, xf, rel)
-                    for f in evaluate(sel.planned_packages(), kb):
-                        if f.issue.scope == "packages":
-                            problems.append(
-                                f"{f.id} ({f.detail}) matches profile {profile.name} CUDA {cuda} "
-                                f"with pytorch {pt.version}, python {py}, xformers {xf.version} "
-                                f"and unsloth {rel.version}"
-                            )
-    return problems

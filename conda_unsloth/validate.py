@@ -23,7 +23,8 @@ import re
 from typing import TYPE_CHECKING
 
 from .errors import SolveError, UnsolvableError
-from .rules import evaluate, is_cpu_torch, torch_cuda
+from .knowledge.packages import is_cpu_torch, torch_cuda
+from .knowledge.rules import evaluate
 from .target import CudaFrom
 
 if TYPE_CHECKING:

@@ -18,7 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conda_unsloth import doctor, knowledge
-from conda_unsloth.rules import HostFacts, Package, evaluate
+from conda_unsloth.knowledge.packages import HostFacts, Package
+from conda_unsloth.knowledge.rules import evaluate
 from conda_unsloth.select import Request, select
 from tests import prefixes as P
 from tests.conftest import Result, tree

@@ -12,7 +12,7 @@ import pytest
 
 from conda_unsloth import inventory
 from conda_unsloth.errors import PrefixError
-from conda_unsloth.rules import Package
+from conda_unsloth.knowledge.packages import Package
 from tests import prefixes as P
 from tests.conftest import tree
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from conda_unsloth import install, pipstage
+from conda_unsloth import install, inventory, pipstage
 from conda_unsloth.errors import InstallError, UsageError
 from conda_unsloth.install import PipOptions
 from conda_unsloth.solvers.base import PipPackage
@@ -171,7 +171,7 @@ def sha256(path: Path) -> str:
 
 @pytest.mark.parametrize("installer", BOTH)
 def test_installs_exactly_the_closure_with_hashes(env: Path, demo: Path, installer: str) -> None:
-    before = install.conda_dists(env)
+    before = inventory.conda_dists(env)
     out = stage(env, installer, demo / "wheels")
     assert {pipstage.norm(p.name) for p in out} == CLOSURE
     for p in out:  # the marker's entries: name, version, url and the wheel file's sha256
@@ -180,8 +180,8 @@ def test_installs_exactly_the_closure_with_hashes(env: Path, demo: Path, install
         assert wheel.parent == demo / "wheels"
         assert p.sha256 == sha256(wheel)
         assert f"{p.name.replace('-', '_')}-{p.version}-" in wheel.name
-    assert install.conda_dists(env) == before  # conda's torch, triton, xformers, pip untouched
-    assert install.torch_dists(env) == ["torch-2.5.1.dist-info (conda)"]
+    assert inventory.conda_dists(env) == before  # conda's torch, triton, xformers, pip untouched
+    assert inventory.torch_dists(env) == ["torch-2.5.1.dist-info (conda)"]
     new = [d for d in dist_folders(env) if pipstage.norm(d.split("-")[0]) in CLOSURE]
     assert len(new) == len(CLOSURE)
     for d in new:
@@ -250,7 +250,7 @@ def test_refuses_to_replace_condas_torch(
         "pip would replace conda's torch 2.5.1 with torch 2.5.1+cu121; refusing (F12)"
     )
     assert snapshot(env) == before
-    assert install.torch_dists(env) == ["torch-2.5.1.dist-info (conda)"]
+    assert inventory.torch_dists(env) == ["torch-2.5.1.dist-info (conda)"]
 
 
 @pytest.mark.parametrize("installer", BOTH)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conda_unsloth import install, prefixtx, signals
+from conda_unsloth import install, inventory, prefixtx, signals
 from conda_unsloth.errors import InstallError, PrefixError
 from tests import envbuild
 from tests.conftest import Result, tree
@@ -287,7 +287,7 @@ def test_pip_may_not_replace_condas_torch(
     ):
         install.pip_stage(prefix, ["evil==1.0"], ["torch==2.5.1"], opts)
     assert tree(prefix) == before
-    assert install.torch_dists(prefix) == ["torch-2.5.1.dist-info (conda)"]
+    assert inventory.torch_dists(prefix) == ["torch-2.5.1.dist-info (conda)"]
 
 
 @pytest.mark.parametrize("verb", ["doctor", "verify", "export", "module"])

@@ -14,7 +14,7 @@ from packaging.version import Version
 from conda_unsloth import knowledge
 from conda_unsloth.errors import HostError, SelectionError, UnslothError, UsageError
 from conda_unsloth.host import Gpu, Host
-from conda_unsloth.rules import evaluate
+from conda_unsloth.knowledge.rules import evaluate
 from conda_unsloth.select import Request, Selection, select
 from tests.conftest import Result
 

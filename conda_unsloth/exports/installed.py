@@ -94,8 +94,8 @@ def _direct_url(dist_path: Path) -> tuple[str | None, str | None]:
 def pip_packages(inv: Inventory, marker_doc: dict[str, Any]) -> tuple[PipPackage, ...]:
     """The env's pip-installed distributions; wheel url + sha256 from the marker (what
     conda-unsloth installed) or the dist-info's direct_url.json, where known."""
+    from ..knowledge.packages import normalize
     from ..redact import redact_url
-    from ..rules import normalize
     from ..solvers.base import PipPackage
 
     known: dict[tuple[str, str], tuple[str | None, str | None]] = {}

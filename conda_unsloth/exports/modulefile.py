@@ -100,7 +100,7 @@ def read_facts(prefix: Path) -> EnvFacts:
     ``PrefixError`` for a corrupt record), CUDA and profile (records, then the marker), the
     activation scripts and the ``conda-meta/state`` variables of ``prefix``."""
     from .. import inventory, marker
-    from ..rules import normalize
+    from ..knowledge.packages import normalize
 
     inv = inventory.read(prefix)
     records = {r.name: r for r in inv.records}

@@ -13,16 +13,7 @@ import os
 from pathlib import Path
 
 from ..errors import KnowledgeError
-from .loader import (
-    BUNDLE,
-    FILES,
-    KNOWLEDGE_ENV,
-    RULE_KINDS,
-    SUPPORTED_SCHEMA,
-    bundle_text,
-    load_bundle,
-    load_yaml,
-)
+from .loader import BUNDLE, RULE_KINDS, bundle_text, load_bundle, load_yaml
 from .model import (
     BnbWheel,
     CudaDriver,
@@ -43,6 +34,7 @@ from .model import (
     pep440_contains,
     version_key,
 )
+from .rows import FILES, KNOWLEDGE_ENV, SUPPORTED_SCHEMA
 
 __all__ = [
     "BUNDLE",

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from ..rules import Package
+    from ..knowledge.packages import Package
     from ..spec import EnvSpec
     from ..target import Target
 
@@ -43,7 +43,7 @@ class Record:
         return self.channel.rstrip("/").rsplit("/", 1)[-1]
 
     def to_package(self) -> Package:
-        from ..rules import Package
+        from ..knowledge.packages import Package
 
         return Package(self.name, self.version, self.build, self.channel_name, "conda")
 
@@ -88,7 +88,7 @@ class PipPackage:
         return f"{self.name}=={self.version}"
 
     def to_package(self) -> Package:
-        from ..rules import Package
+        from ..knowledge.packages import Package
 
         return Package(self.name, self.version, "", "pypi", "pip")
 

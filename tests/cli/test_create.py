@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conda_unsloth import install, prefixtx
+from conda_unsloth import inventory, prefixtx
 from tests import envbuild
 from tests.conftest import Result, tree
 
@@ -60,7 +60,7 @@ def test_create_end_to_end(cli: Callable[..., Result], demo: Path, tmp_path: Pat
         check=False,
     )
     assert check.returncode == 0, check.stdout
-    assert install.torch_dists(prefix) == ["torch-2.5.1.dist-info (conda)"]
+    assert inventory.torch_dists(prefix) == ["torch-2.5.1.dist-info (conda)"]
     marker = json.loads((prefix / "conda-meta" / "conda-unsloth").read_text())
     assert marker["status"] == "ok" and marker["tool"] == "conda-unsloth"
     assert marker["target"]["cuda"] == "12.1" and marker["profile"] == "pytorch"

@@ -15,7 +15,8 @@ import pytest
 from ruamel.yaml import YAML
 
 from conda_unsloth import knowledge
-from conda_unsloth.rules import Package, evaluate
+from conda_unsloth.knowledge.packages import Package
+from conda_unsloth.knowledge.rules import evaluate
 from tests.conftest import Result, tree
 
 KB = knowledge.load()

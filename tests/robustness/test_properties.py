@@ -14,7 +14,9 @@ from conda_unsloth import knowledge, spec
 from conda_unsloth.errors import SpecError, UnslothError
 from conda_unsloth.exports.lockread import read_lock
 from conda_unsloth.host import Gpu, Host
-from conda_unsloth.rules import Package, arch_covered, evaluate
+from conda_unsloth.knowledge.model import arch_covered
+from conda_unsloth.knowledge.packages import Package
+from conda_unsloth.knowledge.rules import evaluate
 from conda_unsloth.select import Request, select
 from conda_unsloth.target import normalize_arch
 from tests.test_select import check_invariants

@@ -7,67 +7,31 @@ or runs the packages: it reads names, versions, build strings and channels only.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 
-from .knowledge import Knowledge, KnownIssue, Profile, parse_arch
-from .knowledge import arch_covered as arch_covered  # re-exported
-
-# pip distribution name -> the conda package names that provide it
-PROVIDERS: dict[str, tuple[str, ...]] = {
-    "torch": ("pytorch", "torch"),
-    "triton": ("torchtriton", "triton"),
-    "xformers": ("xformers",),
-    "bitsandbytes": ("bitsandbytes",),
-    "torchvision": ("torchvision",),
-    "numpy": ("numpy",),
-}
-
-# requirements of unsloth whose absence is a finding even when they are not pip companions
-MUST_BE_INSTALLED = frozenset({"torch", "xformers"})
-
-_PYTORCH_CHANNEL_BUILD = re.compile(r"^py(\d+\.\d+)_(cuda(\d+\.\d+)|cpu)_")
-_CONDA_FORGE_BUILD = re.compile(r"^(cuda_?(\d+)|cpu)")
-_XFORMERS_CHANNEL_BUILD = re.compile(r"^py(\d)(\d+)_cu(\d+\.\d+)(?:\.\d+)?_pyt(\d+\.\d+\.\d+)$")
-_LOCAL_CUDA = re.compile(r"\+cu(\d+)$")
-
-
-@dataclass(frozen=True)
-class Package:
-    """One installed or planned package. ``installer`` is ``conda`` or ``pip``.
-
-    ``stale``: a conda record whose Python files another installer replaced (pip uninstalled
-    its metadata and put its own distribution there): conda still lists it, Python imports the
-    other one. ``requires``: what the package itself says it needs (a conda record's
-    ``depends``, a distribution's ``Requires-Dist``), when known."""
-
-    name: str
-    version: str
-    build: str = ""
-    channel: str = ""
-    installer: str = "conda"
-    stale: bool = False
-    requires: tuple[str, ...] = field(default=(), compare=False)  # metadata, not identity
-
-    def __str__(self) -> str:
-        where = self.channel or self.installer
-        build = f" {self.build}" if self.build else ""
-        gone = ", replaced" if self.stale else ""
-        return f"{self.name} {self.version}{build} ({where}{gone})"
-
-
-@dataclass(frozen=True)
-class HostFacts:
-    """What the GPU host offers; every field may be unknown (None / empty)."""
-
-    driver_cuda: str | None = None
-    archs: tuple[str, ...] = ()
-    glibc: str | None = None
+from .model import Knowledge, KnownIssue, parse_arch
+from .packages import (
+    MUST_BE_INSTALLED,
+    XFORMERS_CHANNEL_BUILD,
+    HostFacts,
+    Package,
+    PackageSet,
+    base_version,
+    is_cpu_torch,
+    normalize,
+    parse_version,
+    provider,
+    torch_cuda,
+    torch_triton_pin,
+    xformers_build,
+    xformers_cuda_major,
+    xformers_torch,
+)
 
 
 @dataclass(frozen=True)
@@ -95,161 +59,6 @@ class Finding:
         }
 
 
-@dataclass
-class PackageSet:
-    packages: list[Package]
-    by_name: dict[str, list[Package]] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        for p in self.packages:
-            self.by_name.setdefault(normalize(p.name), []).append(p)
-        for found in self.by_name.values():
-            found.sort(key=lambda p: p.stale)  # what Python imports first
-
-    def get(self, name: str) -> Package | None:
-        found = self.by_name.get(normalize(name))
-        return found[0] if found else None
-
-    def all(self, name: str) -> list[Package]:
-        return self.by_name.get(normalize(name), [])
-
-    def live(self, dist: str) -> Package | None:
-        """The package that provides Python distribution ``dist`` ("torch", "triton") as
-        Python imports it: a conda package whose files are still its own first, else a pip
-        distribution, else a conda record whose files pip replaced."""
-        found = [p for n in PROVIDERS.get(dist, (dist,)) for p in self.all(n)]
-        pip = [p for p in self.all(dist) if p.installer == "pip"]
-        conda = [p for p in found if p.installer == "conda"]
-        for p in (*[c for c in conda if not c.stale], *pip, *conda):
-            return p
-        return None
-
-    def torch(self) -> Package | None:
-        """The torch Python imports: conda's pytorch, unless pip replaced its files."""
-        return self.live("torch")
-
-    def triton(self) -> Package | None:
-        return self.live("triton")
-
-    def python(self) -> str | None:
-        py = self.get("python")
-        return ".".join(py.version.split(".")[:2]) if py else None
-
-
-def normalize(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def base_version(v: str) -> str:
-    return v.split("+", 1)[0]
-
-
-def _ver(v: str) -> Version | None:
-    try:
-        return Version(base_version(v))
-    except InvalidVersion:
-        return None
-
-
-def parse_version(v: object) -> Version | None:
-    """``v`` as a Version, None when it is not one (a host value like ``CONDA_OVERRIDE_CUDA=abc``
-    or a tampered record is unknown, never an exception)."""
-    if not isinstance(v, str):
-        return None
-    return _ver(v.strip())
-
-
-def _cuda_digits(digits: str) -> str | None:
-    """'121' -> '12.1'; None for fewer than two digits (no major.minor to read)."""
-    return f"{digits[:-1]}.{digits[-1]}" if len(digits) >= 2 else None
-
-
-def torch_cuda(pkg: Package) -> str | None:
-    """The CUDA version a torch build targets ('12.1'), None for CPU or unknown."""
-    m = _PYTORCH_CHANNEL_BUILD.match(pkg.build)
-    if m:
-        return m.group(3)
-    m = _CONDA_FORGE_BUILD.match(pkg.build)
-    if m and m.group(2):
-        return _cuda_digits(m.group(2))
-    m = _LOCAL_CUDA.search(pkg.version)
-    if m:
-        return _cuda_digits(m.group(1))
-    return None
-
-
-def is_cpu_torch(pkg: Package) -> bool:
-    build = pkg.build
-    if build.startswith("cpu") or re.match(r"^py\d+\.\d+_cpu", build):
-        return True
-    return pkg.version.endswith("+cpu")
-
-
-def provider(pkg: Package) -> str | None:
-    """'pytorch' (pytorch/xformers channels) or 'conda-forge' for conda builds, else None."""
-    if pkg.installer != "conda":
-        return None
-    if pkg.name == "pytorch":
-        if _PYTORCH_CHANNEL_BUILD.match(pkg.build):
-            return "pytorch"
-        if _CONDA_FORGE_BUILD.match(pkg.build):
-            return "conda-forge"
-    if pkg.name == "xformers":
-        if "_pyt" in pkg.build:
-            return "pytorch"
-        if _CONDA_FORGE_BUILD.match(pkg.build):
-            return "conda-forge"
-    if pkg.name in ("pytorch-cuda", "torchtriton", "pytorch-mutex"):
-        return "pytorch"
-    if pkg.channel.split("/")[0] in ("pytorch", "xformers", "nvidia"):
-        return "pytorch"
-    return None
-
-
-def xformers_torch(pkg: Package, kb: Knowledge) -> SpecifierSet | None:
-    """The torch versions an xformers build was made for."""
-    m = _XFORMERS_CHANNEL_BUILD.match(pkg.build)
-    if m:
-        return SpecifierSet(f"=={m.group(4)}")
-    if pkg.installer == "pip" or not pkg.build:
-        wheel = kb.xformers_wheel(base_version(pkg.version))
-        if wheel is not None:
-            return SpecifierSet(wheel.torch)
-        return None
-    if _CONDA_FORGE_BUILD.match(pkg.build) and "conda-forge" in kb.profiles:
-        row = next(
-            (
-                x
-                for x in kb.profiles["conda-forge"].xformers
-                if x.version == base_version(pkg.version)
-            ),
-            None,
-        )
-        if row is not None:
-            return SpecifierSet(f"=={row.pytorch}")
-    return None
-
-
-def xformers_cuda_major(pkg: Package, kb: Knowledge) -> int | None:
-    m = _XFORMERS_CHANNEL_BUILD.match(pkg.build)
-    if m:
-        return int(m.group(3).split(".")[0])
-    m2 = _CONDA_FORGE_BUILD.match(pkg.build)
-    if m2 and len(m2.group(2) or "") >= 2:
-        return int(m2.group(2)[:-1])
-    local = _LOCAL_CUDA.search(pkg.version)
-    if local and len(local.group(1)) >= 2:
-        return int(local.group(1)[:-1])
-    if pkg.installer == "pip":
-        wheel = kb.xformers_wheel(base_version(pkg.version))
-        if wheel is not None:
-            return wheel.cuda // 100
-    return None
-
-
-# ----------------------------------------------------------------------------- the rules
-
-
 @dataclass(frozen=True)
 class Hit:
     """What a rule returns when it fires: a one-line detail and the packages behind it."""
@@ -267,7 +76,7 @@ Rule = Callable[[PackageSet, dict[str, Any], Knowledge, "HostFacts | None"], "Hi
 
 def _contains(spec: str, version: str) -> bool | None:
     """Is ``version`` inside ``spec`` (pre-releases count)? None when either is unreadable."""
-    v = _ver(version)
+    v = parse_version(version)
     if v is None:
         return None
     try:
@@ -297,7 +106,7 @@ def _xformers_torch_mismatch(
     if xf is None or torch is None:
         return None
     spec = xformers_torch(xf, kb)
-    tv = _ver(torch.version)
+    tv = parse_version(torch.version)
     if spec is None or tv is None or spec.contains(tv, prereleases=True):
         return None
     pinned = [Version(s.version.rstrip(".*")) for s in spec if s.operator == "=="]
@@ -317,7 +126,7 @@ def _xformers_newer_than_torch(
     if xf is None or torch is None:
         return None
     spec = xformers_torch(xf, kb)
-    tv = _ver(torch.version)
+    tv = parse_version(torch.version)
     if spec is None or tv is None or spec.contains(tv, prereleases=True):
         return None
     for s in spec:
@@ -353,7 +162,7 @@ def _mkl_too_new(
     if torch is None or mkl is None:
         return None
     limit = str(check.get("max", "2024.1"))
-    mv = _ver(mkl.version)
+    mv = parse_version(mkl.version)
     if mv is not None and mv >= Version(limit):
         return _hit(
             f"mkl {mkl.version} is >= {limit} next to the pytorch-channel build "
@@ -452,7 +261,7 @@ def _python_xformers_channel(
     xf, py = ps.get("xformers"), ps.python()
     if xf is None or py is None:
         return None
-    m = _XFORMERS_CHANNEL_BUILD.match(xf.build)
+    m = XFORMERS_CHANNEL_BUILD.match(xf.build)
     if not m:
         return None
     built_for = f"{m.group(1)}.{m.group(2)}"
@@ -559,58 +368,6 @@ def _unsloth_requirements(
     )
 
 
-def torch_triton_pin(torch: Package, ps: PackageSet, kb: Knowledge) -> str | None:
-    """The triton version the torch Python imports pins: its own requirement (a conda
-    record's ``depends`` on triton/torchtriton, a wheel's ``Requires-Dist: triton==``), else
-    the knowledge base's row for that conda build."""
-    py = ps.python()
-    for req in torch.requires:
-        pin = _triton_requirement(req, py)
-        if pin is not None:
-            return pin
-    if torch.installer != "conda":
-        return None
-    prov = provider(torch)
-    profile = kb.profiles.get(prov or "")
-    row = profile.pytorch_row(base_version(torch.version)) if profile else None
-    if row is None or (profile and not _row_has_cuda(profile, row.cuda, torch)):
-        return None
-    return row.triton
-
-
-def _row_has_cuda(profile: Profile, cudas: tuple[str, ...], torch: Package) -> bool:
-    tc = torch_cuda(torch)
-    return tc is None or tc in cudas
-
-
-_CONDA_EXACT = re.compile(r"^(torchtriton|triton)\s+(==)?\s*([0-9][0-9A-Za-z.+]*?)(\.\*)?(\s|$)")
-
-
-def _triton_requirement(req: str, python: str | None) -> str | None:
-    """'3.1.0' from 'torchtriton 3.1.0', 'triton 3.2.0.*', 'triton ==3.4.0' (conda) or
-    'triton==3.0.0; platform_system == "Linux" ...' (a wheel, markers evaluated for this
-    linux-64 env); None for anything else."""
-    m = _CONDA_EXACT.match(req.strip())
-    if m:
-        return m.group(3)
-    from packaging.requirements import InvalidRequirement, Requirement
-
-    try:
-        r = Requirement(req)
-    except InvalidRequirement:
-        return None
-    if normalize(r.name) != "triton":
-        return None
-    if r.marker is not None:
-        env = {"platform_system": "Linux", "platform_machine": "x86_64", "sys_platform": "linux"}
-        if python:
-            env["python_version"] = python
-        if not r.marker.evaluate(env):
-            return None
-    pins = [s.version for s in r.specifier if s.operator in ("==", "===")]
-    return pins[0] if pins else None
-
-
 def _triton_mismatch(
     ps: PackageSet, check: dict[str, Any], kb: Knowledge, host: HostFacts | None
 ) -> Hit | None:
@@ -620,7 +377,7 @@ def _triton_mismatch(
     pin = torch_triton_pin(torch, ps, kb)
     if pin is None:
         return None
-    have, want = _ver(triton.version), _ver(pin)
+    have, want = parse_version(triton.version), parse_version(pin)
     if have is None or want is None or have == want:
         return None
     return _hit(
@@ -689,25 +446,6 @@ def _arch_not_covered(
     return None
 
 
-def xformers_build(pkg: Package, kb: Knowledge) -> tuple[str, str] | None:
-    """(CUDA of the build, its arch list) of a conda xformers build the knowledge base lists;
-    None for a pip wheel or an unknown build."""
-    prov = provider(pkg)
-    profile = kb.profiles.get(prov or "")
-    row = profile.xformers_row(base_version(pkg.version)) if profile else None
-    if row is None:
-        return None
-    m = _XFORMERS_CHANNEL_BUILD.match(pkg.build)
-    if m:
-        cuda: str | None = m.group(3)
-    else:
-        m2 = _CONDA_FORGE_BUILD.match(pkg.build)
-        cuda = _cuda_digits(m2.group(2)) if m2 and m2.group(2) else None
-    if cuda is None:
-        return None
-    return cuda, row.archs_for(cuda)
-
-
 def _blackwell_old_xformers(
     ps: PackageSet, check: dict[str, Any], kb: Knowledge, host: HostFacts | None
 ) -> Hit | None:
@@ -716,7 +454,7 @@ def _blackwell_old_xformers(
         return None
     floor = parse_arch(str(check.get("min_arch", "10.0"))) or (10, 0)
     blackwell = [a for a in host.archs if (parse_arch(a) or (0, 0)) >= floor]
-    v = _ver(xf.version)
+    v = parse_version(xf.version)
     if blackwell and v is not None and v <= Version(str(check.get("max_bad", "0.0.32.post2"))):
         return _hit(f"GPU sm_{blackwell[0].replace('.', '')} with xformers {xf.version}", xf)
     return None
@@ -731,7 +469,7 @@ def _glibc_too_old(
     if glibc >= Version(str(check.get("min", "2.28"))):
         return None
     for p in ps.packages:
-        v = _ver(p.version)
+        v = parse_version(p.version)
         if p.installer != "pip" or v is None:
             continue
         if (normalize(p.name) == "torch" and v >= Version("2.7")) or (
