@@ -92,6 +92,8 @@ class CondaRecord:
     # the pip distribution ("torch 2.4.0") that replaced this package's Python files: its
     # metadata folder is gone and another installer's of the same name is there
     replaced_by: str | None = None
+    # the record as conda wrote it (parsed once; exports read url, hashes, subdir from it)
+    data: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def package(self) -> Package:
         return Package(
@@ -335,6 +337,7 @@ def read_record(prefix: Path, path: Path) -> CondaRecord:
         file=path,
         files=tuple(f.replace("\\", "/") for f in files if f),
         depends=tuple(depends),
+        data=data,
     )
 
 
@@ -437,7 +440,7 @@ def read(prefix: Path) -> Inventory:
             hints=["conda env list shows your environments"],
         )
     try:
-        entries = sorted(meta.iterdir())
+        entries = sorted(meta.iterdir(), key=str)
     except OSError as exc:
         raise PrefixError(f"cannot list {meta}: {exc.strerror or exc}") from None
     records = [
@@ -452,7 +455,7 @@ def read(prefix: Path) -> Inventory:
     dists: list[PythonDist] = []
     for sp in sp_dirs:
         try:
-            candidates = sorted(sp.iterdir())
+            candidates = sorted(sp.iterdir(), key=str)
         except OSError:
             continue
         for c in candidates:

@@ -50,6 +50,8 @@ def control_char(value: str) -> str | None:
     """A description of the first character of ``value`` that must never reach a file we write
     (control characters incl. newline, tab, CR, NUL, ESC, DEL, C1; Unicode line separators;
     lone surrogates, i.e. bytes that are not UTF-8), or None."""
+    if value.isprintable():  # no Cc, Zl, Zp or Cs character (nor any other we pass): the fast path
+        return None
     for ch in value:
         cat = unicodedata.category(ch)
         if cat in _BAD_CATEGORIES:

@@ -251,8 +251,9 @@ def prepare_create(
                 "the lock's pip part has no wheel hashes: resolving it with pip against "
                 "conda's pins"
             )
-        else:
-            reqs, locked = (), tuple(solved.pip)
+        else:  # each wheel from the URL the lock records, checked against its sha256
+            reqs = ()
+            locked = tuple(replace(p, direct=True) if p.url else p for p in solved.pip)
         constraints = constraints_for(solved, [])
     else:
         reqs = tuple(plan.spec.pip_requirements())

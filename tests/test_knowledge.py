@@ -208,6 +208,23 @@ def test_the_bundle_is_the_checked_data_of_the_yaml_files() -> None:
     assert knowledge.load() == load_yaml(knowledge.default_dir())
 
 
+def test_a_directory_of_ones_own_can_be_bundled_and_a_stale_bundle_is_not_used(
+    kb_copy: Path,
+) -> None:
+    """`python -m conda_unsloth.knowledge --write --dir DIR` bundles a copy; the bundle is read
+    only while it matches the YAML beside it (an edit after bundling is seen at once)."""
+    from conda_unsloth.knowledge.__main__ import main
+
+    assert main(["--write", "--dir", str(kb_copy)]) == 0
+    assert (kb_copy / knowledge.BUNDLE).is_file()
+    assert main(["--check", "--dir", str(kb_copy)]) == 0
+    assert knowledge.load(kb_copy).profiles["pytorch"].default_cuda == "12.1"
+    f = kb_copy / "compat.yaml"
+    f.write_text(f.read_text().replace("default_cuda: '12.1'", "default_cuda: '11.8'"))
+    assert main(["--check", "--dir", str(kb_copy)]) == 1
+    assert knowledge.load(kb_copy).profiles["pytorch"].default_cuda == "11.8"
+
+
 def test_a_broken_bundle_is_a_knowledge_error(tmp_path: Path) -> None:
     from conda_unsloth.knowledge.loader import load_bundle
 

@@ -88,11 +88,10 @@ def target_flags(args: argparse.Namespace) -> dict[str, Any]:
 def progress(args: argparse.Namespace) -> Callable[[str], None]:
     """``==> message`` lines on stderr for the long steps (none with --json or --quiet)."""
     quiet = args.json or getattr(args, "quiet", False)
-    err = console(sys.stderr)
 
     def say(msg: str) -> None:
         if not quiet:
-            err.print(f"==> {msg}", overflow="fold")
+            echo(f"==> {msg}", sys.stderr)
             sys.stderr.flush()
 
     return say
@@ -124,9 +123,18 @@ def console(out: TextIO | None = None) -> Console:
     )
 
 
+def _tty(stream: TextIO) -> bool:
+    return hasattr(stream, "isatty") and stream.isatty()
+
+
 def echo(text: str, out: TextIO | None = None) -> None:
-    """A line of output, wrapped at the terminal's width (a long path is folded, never cut)."""
-    console(out).print(text, overflow="fold")
+    """A line of output: wrapped at a terminal's width (a long path is folded, never cut);
+    into a log or a pipe as it is."""
+    stream = out or sys.stdout
+    if not _tty(stream):
+        print(text, file=stream)
+        return
+    console(stream).print(text, overflow="fold")
 
 
 WHY_MIN = 30  # below this, the "why" column goes to a list of its own under the table
@@ -233,9 +241,8 @@ def human_size(n: int) -> str:
 
 def print_notices(notices: tuple[str, ...] | list[str]) -> None:
     """``notice: ...`` lines on stderr, wrapped at a terminal's width (not in a log)."""
-    err = console(sys.stderr)
     for n in notices:
-        err.print(f"notice: {n}", overflow="fold")
+        echo(f"notice: {n}", sys.stderr)
 
 
 def emit_json(doc: dict[str, Any]) -> None:

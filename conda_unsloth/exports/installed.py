@@ -115,19 +115,12 @@ def pip_packages(inv: Inventory, marker_doc: dict[str, Any]) -> tuple[PipPackage
 
 def solved_from_prefix(prefix: Path) -> SolvedEnv:
     from .. import inventory, marker
-    from ..errors import PrefixError
     from ..host import conda_platform
     from ..redact import redact_url
     from ..solvers.base import SolvedEnv
 
     inv = inventory.read(prefix)
-    records = []
-    for rec in inv.records:
-        try:
-            data = json.loads(rec.file.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:  # inventory.read already parsed it once
-            raise PrefixError(f"conda record {rec.file} cannot be read: {exc}") from None
-        records.append(record_from_meta(data))
+    records = [record_from_meta(rec.data) for rec in inv.records]  # parsed once, by inventory
     mark = marker.read(prefix) or {}
     target = mark.get("target") if isinstance(mark.get("target"), dict) else {}
     assert isinstance(target, dict)

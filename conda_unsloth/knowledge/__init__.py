@@ -74,19 +74,18 @@ _MEMO: dict[str, Knowledge] = {}
 
 
 def load(directory: str | os.PathLike[str] | None = None) -> Knowledge:
-    """The knowledge base: the bundled one, or the YAML files in ``directory`` (default:
-    ``$CONDA_UNSLOTH_KNOWLEDGE``). The bundled one is read once per process."""
+    """The knowledge base of ``directory`` (default: ``$CONDA_UNSLOTH_KNOWLEDGE``, else the
+    bundled one), read once per process: from its bundle.json when that was generated from the
+    YAML files there now, else from the YAML, checked in full."""
     if directory is None:
-        directory = os.environ.get(KNOWLEDGE_ENV) or None
-    if directory is None:
-        bundled = default_dir()
-        if bundled not in _MEMO:
-            _MEMO[bundled] = load_bundle(bundled)
-        return _MEMO[bundled]
+        directory = os.environ.get(KNOWLEDGE_ENV) or default_dir()
     path = Path(directory)
     if not path.is_dir():
         raise KnowledgeError(
             f"knowledge directory {path} does not exist",
             hints=[f"unset {KNOWLEDGE_ENV} to use the bundled knowledge base"],
         )
-    return load_yaml(str(path.resolve()))
+    key = str(path.resolve())
+    if key not in _MEMO or key != default_dir():  # a user's directory may change meanwhile
+        _MEMO[key] = load_bundle(key, fresh_only=True) or load_yaml(key)
+    return _MEMO[key]

@@ -1,5 +1,6 @@
-"""``python -m conda_unsloth.knowledge [--write | --check]``: regenerate or check bundle.json
-from the YAML files beside it (checked in full on the way)."""
+"""``python -m conda_unsloth.knowledge [--write | --check] [--dir DIR]``: regenerate or check
+bundle.json from the YAML files beside it (checked in full on the way); DIR: a knowledge
+directory of your own (``--knowledge DIR`` / ``CONDA_UNSLOTH_KNOWLEDGE``), bundled the same way."""
 
 from __future__ import annotations
 
@@ -15,10 +16,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m conda_unsloth.knowledge")
     ap.add_argument("--write", action="store_true", help=f"write {BUNDLE}")
     ap.add_argument("--check", action="store_true", help=f"exit 1 when {BUNDLE} is stale")
+    ap.add_argument("--dir", default=default_dir(), help="the knowledge directory")
     args = ap.parse_args(argv)
-    target = Path(default_dir()) / BUNDLE
+    target = Path(args.dir) / BUNDLE
     try:
-        text = bundle_text(default_dir())
+        text = bundle_text(args.dir)
     except KnowledgeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

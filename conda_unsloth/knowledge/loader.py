@@ -525,6 +525,21 @@ def load_yaml(directory: str) -> Knowledge:
     return build({name: read_yaml(directory, name) for name in FILES}, directory)
 
 
+def yaml_digest(directory: str) -> str:
+    """sha256 of the knowledge files of ``directory`` (names and bytes): what a bundle was
+    generated from."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name in FILES:
+        h.update(name.encode() + b"\0")
+        try:
+            h.update((Path(directory) / name).read_bytes())
+        except OSError:
+            h.update(b"\0missing")
+    return h.hexdigest()
+
+
 def bundle_text(directory: str) -> str:
     """The bundle of ``directory``'s files: their data, checked in full here (shape, PEP 440,
     known issues against every stack), and the PEP 440 answers a plan asks for."""
@@ -534,6 +549,7 @@ def bundle_text(directory: str) -> str:
     host = sorted([*key, [list(hit) for hit in hits]] for key, hits in kb.host_table.items())
     doc = {
         "generated_by": "python -m conda_unsloth.knowledge --write",
+        "yaml_sha256": yaml_digest(directory),
         "files": files,
         "specifier_table": table,
         "host_table": host,
@@ -541,12 +557,18 @@ def bundle_text(directory: str) -> str:
     return json.dumps(doc, indent=1, ensure_ascii=False) + "\n"
 
 
-def load_bundle(directory: str) -> Knowledge:
-    """The knowledge of ``directory``'s bundle (shape checked; the rest was at generation)."""
+def load_bundle(directory: str, *, fresh_only: bool = False) -> Knowledge | None:
+    """The knowledge of ``directory``'s bundle (shape checked; the rest was at generation).
+    With ``fresh_only``: None when there is no bundle or it was generated from other YAML than
+    the files there now (an edited copy is read from its YAML, checked in full)."""
     path = Path(directory) / BUNDLE
+    if fresh_only and not path.is_file():
+        return None
     try:
         with open(path, encoding="utf-8") as fh:
             doc = json.load(fh)
+        if fresh_only and doc.get("yaml_sha256") != yaml_digest(directory):
+            return None
         files = doc["files"]
         table = {(s, v): bool(a) for s, v, a in doc["specifier_table"]}
         host: HostTable = {

@@ -295,6 +295,27 @@ def test_from_lock_with_a_tampered_hash_is_refused(
     assert not prefix.exists() and "Traceback" not in r.err
 
 
+def test_our_conda_lock_export_carries_each_wheels_url_and_hash(
+    cli: Callable[..., Result], demo: Path, tmp_path: Path
+) -> None:
+    """The conda-lock export of a created env records every pip wheel's url and sha256, and
+    --from-lock installs exactly those wheels from their urls: offline, without any
+    --pip-find-links, and with the lock's hashes in the new marker."""
+    source = tmp_path / "source"
+    assert cli(*args(demo, source)).code == 0
+    lock = tmp_path / "unsloth-lock.yml"
+    r = cli("export", "-p", str(source), "--format", "conda-lock", "-o", str(lock))
+    assert r.code == 0, r.err
+    copy = tmp_path / "copy"
+    r = cli("create", "-p", str(copy), "--from-lock", str(lock), "--offline", "--yes", "--json")
+    assert r.code == 0, r.err
+    marker = json.loads((copy / "conda-meta" / "conda-unsloth").read_text())
+    original = json.loads((source / "conda-meta" / "conda-unsloth").read_text())
+    by_name = {p["name"]: (p["url"], p["sha256"]) for p in original["pip"]}
+    assert len(marker["pip"]) == 8
+    assert {p["name"]: (p["url"], p["sha256"]) for p in marker["pip"]} == by_name
+
+
 def test_from_lock_for_another_platform_is_refused(
     cli: Callable[..., Result], tmp_path: Path, lock: Path
 ) -> None:
