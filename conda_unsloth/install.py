@@ -103,15 +103,20 @@ def env_python(prefix: Path) -> Path:
 
 
 def check_pip_stage(
-    opts: PipOptions, conda_names: Sequence[str], say: Progress | None = None
+    opts: PipOptions,
+    conda_names: Sequence[str],
+    say: Progress | None = None,
+    *,
+    own_urls: bool = False,
 ) -> None:
     """Before anything is built: the pip stage will have a wheel source and an installer
-    (``conda_names``: the conda packages the env will get, to know whether it gets pip or uv).
-    Raises UsageError/InstallError naming the flag that fixes it."""
+    (``conda_names``: the conda packages the env will get, to know whether it gets pip or uv;
+    ``own_urls``: every wheel comes from a url a lock records, so no index or folder is
+    needed). Raises UsageError/InstallError naming the flag that fixes it."""
     from . import pipstage
 
     src = pipstage.sources(opts.find_links, opts.index_url, opts.offline)
-    if not src.has_source:
+    if not src.has_source and not own_urls:
         raise UsageError(
             "--offline and no wheel source for the pip stage: give --pip-find-links DIR, a "
             "folder with the companions' wheels (or leave --offline out to use an index)",

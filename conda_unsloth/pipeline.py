@@ -329,7 +329,13 @@ def build(
         )
 
     if prep.pip_requirements or prep.locked_pip:  # before anything is built
-        install.check_pip_stage(opts.pip, [r.name for r in solved.records], say)
+        own_urls = prep.locked_pip is not None and all(p.direct and p.url for p in prep.locked_pip)
+        install.check_pip_stage(
+            opts.pip,
+            [r.name for r in solved.records],
+            say,
+            own_urls=own_urls and not prep.pip_requirements,
+        )
     with (
         prefixtx.prefix_lock(prefix),
         signals.signals_raise(),

@@ -604,7 +604,8 @@ def run_stage(
     check_requirements(requirements)
     if locked is not None:
         check_requirements([p.requirement() for p in locked])
-    if not src.has_source:
+    own_urls = locked is not None and all(p.direct and p.url for p in locked)
+    if not src.has_source and not own_urls:
         raise InstallError(
             "no wheel source for the pip stage: --offline (or PIP_NO_INDEX) and no "
             "--pip-find-links folder",

@@ -24,6 +24,17 @@ def _no_real_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CONDA_UNSLOTH_KNOWLEDGE", raising=False)
 
 
+@pytest.fixture(autouse=True)
+def _no_host_pip_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pip stage honours PIP_*/UV_* wheel sources (a cluster's mirror); a developer's or CI
+    machine's own (this one sets PIP_FIND_LINKS) must not make a test pass or fail."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith(("PIP_", "UV_")):
+            monkeypatch.delenv(name)
+
+
 @pytest.fixture(scope="session")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The offline demo (a local channel with this machine's python, pip and stand-ins for the

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -43,8 +44,7 @@ def test_create_fits_80_columns_and_reports_progress(
     demo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("COLUMNS", raising=False)
-    exe = shutil.which("conda-unsloth")
-    assert exe is not None, "the console script is installed with the package"
+    exe = str(Path(sys.executable).parent / "conda-unsloth")  # the one installed with this python
     argv = create_args(demo, tmp_path / "env")
     lines = run_in_a_terminal([exe, *argv], tmp_path)
     wide = [ln for ln in lines if len(ln) > 80]
@@ -59,8 +59,7 @@ def test_create_fits_80_columns_and_reports_progress(
 
 def test_env_table_fits_80_columns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("COLUMNS", raising=False)
-    exe = shutil.which("conda-unsloth")
-    assert exe is not None
+    exe = str(Path(sys.executable).parent / "conda-unsloth")
     lines = run_in_a_terminal(
         [exe, "env", "--cuda", "12.1", "-o", str(tmp_path / "e.yml")], tmp_path
     )
