@@ -133,6 +133,7 @@ def conda_importable() -> bool:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    _mark_slow(config, items)
     marked = [item for item in items if item.get_closest_marker("conda") is not None]
     if not marked:
         return
@@ -235,3 +236,33 @@ def _conda_isolated(request: pytest.FixtureRequest) -> Iterator[None]:
         gc.collect()
         mp.undo()
         reset_context()
+
+
+# ----------------------------------------------------------------------------- lanes
+# The fast lane (`python -m pytest -m "not slow"`) is what a developer runs between edits; the
+# whole suite (`python -m pytest`, what CI runs) adds the slow lane: every test that builds an
+# env from the demo channel (a real create: rattler, the pip stage), the fault and kill runs,
+# the probe's process supervision and the benchmarks' smoke runs.
+SLOW_FIXTURES = frozenset({"demo", "torch_env"})  # a create; a venv with real torch
+SLOW_MODULES = frozenset(
+    {
+        "tests/robustness/test_faults.py",
+        "tests/robustness/test_journal.py",
+        "tests/robustness/test_hostile_inputs.py",
+        "tests/verify/test_supervisor.py",
+        "tests/verify/test_probe.py",
+        "tests/verify/test_remedies.py",
+        "tests/verify/test_bench_verify.py",
+        "tests/test_benches.py",
+        "tests/test_pip_stage.py",
+    }
+)
+
+
+def _mark_slow(config: pytest.Config, items: list[pytest.Item]) -> None:
+    root = Path(str(config.rootpath))
+    for item in items:
+        module = Path(str(item.path)).relative_to(root).as_posix()
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if module in SLOW_MODULES or fixtures & SLOW_FIXTURES:
+            item.add_marker(pytest.mark.slow)
