@@ -236,9 +236,9 @@ def prepare_create(
 ) -> Prepared:
     """Decide the pip part of a create and check the prefix can be created (or, with
     ``force``, replaced; never one of ``roots``)."""
-    from . import prefixtx
+    from . import prefix as prefixmod
 
-    replacing = prefixtx.check_target(prefix, force, roots)
+    replacing = prefixmod.check_target(prefix, force, roots)
     solved = solution.solved
     locked: tuple[PipPackage, ...] | None = None
     notices: list[str] = []
@@ -393,9 +393,9 @@ def build(
 def _same_target(prefix: Path, force: bool, replacing: bool, roots: list[Path]) -> Iterator[None]:
     """Under the lock, the prefix must still be what we planned against (another create may
     have built it while we solved or asked)."""
-    from . import prefixtx
+    from . import prefix as prefixmod
 
-    if prefixtx.check_target(prefix, force, roots) != replacing:
+    if prefixmod.check_target(prefix, force, roots) != replacing:
         raise PrefixError(f"{prefix} changed while this create was planning; nothing was changed")
     yield
 

@@ -4,10 +4,13 @@ inside conda, :func:`conda_unsloth.runtime.standalone_envs_dirs` otherwise)."""
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
 import os
+import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from .errors import PrefixError, UsageError
@@ -189,3 +192,79 @@ def pending(prefix: Path) -> bool:
 def _trash(prefix: Path) -> list[Path]:
     stem = _side(prefix, "trash-").name
     return [p for p in prefix.parent.glob(glob.escape(stem) + "*")]
+
+
+# ----------------------------------------------------------------------------- safety
+# Which prefixes a create may build or replace.
+
+
+def _roots(extra: Sequence[Path] = ()) -> list[Path]:
+    roots = [Path(sys.prefix), Path(sys.base_prefix), *extra]
+    for var in ("CONDA_ROOT", "MAMBA_ROOT_PREFIX", "CONDA_PREFIX"):
+        if os.environ.get(var):
+            roots.append(Path(os.environ[var]))
+    exe = os.environ.get("CONDA_EXE")
+    if exe:
+        roots.append(Path(exe).resolve().parent.parent)
+    return roots
+
+
+def check_safe(prefix: Path, roots: Sequence[Path] = ()) -> None:
+    """Refuse prefixes whose replacement or creation would hurt: a conda root (``roots``: the
+    runtime's, e.g. conda's root prefix) or the running interpreter's env, the active env, a
+    prefix holding other envs, one nested in an env, a symlink."""
+    check_prefix_path(prefix)
+    real = prefix.resolve()
+    for root in _roots(roots):
+        with contextlib.suppress(OSError):
+            if real == root.resolve():
+                raise PrefixError(
+                    f"{prefix} is a conda root, the active environment or the environment "
+                    "running this command; refusing to build there",
+                    hints=["choose a new -n NAME or -p PATH"],
+                )
+    if prefix.is_symlink():
+        raise PrefixError(f"{prefix} is a symbolic link; give the real path ({real})")
+    for parent in real.parents:
+        if is_env(parent):
+            raise PrefixError(
+                f"{prefix} is inside the environment {parent}; environments cannot be nested",
+                hints=["choose a path outside it, e.g. -n NAME"],
+            )
+    if real.is_dir() and (
+        (real / "condabin").is_dir()
+        or (real / "pkgs").is_dir()
+        or any(real.glob("*/conda-meta"))
+        or any(real.glob("*/*/conda-meta"))
+    ):
+        raise PrefixError(
+            f"{prefix} looks like a conda installation or holds other environments; "
+            "refusing to build there",
+            hints=["choose a new -n NAME or -p PATH"],
+        )
+
+
+def check_target(prefix: Path, force: bool, roots: Sequence[Path] = ()) -> bool:
+    """Refuse to touch an existing prefix without ``force``; return True if it will be replaced."""
+    check_safe(prefix, roots)
+    if not os.path.lexists(prefix):
+        return False
+    replaceable = prefix.is_dir() and (is_env(prefix) or not any(prefix.iterdir()))
+    if not replaceable:
+        what = "directory" if prefix.is_dir() else "file"
+        raise PrefixError(
+            f"{prefix} already exists and is a {what}, not a conda environment; nothing was "
+            "changed "
+            "(--force replaces only an environment or an empty directory)",
+            hints=["choose another -n NAME or -p PATH"],
+        )
+    if not force:
+        what = "environment" if is_env(prefix) else ("directory" if prefix.is_dir() else "file")
+        raise PrefixError(
+            f"{prefix} already exists ({what}); nothing was changed",
+            hints=[
+                "add --force to replace it once the new env is built and verified",
+                "or choose another -n/-p",
+            ],
+        )
+    return True

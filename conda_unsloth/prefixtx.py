@@ -41,15 +41,13 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import shutil
 import signal
 import stat
-import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,14 +57,13 @@ from .prefix import (  # the names beside a prefix and whether a create left wor
     _side,
     _trash,
     backup_path,
-    check_prefix_path,
-    is_env,
     journal_path,
     lock_path,
     pending,
     trash_path,
 )
 from .signals import signals_held
+from .tempdirs import pid_alive
 
 Progress = Callable[[str], None]
 
@@ -128,19 +125,6 @@ def _is_backup_name(prefix: Path, backup: Path) -> bool:
 
 HELD_LOCKS: list[int] = []  # lock fds held now: children that build a prefix inherit them
 ORPHAN_LOCK_WAIT_S = 10.0  # how long a lock whose taker is dead may stay held by its children
-
-
-def _alive(pid: str) -> bool:
-    """Whether the process ``pid`` (as written in a lock file) exists; unknown counts as alive."""
-    if not pid.isdigit():
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # EPERM: it exists, as another user
-        return True
-    return True
 
 
 def child_setup() -> None:
@@ -214,7 +198,7 @@ def _locked(prefix: Path, path: Path) -> Iterator[None]:
         except BlockingIOError:
             other = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
             os.close(fd)
-            if not _alive(other):
+            if not pid_alive(other):
                 # the create that took the lock is gone; the children that inherited it die
                 # with it (child_setup) and release it within moments
                 if time.monotonic() < deadline:
@@ -454,81 +438,6 @@ def _unlink_journal(prefix: Path) -> None:
     fsync_dir(prefix.parent)
 
 
-# ----------------------------------------------------------------------------- safety
-
-
-def _roots(extra: Sequence[Path] = ()) -> list[Path]:
-    roots = [Path(sys.prefix), Path(sys.base_prefix), *extra]
-    for var in ("CONDA_ROOT", "MAMBA_ROOT_PREFIX", "CONDA_PREFIX"):
-        if os.environ.get(var):
-            roots.append(Path(os.environ[var]))
-    exe = os.environ.get("CONDA_EXE")
-    if exe:
-        roots.append(Path(exe).resolve().parent.parent)
-    return roots
-
-
-def check_safe(prefix: Path, roots: Sequence[Path] = ()) -> None:
-    """Refuse prefixes whose replacement or creation would hurt: a conda root (``roots``: the
-    runtime's, e.g. conda's root prefix) or the running interpreter's env, the active env, a
-    prefix holding other envs, one nested in an env, a symlink."""
-    check_prefix_path(prefix)
-    real = prefix.resolve()
-    for root in _roots(roots):
-        with contextlib.suppress(OSError):
-            if real == root.resolve():
-                raise PrefixError(
-                    f"{prefix} is a conda root, the active environment or the environment "
-                    "running this command; refusing to build there",
-                    hints=["choose a new -n NAME or -p PATH"],
-                )
-    if prefix.is_symlink():
-        raise PrefixError(f"{prefix} is a symbolic link; give the real path ({real})")
-    for parent in real.parents:
-        if is_env(parent):
-            raise PrefixError(
-                f"{prefix} is inside the environment {parent}; environments cannot be nested",
-                hints=["choose a path outside it, e.g. -n NAME"],
-            )
-    if real.is_dir() and (
-        (real / "condabin").is_dir()
-        or (real / "pkgs").is_dir()
-        or any(real.glob("*/conda-meta"))
-        or any(real.glob("*/*/conda-meta"))
-    ):
-        raise PrefixError(
-            f"{prefix} looks like a conda installation or holds other environments; "
-            "refusing to build there",
-            hints=["choose a new -n NAME or -p PATH"],
-        )
-
-
-def check_target(prefix: Path, force: bool, roots: Sequence[Path] = ()) -> bool:
-    """Refuse to touch an existing prefix without ``force``; return True if it will be replaced."""
-    check_safe(prefix, roots)
-    if not os.path.lexists(prefix):
-        return False
-    replaceable = prefix.is_dir() and (is_env(prefix) or not any(prefix.iterdir()))
-    if not replaceable:
-        what = "directory" if prefix.is_dir() else "file"
-        raise PrefixError(
-            f"{prefix} already exists and is a {what}, not a conda environment; nothing was "
-            "changed "
-            "(--force replaces only an environment or an empty directory)",
-            hints=["choose another -n NAME or -p PATH"],
-        )
-    if not force:
-        what = "environment" if is_env(prefix) else ("directory" if prefix.is_dir() else "file")
-        raise PrefixError(
-            f"{prefix} already exists ({what}); nothing was changed",
-            hints=[
-                "add --force to replace it once the new env is built and verified",
-                "or choose another -n/-p",
-            ],
-        )
-    return True
-
-
 # ----------------------------------------------------------------------------- transaction
 
 
@@ -634,57 +543,3 @@ def _rollback(
         os.replace(backup, prefix)
     fsync_dir(prefix.parent)
     _unlink_journal(prefix)
-
-
-# ----------------------------------------------------------------------------- temp dirs
-
-
-def _host_tag() -> str:
-    import socket
-
-    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
-
-
-TEMPDIR_KINDS = ("pip", "verify")
-
-
-def tempdir_prefix(kind: str) -> str:
-    """The ``prefix=`` for ``tempfile.mkdtemp`` / ``TemporaryDirectory`` of a create's temp
-    dir: ``conda-unsloth-KIND-PID-HOST-`` (HOST: 8 hex digits of the host name's sha256), so
-    :func:`sweep_stale_tempdirs` can tell a dead create's leftovers from a live one's."""
-    if kind not in TEMPDIR_KINDS:
-        raise ValueError(kind)
-    return f"conda-unsloth-{kind}-{os.getpid()}-{_host_tag()}-"
-
-
-def sweep_stale_tempdirs(tmpdir: Path | None = None) -> list[Path]:
-    """Remove the temp dirs (:func:`tempdir_prefix`) that creates killed with SIGKILL left in
-    ``tmpdir`` (default ``tempfile.gettempdir()``): only real directories owned by this uid,
-    made on this host, whose pid is no longer running. Returns what was removed."""
-    import re
-    import tempfile
-
-    root = Path(tmpdir) if tmpdir is not None else Path(tempfile.gettempdir())
-    pattern = re.compile(
-        rf"conda-unsloth-(?:{'|'.join(TEMPDIR_KINDS)})-([0-9]+)-{_host_tag()}-[A-Za-z0-9_]+",
-        re.ASCII,
-    )
-    removed: list[Path] = []
-    try:
-        entries = list(root.iterdir())
-    except OSError:
-        return removed
-    for entry in entries:
-        m = pattern.fullmatch(entry.name)
-        if m is None or _alive(m.group(1)):
-            continue
-        try:
-            st = os.lstat(entry)
-        except OSError:
-            continue
-        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
-            continue
-        shutil.rmtree(entry, ignore_errors=True)
-        if not os.path.lexists(entry):
-            removed.append(entry)
-    return removed

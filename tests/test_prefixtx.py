@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from conda_unsloth import install, inventory, prefixtx, signals
+from conda_unsloth import prefix as prefixmod
 from conda_unsloth.errors import InstallError, PrefixError
 from tests import envbuild
 from tests.conftest import Result, tree
@@ -135,7 +136,7 @@ def test_dry_run_with_a_pending_journal_changes_nothing(
 
 def test_a_prefix_that_appears_while_planning_is_not_touched(tmp_path: Path) -> None:
     prefix = tmp_path / "env"
-    assert prefixtx.check_target(prefix, force=False) is False
+    assert prefixmod.check_target(prefix, force=False) is False
     make_env(prefix, "someone else's")  # another create built it meanwhile
     before = tree(prefix)
     with (

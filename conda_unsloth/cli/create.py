@@ -136,7 +136,7 @@ REQUEST_KEYS = (
 
 
 def execute(args: argparse.Namespace, runtime: Runtime) -> int:
-    from .. import pipeline, prefixtx
+    from .. import pipeline, prefixtx, tempdirs
     from .. import prefix as prefixmod
     from ..install import PipOptions
     from . import _shared
@@ -151,8 +151,8 @@ def execute(args: argparse.Namespace, runtime: Runtime) -> int:
         else:
             prefixtx.recover(prefix, say)
     if not args.dry_run:
-        prefixtx.sweep_stale_tempdirs()  # what killed creates left in $TMPDIR
-    prefixtx.check_target(prefix, args.force, runtime.roots())
+        tempdirs.sweep_stale_tempdirs()  # what killed creates left in $TMPDIR
+    prefixmod.check_target(prefix, args.force, runtime.roots())
     kb = _shared.knowledge(args)
     host = _shared.host()
     t0 = time.monotonic()

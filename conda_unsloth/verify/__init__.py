@@ -85,7 +85,7 @@ def run_probe(
 
     The probe runs in its own session; on a timeout or an exception here (Ctrl-C) its process
     group is terminated, so no probe or worker outlives the call."""
-    from ..prefixtx import tempdir_prefix
+    from ..tempdirs import tempdir_prefix
 
     with tempfile.TemporaryDirectory(prefix=tempdir_prefix("verify")) as tmp:
         out = Path(tmp) / "report.json"

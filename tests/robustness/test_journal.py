@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conda_unsloth import prefixtx
+from conda_unsloth import prefixtx, tempdirs
 from conda_unsloth.errors import PrefixError
 from tests import prefixes as P
 from tests.robustness.helpers import assert_refused, run_cli, snapshot
@@ -41,7 +41,7 @@ def ident(path: Path) -> list[int]:
 KILLED_CREATE = """
 import os, signal, sys
 from pathlib import Path
-from conda_unsloth import prefixtx
+from conda_unsloth import prefixtx, tempdirs
 prefix = Path(sys.argv[1])
 replacing = sys.argv[2] == "force"
 with prefixtx.prefix_lock(prefix), prefixtx.transaction(
@@ -300,7 +300,7 @@ def _dead_pid() -> int:
 
 
 def test_sweep_removes_only_our_dead_temp_dirs(tmp_path: Path) -> None:
-    tag = prefixtx.tempdir_prefix("pip").split("-")[-2]  # this host's tag
+    tag = tempdirs.tempdir_prefix("pip").split("-")[-2]  # this host's tag
     dead = _dead_pid()
     stale = tmp_path / f"conda-unsloth-pip-{dead}-{tag}-abc123"
     stale_verify = tmp_path / f"conda-unsloth-verify-{dead}-{tag}-x_9"
@@ -314,7 +314,7 @@ def test_sweep_removes_only_our_dead_temp_dirs(tmp_path: Path) -> None:
     a_file.write_text("x")
     a_link = tmp_path / f"conda-unsloth-pip-{dead}-{tag}-link"
     a_link.symlink_to(live)
-    removed = prefixtx.sweep_stale_tempdirs(tmp_path)
+    removed = tempdirs.sweep_stale_tempdirs(tmp_path)
     assert sorted(removed) == sorted([stale, stale_verify])
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         p.name for p in (live, other_host, old_style, not_ours, a_file, a_link)
@@ -324,18 +324,18 @@ def test_sweep_removes_only_our_dead_temp_dirs(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="changing a directory's owner needs root")
 def test_sweep_keeps_another_users_dir(tmp_path: Path) -> None:
-    tag = prefixtx.tempdir_prefix("verify").split("-")[-2]
+    tag = tempdirs.tempdir_prefix("verify").split("-")[-2]
     theirs = tmp_path / f"conda-unsloth-verify-{_dead_pid()}-{tag}-abc"
     theirs.mkdir()
     os.chown(theirs, 65534, 65534)
-    assert prefixtx.sweep_stale_tempdirs(tmp_path) == []
+    assert tempdirs.sweep_stale_tempdirs(tmp_path) == []
     assert theirs.is_dir()
 
 
 def test_tempdir_prefix_names_a_dir_the_sweep_recognises(tmp_path: Path) -> None:
     code = (
-        "import sys, tempfile; from conda_unsloth import prefixtx\n"
-        "print(tempfile.mkdtemp(prefix=prefixtx.tempdir_prefix('pip'), dir=sys.argv[1]))\n"
+        "import sys, tempfile; from conda_unsloth import tempdirs\n"
+        "print(tempfile.mkdtemp(prefix=tempdirs.tempdir_prefix('pip'), dir=sys.argv[1]))\n"
     )
     made = subprocess.run(
         [sys.executable, "-c", code, str(tmp_path)],
@@ -344,6 +344,6 @@ def test_tempdir_prefix_names_a_dir_the_sweep_recognises(tmp_path: Path) -> None
         check=True,
     ).stdout.strip()
     assert Path(made).is_dir()
-    assert prefixtx.sweep_stale_tempdirs(tmp_path) == [Path(made)]  # its pid has exited
-    live = tempfile.mkdtemp(prefix=prefixtx.tempdir_prefix("verify"), dir=tmp_path)
-    assert prefixtx.sweep_stale_tempdirs(tmp_path) == [] and Path(live).is_dir()
+    assert tempdirs.sweep_stale_tempdirs(tmp_path) == [Path(made)]  # its pid has exited
+    live = tempfile.mkdtemp(prefix=tempdirs.tempdir_prefix("verify"), dir=tmp_path)
+    assert tempdirs.sweep_stale_tempdirs(tmp_path) == [] and Path(live).is_dir()
