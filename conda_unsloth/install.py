@@ -148,7 +148,8 @@ def _where(paths: Sequence[Path]) -> list[str]:
             dev = probe.stat().st_dev
         except OSError:
             free, inodes, dev = "?", -1, -1
-        label = f"{free} free" + (", no free inodes" if inodes == 0 else "")
+        low = 0 <= inodes < 1000  # a file system can be out of inodes with bytes to spare
+        label = f"{free} free" + (f", {inodes} free inodes" if low else "")
         seen.setdefault((dev, f"{mount} ({label})"), []).append(str(p))
     return [
         f"{' and '.join(names)} {'are' if len(names) > 1 else 'is'} on the file system "
