@@ -131,18 +131,21 @@ class RedactingStream(io.TextIOBase):
     def __init__(self, raw: TextIO) -> None:
         super().__init__()
         self.raw = raw
-        self._pending = ""
+        self._pending: list[str] = []  # the current line's pieces (many small writes: linear)
 
     def write(self, s: str) -> int:
-        self._pending += s
-        if "\n" in self._pending:
-            lines, _, self._pending = self._pending.rpartition("\n")
-            self.raw.write(redact_text(lines + "\n"))
+        if "\n" not in s:
+            self._pending.append(s)
+            return len(s)
+        lines, _, rest = s.rpartition("\n")
+        text = "".join([*self._pending, lines, "\n"])
+        self._pending = [rest] if rest else []
+        self.raw.write(redact_text(text))
         return len(s)
 
     def flush(self) -> None:
         if self._pending:
-            text, self._pending = self._pending, ""
+            text, self._pending = "".join(self._pending), []
             self.raw.write(redact_text(text))
         self.raw.flush()
 

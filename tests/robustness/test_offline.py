@@ -28,16 +28,16 @@ SLOW = 120.0
 
 
 def _explicit_lock(demo: Path, tmp: Path, base: str) -> Path:
-    """The demo stack as an @EXPLICIT lock whose URLs point to ``base`` (another host)."""
+    """The demo's CUDA stack (its 9 packages that are not CPU builds) as an @EXPLICIT lock
+    whose URLs point to ``base`` (another host); written from the repodata, no solver."""
+    lines = ["# platform: linux-64", "@EXPLICIT"]
+    for subdir in ("linux-64", "noarch"):
+        doc = json.loads((demo / "channel" / subdir / "repodata.json").read_text())
+        for fn, rec in sorted(doc["packages"].items()):
+            if "cpu" not in rec["build"]:
+                lines.append(f"{base}/channel/{subdir}/{fn}#{rec['sha256']}")
     lock = tmp / "lock.txt"
-    r = run_cli(
-        ["solve", "-c", (demo / "channel").as_uri(), "--cuda", "12.1", "--lock", str(lock), "-q"],
-        tmp,
-        timeout=SLOW,
-    )
-    assert r.code == 0, r.err
-    text = lock.read_text().replace((demo / "channel").as_uri(), f"{base}/channel")
-    lock.write_text(text)
+    lock.write_text("\n".join(lines) + "\n")
     return lock
 
 
@@ -232,3 +232,54 @@ def _yaml(path: Path) -> dict[str, object]:
     doc = YAML(typ="safe").load(path.read_text())
     assert isinstance(doc, dict)
     return doc
+
+
+@pytest.mark.conda
+def test_inside_conda_a_lock_naming_another_host_is_refused_offline(
+    demo: Path, tmp_path: Path
+) -> None:
+    """Inside conda, ``--offline`` is conda's offline mode: its session has no network
+    adapter, so nothing is requested; the refusal names a package and says why, on one line."""
+    from tests.conda import realconda
+    from tests.conftest import CondaSandbox
+
+    box = CondaSandbox(tmp_path / "_conda")
+    work = tmp_path / "work"
+    work.mkdir()
+    with ChannelServer(demo) as server:
+        lock = _explicit_lock(demo, tmp_path, server.base)
+        r = realconda.conda(
+            box, "unsloth", "create", "-p", str(work / "env"), "--from-lock", str(lock),
+            "--offline", "--pip-find-links", str(demo / "wheels"), "--yes",
+        )  # fmt: skip
+        assert server.hits == []
+    assert r.code == 2, r
+    assert "Traceback" not in r.out + r.err and "ERROR REPORT" not in r.err
+    errors = [ln for ln in r.err.splitlines() if "Error: " in ln]
+    assert len(errors) == 1, r
+    assert "--offline, but 9 package(s) would be downloaded" in errors[0]
+    assert "is not in conda's package cache" in errors[0]
+    assert snapshot(work) == {}
+
+
+@pytest.mark.parametrize("how", ["--pip-index-url", "PIP_INDEX_URL", "UV_INDEX_URL"])
+def test_an_index_is_never_asked_offline(demo: Path, tmp_path: Path, how: str) -> None:
+    """Offline the pip stage installs from --pip-find-links only: an index given by flag or
+    by the environment is not contacted (and the create still succeeds)."""
+    with ChannelServer(demo) as server:
+        index = f"{server.base}/simple"
+        argv = demo_create(
+            (demo / "channel").as_uri(),
+            demo,
+            tmp_path / "work" / "env",
+            "--offline",
+            "--no-verify",
+        )
+        env: dict[str, str] = {}
+        if how.startswith("--"):
+            argv += [how, index]
+        else:
+            env[how] = index
+        r = run_cli(argv, tmp_path, timeout=SLOW, **env)
+        assert server.hits == []
+    assert r.code == 0, r.err

@@ -302,6 +302,14 @@ ERRORS = {
         ["create", "-p", "env", "-f", "environment.yml", "-y", "--offline"],
         "",
     ),
+    # schemes a channel cannot have here: refused before any network, quoted without the token
+    "channel-ftp": (["solve", "-c", f"ftp://u:{T}@127.0.0.1:21/chan"], "channel"),
+    "channel-s3": (["solve", "-c", f"s3://key:{T}@bucket/chan"], "channel"),
+    "channel-oci-ipv6": (["solve", "-c", f"oci://u:{T}@[::1]:5000/chan"], "channel"),
+    "pip-index-url-in-a-file": (
+        ["create", "-p", "env", "-f", "environment.yml", "-y", "--offline", "-c", "DEMO"],
+        "",
+    ),
 }
 FILES = {
     "lock-line-not-a-package": (
@@ -312,6 +320,11 @@ FILES = {
         "environment.yml",
         f"name: x\nchannels:\n  - https://u:{T}@h.example.org/t/{T}/c?token={T}\n"
         f"dependencies:\n  - https://u:{T}@h.example.org/c::pytorch[[[\n",
+    ),
+    "pip-index-url-in-a-file": (
+        "environment.yml",
+        "name: x\ndependencies:\n  - python=3.11\n  - pip\n  - pip:\n"
+        f"    - --index-url https://u:{T}@pypi.example.org/simple\n    - unsloth\n",
     ),
 }
 
@@ -330,3 +343,42 @@ def test_an_error_quoting_a_url_shows_no_token(demo: Path, tmp_path: Path, case:
     assert_refused(r, says, code=None)
     assert snapshot(work) == before
     assert CORE not in r.out + r.err  # and nothing was written (the snapshot)
+
+
+def test_tokens_in_a_lock_pip_urls_are_used_nowhere_and_shown_nowhere(
+    demo: Path, tmp_path: Path
+) -> None:
+    """A lock whose pip wheels name URLs with credentials (explicit ``# pip`` lines, as a
+    conda-lock ``manager: pip`` package would): the plan, the dry run's JSON, the create, the
+    marker it writes and an export of the env never show them."""
+    import hashlib
+
+    token = TOKENS["unicode"]
+    lines = ["# platform: linux-64", "@EXPLICIT"]
+    for subdir in ("linux-64", "noarch"):
+        doc = json.loads((demo / "channel" / subdir / "repodata.json").read_text())
+        for fn, rec in sorted(doc["packages"].items()):
+            if "cpu" not in rec["build"]:
+                lines.append(f"{(demo / 'channel').as_uri()}/{subdir}/{fn}#{rec['sha256']}")
+    for whl in sorted((demo / "wheels").glob("*.whl")):
+        name, version = whl.name.split("-")[:2]
+        sha = hashlib.sha256(whl.read_bytes()).hexdigest()
+        url = f"https://u:{q(token)}@pypi.example.org/t/{q(token)}/{whl.name}?token={q(token)}"
+        lines.append(f"# pip {name}=={version} @ {url}#sha256={sha}")
+    lock = tmp_path / "lock.txt"
+    lock.write_text("\n".join(lines) + "\n")
+    env = tmp_path / "work" / "env"
+    base = ["create", "-p", str(env), "--from-lock", str(lock), "--yes", "--offline"]
+    wheels = ["--pip-find-links", str(demo / "wheels")]
+    runs = [
+        run_cli([*base, *wheels, "--dry-run"], tmp_path, timeout=SLOW),
+        run_cli([*base, *wheels, "--dry-run", "--json"], tmp_path, timeout=SLOW),
+        run_cli([*base, *wheels, "--no-verify"], tmp_path, timeout=SLOW),
+    ]
+    assert [r.code for r in runs] == [0, 0, 0], [r.err for r in runs]
+    runs += [
+        run_cli(["export", "-p", str(env), "--format", f], tmp_path)
+        for f in ("explicit", "conda-lock", "environment")
+    ]
+    runs.append(run_cli(["doctor", "-p", str(env), "--json"], tmp_path))
+    assert leaks(tmp_path / "work", *runs) == []
