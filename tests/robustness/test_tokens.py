@@ -382,3 +382,47 @@ def test_tokens_in_a_lock_pip_urls_are_used_nowhere_and_shown_nowhere(
     ]
     runs.append(run_cli(["doctor", "-p", str(env), "--json"], tmp_path))
     assert leaks(tmp_path / "work", *runs) == []
+
+
+@pytest.mark.conda
+@pytest.mark.parametrize("how", ["path", "basic"])
+def test_inside_conda_a_token_is_used_and_never_shown(
+    demo: Path, tmp_path: Path, how: str
+) -> None:
+    """conda's transaction downloads with the token; nothing we print or write, nor the env
+    conda builds, holds it (conda's own package cache does, as for any conda install)."""
+    from tests.conda import realconda
+    from tests.conftest import CondaSandbox
+
+    box = CondaSandbox(tmp_path / "_conda")
+    token = TOKENS["ascii"]
+    work = tmp_path / "work"
+    work.mkdir()
+    with ChannelServer(demo, token=token) as server:
+        base = channel_url(server, token, how)
+        lines = ["# platform: linux-64", "@EXPLICIT"]
+        for subdir in ("linux-64", "noarch"):
+            doc = json.loads((demo / "channel" / subdir / "repodata.json").read_text())
+            for fn, rec in sorted(doc["packages"].items()):
+                if "cpu" not in rec["build"]:
+                    lines.append(f"{base}/{subdir}/{fn}#{rec['sha256']}")
+        lock = tmp_path / "lock.txt"
+        lock.write_text("\n".join(lines) + "\n")
+        env = work / "env"
+        r = realconda.conda(
+            box, "unsloth", "create", "-p", str(env), "--from-lock", str(lock), "--no-verify",
+            "--pip-find-links", str(demo / "wheels"), "--yes",
+        )  # fmt: skip
+        assert r.code == 0, r
+        assert all(h.authorized for h in server.hits) and len(server.hits) == 9
+    runs = [
+        Run(r.code, r.out, r.err, 0.0, False),
+        *(
+            Run(x.code, x.out, x.err, 0.0, False)
+            for x in (
+                realconda.conda(box, "unsloth", "export", "-p", str(env), "--format", "explicit"),
+                realconda.conda(box, "unsloth", "doctor", "-p", str(env), "--json"),
+            )
+        ),
+    ]
+    assert leaks(work, *runs) == []
