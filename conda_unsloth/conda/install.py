@@ -33,19 +33,28 @@ def install_explicit(records: Sequence[Record], prefix: Path, show_progress: boo
     try:
         explicit(explicit_lines(records), str(prefix))
     except CondaError as exc:
-        raise install_error(exc) from None
+        raise install_error(exc, prefix) from None
 
 
 # issue 16 (h16b): conda's words, on one line and without credentials
 _OFFLINE_URL = re.compile(r"EnforceUnusedAdapter called with url (\S+?)\.?\s*$", re.M)
 
 
-def install_error(exc: Exception) -> UnslothError:
-    """conda's error as ours: one line, credentials removed; offline, the package conda would
-    have had to download (``--offline`` is conda's offline mode: no network adapter)."""
+def install_error(exc: Exception, prefix: Path) -> UnslothError:
+    """conda's error as ours: one line, credentials removed; a full disk says so and where;
+    offline, the package conda would have had to download (``--offline`` is conda's offline
+    mode: no network adapter)."""
+    from pathlib import Path
+
+    from conda.base.context import context
+
+    from ..install import disk_full
     from ..redact import redact_text, redact_url
 
     text = str(exc)
+    full = disk_full(text, [prefix, *(Path(d) for d in context.pkgs_dirs[:1])])
+    if full is not None:
+        return full
     urls = list(dict.fromkeys(_OFFLINE_URL.findall(text)))
     if urls:
         fn = urls[0].rsplit("/", 1)[-1]

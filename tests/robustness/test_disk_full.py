@@ -54,14 +54,23 @@ needs_mount = pytest.mark.skipif(
 )
 
 
-def in_small_tmpfs(tmp: Path, mnt: Path, options: str, argv: list[str]) -> tuple[int, str, str]:
-    """Run ``python -m conda_unsloth ARGV`` with a fresh tmpfs (``options``) at ``mnt``, in a
-    mount namespace of its own. Returns (exit code, stderr, what was left on the tmpfs)."""
+def in_small_tmpfs(
+    tmp: Path,
+    mnt: Path,
+    options: str,
+    argv: list[str],
+    *,
+    command: tuple[str, ...] = ("conda_unsloth",),
+    env: dict[str, str] | None = None,
+) -> tuple[int, str, str]:
+    """Run ``python -m conda_unsloth ARGV`` (``command``: ``("conda", "unsloth")`` for the
+    plugin) with a fresh tmpfs (``options``) at ``mnt``, in a mount namespace of its own.
+    Returns (exit code, stderr, what was left on the tmpfs)."""
     namespace = _unshare()
     assert namespace is not None
     mnt.mkdir(exist_ok=True)
     err, left = tmp / "stderr.txt", tmp / "left.txt"
-    cli = shlex.join([sys.executable, "-m", "conda_unsloth", *argv])
+    cli = shlex.join([sys.executable, "-m", *command, *argv])
     script = (
         f"mount -t tmpfs -o {options} tmpfs {shlex.quote(str(mnt))} || exit 99\n"
         f"{cli} > /dev/null 2> {shlex.quote(str(err))}\n"
@@ -71,7 +80,7 @@ def in_small_tmpfs(tmp: Path, mnt: Path, options: str, argv: list[str]) -> tuple
     )
     proc = subprocess.run(
         [*namespace, "sh", "-c", script],
-        env=environ(tmp),
+        env=env or environ(tmp),
         cwd=tmp,
         capture_output=True,
         text=True,
@@ -123,11 +132,15 @@ def pad(wheel: Path, name: str, data: bytes) -> None:
             zf.writestr(zipfile.ZipInfo(n, date_time=(2024, 1, 1, 0, 0, 0)), body)
 
 
-def assert_disk_full(code: int, err: str, prefix: Path, mnt: Path) -> None:
+def assert_disk_full(
+    code: int, err: str, prefix: Path, mnt: Path, *, lead: str = "conda-unsloth: error: "
+) -> None:
     assert code == 1, err
     assert "Traceback" not in err
     lines = [ln for ln in err.strip().splitlines() if not ln.startswith(("==> ", "notice: "))]
-    assert lines[0].startswith("conda-unsloth: error: the disk is full (no space left on device)")
+    if lead.startswith("Conda"):  # conda's own transaction lines come first
+        lines = [ln for ln in lines[next(i for i, ln in enumerate(lines) if lead in ln) :] if ln]
+    assert lines[0].startswith(f"{lead}the disk is full (no space left on device)")
     assert f"while installing into {prefix}:" in lines[0]
     assert f"{prefix} is on the file system mounted at {mnt} (" in lines[0]
     assert all(ln.startswith("hint: ") for ln in lines[1:]), lines
@@ -164,4 +177,29 @@ def test_a_full_disk_in_the_pip_stage_says_so_and_where(
     code, err, left = in_small_tmpfs(tmp_path, mnt, f"size={used - 16 * 1024}k", argv)
     assert "pip stage" in err  # the conda packages were linked; the pip stage ran out
     assert_disk_full(code, err, prefix, mnt)
+    assert left == ""
+
+
+@needs_mount
+@pytest.mark.conda
+def test_inside_conda_a_full_disk_while_linking_says_so_and_where(
+    demo: Path, tmp_path: Path
+) -> None:
+    """conda's transaction runs out of room and rolls back; our error says where."""
+    from tests.conda import realconda
+    from tests.conftest import CondaSandbox
+
+    box = CondaSandbox(tmp_path / "_conda")
+    env = {**realconda.environ(box), "CONDA_UNSLOTH_NVML": "0", "CONDA_UNSLOTH_NVIDIA_SMI": ""}
+    mnt = tmp_path / "small"
+    prefix = mnt / "env"
+    code, err, left = in_small_tmpfs(
+        tmp_path,
+        mnt,
+        "size=8m",
+        realconda.create_args(demo, prefix, "--no-verify"),
+        command=("conda", "unsloth"),
+        env=env,
+    )
+    assert_disk_full(code, err, prefix, mnt, lead="CondaUnslothError: ")
     assert left == ""
