@@ -29,8 +29,12 @@ def read(prefix: Path) -> dict[str, Any] | None:
 
 def write(prefix: Path, data: dict[str, Any]) -> Path:
     from .outputs import write_atomic
+    from .redact import redact_obj
 
-    doc = {"schema": SCHEMA, "tool": "conda-unsloth", "tool_version": __version__, **data}
+    # no credential is ever written into the env (the request's channels, a failure message)
+    doc = redact_obj(
+        {"schema": SCHEMA, "tool": "conda-unsloth", "tool_version": __version__, **data}
+    )
     p = path_for(prefix)
     p.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(p, json.dumps(doc, indent=2, sort_keys=True) + "\n")

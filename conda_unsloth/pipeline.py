@@ -328,12 +328,22 @@ def build(
             },
         )
 
-    if prep.pip_requirements or prep.locked_pip:  # before anything is built
+    # before anything is built (issue 16): every package file is the one its record
+    # describes; offline, nothing would be downloaded (no socket to anything but file://)
+    install.check_package_files(solved.records)
+    if opts.pip.offline and not runtime.conda:  # inside conda, --offline is conda's offline
+        install.check_offline(solved.records)
+    if prep.pip_requirements or prep.locked_pip:
         own_urls = prep.locked_pip is not None and all(p.direct and p.url for p in prep.locked_pip)
         install.check_pip_stage(
             opts.pip,
             [r.name for r in solved.records],
             say,
+            requirements=[
+                *prep.pip_requirements,
+                *(p.requirement() for p in prep.locked_pip or ()),
+            ],
+            locked=prep.locked_pip or (),
             own_urls=own_urls and not prep.pip_requirements,
         )
     with (
@@ -343,7 +353,10 @@ def build(
         prefixtx.transaction(prefix, prep.replacing, opts.keep_failed, mark_failed, say),
     ):
         t0 = time.monotonic()
-        with step(f"installing {len(solved.records)} conda packages into {prefix}"):
+        with (
+            step(f"installing {len(solved.records)} conda packages into {prefix}"),
+            install.offline_scope(opts.pip.offline),
+        ):
             runtime.install(list(solved.records), prefix, opts.show_progress)
         seconds["install"] = time.monotonic() - t0
         t0 = time.monotonic()

@@ -578,6 +578,44 @@ def check_requirements(requirements: Sequence[str]) -> None:
             )
 
 
+# --- issue 16 #6 (h16b): offline, a direct URL requirement is refused, never downloaded --------
+_URL_START = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://", re.ASCII)
+
+
+def direct_url(requirement: str) -> str | None:
+    """The URL a requirement installs from (``name @ URL``, a bare URL), else None."""
+    text = requirement.strip()
+    if _URL_START.match(text):
+        return text.split()[0]
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    try:
+        return Requirement(text).url
+    except InvalidRequirement:
+        _, at, rest = text.partition("@")
+        m = _URL_START.search(rest) if at else None
+        return rest[m.start() :].split()[0] if m else None
+
+
+def refuse_remote_urls(requirements: Sequence[str]) -> None:
+    """``--offline``: pip downloads a ``name @ https://...`` requirement even with
+    ``--no-index``; refuse every direct URL that is not a local ``file://`` one."""
+    for req in requirements:
+        url = direct_url(req)
+        if url is not None and url[:7].lower() != "file://":
+            raise UsageError(
+                f"--offline, but the pip requirement {redact_text(req.strip())!r} is a direct "
+                f"URL ({redact_url(url)}): offline nothing is downloaded",
+                hints=[
+                    "put the wheel into a --pip-find-links folder and require it by "
+                    "name==version (or name @ file:///path/to/wheel), or leave --offline out",
+                ],
+            )
+
+
+# --- end of issue 16 #6 ------------------------------------------------------------------------
+
+
 def site_packages(prefix: Path) -> Path:
     found = sorted((prefix / "lib").glob("python3*/site-packages"))
     if not found:
@@ -604,6 +642,8 @@ def run_stage(
     check_requirements(requirements)
     if locked is not None:
         check_requirements([p.requirement() for p in locked])
+    if src.offline:  # issue 16 #6 (h16b): also checked before anything is built
+        refuse_remote_urls([*requirements, *(p.requirement() for p in locked or ())])
     own_urls = locked is not None and all(p.direct and p.url for p in locked)
     if not src.has_source and not own_urls:
         raise InstallError(

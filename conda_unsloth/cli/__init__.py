@@ -99,9 +99,23 @@ def _print_help(parser: argparse.ArgumentParser) -> int:
 
 
 def execute(args: argparse.Namespace, runtime: Runtime) -> int:
-    """Run the verb the parsed ``args`` chose, in ``runtime`` (conda's or standalone)."""
+    """Run the verb the parsed ``args`` chose, in ``runtime`` (conda's or standalone).
+
+    Every verb runs with credentials removed from what it writes on stdout/stderr and from the
+    error it raises (both entry points print that error): ``redact.redacted_output``."""
+    from ..errors import UnslothError
+    from ..redact import redact_obj, redact_text, redacted_output
+
     func: Any = args.func
-    return int(func(args, runtime) or 0)
+    with redacted_output():
+        try:
+            return int(func(args, runtime) or 0)
+        except UnslothError as exc:
+            exc.message = redact_text(exc.message)
+            exc.args = (exc.message,)
+            exc.hints = tuple(redact_text(h) for h in exc.hints)
+            exc.details = redact_obj(exc.details)
+            raise
 
 
 def generate_parser(

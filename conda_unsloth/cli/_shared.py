@@ -248,5 +248,7 @@ def print_notices(notices: tuple[str, ...] | list[str]) -> None:
 def emit_json(doc: dict[str, Any]) -> None:
     import json
 
-    json.dump(doc, sys.stdout, indent=2, sort_keys=False)
+    from ..redact import redact_obj
+
+    json.dump(redact_obj(doc), sys.stdout, indent=2, sort_keys=False)
     sys.stdout.write("\n")

@@ -238,8 +238,11 @@ def _print_plan(prep: Prepared) -> None:
         + (f"; {unknown} without a recorded size" if unknown else "")
     )
     if prep.pip_shown:
+        from ..redact import redact_text
+
         locked = prep.locked_pip is not None
-        _shared.table([(req, "pip") for req in prep.pip_shown], ("requirement", "installer"))
+        rows: list[tuple[str, ...]] = [(redact_text(r), "pip") for r in prep.pip_shown]
+        _shared.table(rows, ("requirement", "installer"))
         _shared.echo(
             f"pip: {len(prep.pip_shown)} "
             + (
