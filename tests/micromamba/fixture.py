@@ -17,6 +17,7 @@ import hashlib
 import os
 import subprocess
 import tarfile
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,3 +141,67 @@ def installer(
         yield value
     finally:
         CURRENT.remove(value)
+
+
+def install_running(prefix: Path) -> bool:
+    """Whether the create building ``prefix`` is installing its conda packages now: with
+    micromamba, a micromamba process working on ``prefix`` is alive (the fault tests kill the
+    create at that moment); with rattler, ``conda-meta`` exists."""
+    if not CURRENT or CURRENT[-1].name != "micromamba":
+        return (prefix / "conda-meta").exists()
+    # micromamba is extracting packages: a `micromamba package extract` child in the session
+    # of the micromamba that installs into prefix
+    sessions = {_session(pid) for pid in installer_processes(prefix, supervisor=False)}
+    return any(_session(pid) in sessions for pid in _extractors())
+
+
+def _session(pid: int) -> int | None:
+    try:
+        stat = (Path("/proc") / str(pid) / "stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[4])
+
+
+def _extractors() -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if argv[0].endswith(b"/micromamba") and argv[1:3] == [b"package", b"extract"]:
+                out.append(int(entry.name))
+    return out
+
+
+def installer_processes(prefix: Path, *, supervisor: bool = True) -> list[int]:
+    """micromamba processes (and their supervisor) installing into ``prefix``: a path to a
+    ``micromamba`` executable, ``install`` and ``prefix`` on the command line."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        words = [a.decode(errors="replace") for a in argv]
+        shown = words if supervisor else words[:1]  # the supervisor names it later
+        exe = any("/" in w and w.rsplit("/", 1)[-1] == "micromamba" for w in shown)
+        if exe and "install" in words and str(prefix) in words:
+            out.append(int(entry.name))
+    return out
+
+
+def assert_installer_stopped(prefix: Path) -> None:
+    """After the create building ``prefix`` was killed: no installer process is left, and with
+    micromamba (killed while it extracted, before it links anything) not one package record
+    was written afterwards: its process group died with the create."""
+    deadline = time.monotonic() + 10
+    while installer_processes(prefix) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert installer_processes(prefix) == []
+    if CURRENT and CURRENT[-1].name == "micromamba":
+        assert sorted(p.name for p in (prefix / "conda-meta").glob("*.json")) == []
