@@ -36,7 +36,10 @@ class Runtime:
     roots: Callable[[], list[Path]] = field(default=lambda: [])
     # `create --installer NAME`: the installers this runtime has besides ``install`` (the
     # default), each with the solver it implies when --solver is not given
-    installers: Mapping[str, tuple[Installer, str | None]] = field(default_factory=dict)
+    # (and a check that it is there, run when the installer is chosen: before any work)
+    installers: Mapping[str, tuple[Installer, str | None, Callable[[], object]]] = field(
+        default_factory=dict
+    )
     # the installer when --installer is not given (None: ``install``); a callable: decided
     # when a create asks, not at start-up
     auto_installer: Callable[[], str | None] = field(default=lambda: None)
@@ -64,7 +67,8 @@ class Runtime:
             raise UsageError(
                 f"--installer {chosen}: not available here (choose {', '.join(self.installers)})"
             )
-        install, implied = self.installers[chosen]
+        install, implied, check = self.installers[chosen]
+        check()
         return replace(
             self,
             install=install,
@@ -113,6 +117,16 @@ def _micromamba_install(records: Sequence[Record], prefix: Path, show_progress: 
     install(records, prefix, show_progress)
 
 
+def _nothing() -> None:
+    return None
+
+
+def _micromamba_present() -> object:
+    from .micromamba import require
+
+    return require()
+
+
 def auto_installer() -> str | None:
     """The standalone default: micromamba when the user has it ($MAMBA_EXE or PATH) and no
     conda; otherwise None (py-rattler, embedded)."""
@@ -157,8 +171,8 @@ def standalone(command: str = "conda-unsloth") -> Runtime:
         install=install_with_rattler,
         envs_dirs=standalone_envs_dirs,
         installers={
-            "rattler": (install_with_rattler, "rattler"),
-            "micromamba": (_micromamba_install, "micromamba"),
+            "rattler": (install_with_rattler, "rattler", _nothing),
+            "micromamba": (_micromamba_install, "micromamba", _micromamba_present),
         },
         auto_installer=auto_installer,
     )
