@@ -34,6 +34,46 @@ class Runtime:
     envs_dirs: Callable[[], list[Path]]
     # prefixes a create must never replace besides the running interpreter's (conda's root)
     roots: Callable[[], list[Path]] = field(default=lambda: [])
+    # `create --installer NAME`: the installers this runtime has besides ``install`` (the
+    # default), each with the solver it implies when --solver is not given
+    # (and a check that it is there, run when the installer is chosen: before any work)
+    installers: Mapping[str, tuple[Installer, str | None, Callable[[], object]]] = field(
+        default_factory=dict
+    )
+    # the installer when --installer is not given (None: ``install``); a callable: decided
+    # when a create asks, not at start-up
+    auto_installer: Callable[[], str | None] = field(default=lambda: None)
+
+    def with_installer(self, name: str | None, solver: str | None = None) -> Runtime:
+        """This runtime installing with ``name`` (None: the default, see ``auto_installer``)
+        and, unless ``solver`` is given, solving with the solver that installer implies
+        (micromamba: libmamba through micromamba)."""
+        from dataclasses import replace
+
+        chosen = name or self.auto_installer()
+        if chosen is None:
+            return self
+        if chosen not in self.installers:
+            if chosen == "conda":
+                raise UsageError(
+                    "--installer conda needs conda: run it as `conda unsloth create`",
+                    hints=["standalone conda-unsloth installs with rattler or micromamba"],
+                )
+            if not self.installers:  # inside conda
+                raise UsageError(
+                    f"--installer {chosen}: inside conda, conda's transaction installs",
+                    hints=[f"standalone: conda-unsloth create --installer {chosen}"],
+                )
+            raise UsageError(
+                f"--installer {chosen}: not available here (choose {', '.join(self.installers)})"
+            )
+        install, implied, check = self.installers[chosen]
+        check()
+        return replace(
+            self,
+            install=install,
+            default_solver=solver or implied or self.default_solver,
+        )
 
     def solver(self, name: str | None) -> Solver:
         """The backend ``name``; None: this runtime's default."""
@@ -64,6 +104,37 @@ def _rattler_solver() -> Solver:
     return RattlerSolver()
 
 
+def _micromamba_solver() -> Solver:
+    from .micromamba import require
+    from .micromamba.solver import MicromambaSolver
+
+    return MicromambaSolver(require())
+
+
+def _micromamba_install(records: Sequence[Record], prefix: Path, show_progress: bool) -> None:
+    from .micromamba import install
+
+    install(records, prefix, show_progress)
+
+
+def _nothing() -> None:
+    return None
+
+
+def _micromamba_present() -> object:
+    from .micromamba import require
+
+    return require()
+
+
+def auto_installer() -> str | None:
+    """The standalone default: micromamba when the user has it ($MAMBA_EXE or PATH) and no
+    conda; otherwise None (py-rattler, embedded)."""
+    from .micromamba import conda_present, find
+
+    return "micromamba" if find() is not None and not conda_present() else None
+
+
 def standalone_envs_dirs() -> list[Path]:
     """Where named environments live without conda, in conda's search order (best effort)."""
     dirs: list[Path] = []
@@ -87,16 +158,23 @@ def standalone_envs_dirs() -> list[Path]:
 
 def standalone(command: str = "conda-unsloth") -> Runtime:
     """The runtime of ``conda-unsloth`` / ``python -m conda_unsloth``: py-rattler solves and
-    installs (in a child process, see :func:`conda_unsloth.install.install_with_rattler`)."""
+    installs (in a child process, see :func:`conda_unsloth.install.install_with_rattler`), or
+    micromamba (``create --installer micromamba``; the default when the user has micromamba
+    and no conda: :func:`auto_installer`)."""
     from .install import install_with_rattler
 
     return Runtime(
         command=command,
         conda=False,
         default_solver="rattler",
-        solvers={"rattler": _rattler_solver},
+        solvers={"rattler": _rattler_solver, "micromamba": _micromamba_solver},
         install=install_with_rattler,
         envs_dirs=standalone_envs_dirs,
+        installers={
+            "rattler": (install_with_rattler, "rattler", _nothing),
+            "micromamba": (_micromamba_install, "micromamba", _micromamba_present),
+        },
+        auto_installer=auto_installer,
     )
 
 

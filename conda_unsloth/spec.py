@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 
 MAX_ENV_FILE_BYTES = 1_000_000
 KNOWN_KEYS = ("name", "channels", "dependencies", "variables", "prefix")
-CONSTRAINTS_SUFFIX = ".pip-constraints.txt"
 
 
 @dataclass(frozen=True)
@@ -59,9 +58,88 @@ def _yaml() -> Any:
     return y
 
 
-def from_selection(sel: Selection, name: str | None, constraints_file: str | None) -> EnvSpec:
-    """The EnvSpec for a selection. ``constraints_file`` is the name the pip section refers to
-    (relative to the environment.yml, the way conda's pip installer resolves it)."""
+# What each tool the file is written for (``conda unsloth env --for TOOL``) needs; see
+# docs/tools.md, where the tests that show it are named. None: every tool (the default).
+TOOLS = ("conda", "micromamba", "pixi")
+# conda distributions that are Python distributions under another name: a pip pin of one of
+# these (with the conda package in the same file) pins conda's package for pip
+CONDA_DISTS = {
+    "torch": ("pytorch",),
+    "triton": ("torchtriton", "triton"),
+    "xformers": ("xformers",),
+}
+
+
+def portable_spec(spec: str) -> str:
+    """``[chan::]name=VER=BUILD`` as ``[chan::]name VER BUILD``: conda, rattler and conda-lock
+    read ``=VER=BUILD`` as ``==VER``, micromamba/mamba 2 as ``VER.*`` (2.5.1 would admit a
+    2.5.1.1 or 2.5.1post1); the space form is ``==VER`` plus the build in all of them
+    (tests/micromamba/test_files.py). Every other spec is returned as is."""
+    m = re.fullmatch(
+        r"(?P<head>(?:[^\s:]+::)?[A-Za-z0-9_][A-Za-z0-9_.-]*)=(?P<v>[^=<>!~,|\s*]+)=(?P<b>\S+)",
+        spec,
+    )
+    return f"{m['head']} {m['v']} {m['b']}" if m else spec
+
+
+def commands(
+    channels: list[str], name: str | None, cuda: str, tool: str | None = None
+) -> list[str]:
+    """The header lines that say how each stock tool builds the file (``THIS_FILE``), with the
+    exact flags each needs to use the file's channels, and only those, in strict priority."""
+    n = "" if name else " -n NAME"
+    listed = [c for c in channels if c != "nodefaults"]
+    only = " ".join(f"-c {c}" for c in listed)
+    conda_env = f"  CONDA_CHANNEL_PRIORITY=strict conda env create{n} -f THIS_FILE"
+    conda_only = (
+        f"  CONDA_CHANNEL_PRIORITY=strict conda create{n} --file THIS_FILE "
+        f"--override-channels {only}"
+    )
+    mamba = f"  micromamba create{n} -f THIS_FILE --strict-channel-priority"
+    lock = "  conda-lock lock -f THIS_FILE -p linux-64   (docs/tools.md: its PyPI name mapping)"
+    override = (
+        f"On a host without a GPU driver (a build or login node) set CONDA_OVERRIDE_CUDA={cuda}"
+    )
+    if tool == "micromamba":
+        return [
+            "Written for micromamba / mamba 2: `nodefaults` keeps your .condarc channels out.",
+            "Channels are in priority order; build it with",
+            mamba,
+            "(conda 26.7 reads `nodefaults` as a channel: for conda write it with --for conda)",
+            f"{override} first.",
+        ]
+    if tool == "conda":
+        return [
+            "Written for conda. Channels are in priority order; build it with only these channels:",
+            conda_only,
+            "or with `conda env create`, which also searches your .condarc channels after these:",
+            conda_env,
+            f"{override} first.",
+        ]
+    return [
+        "Channels are in priority order; build it with any of",
+        conda_env,
+        f"{mamba} --override-channels",
+        lock,
+        "conda env create also searches your .condarc channels after these; only these:",
+        conda_only,
+        f"{override} first.",
+    ]
+
+
+def from_selection(sel: Selection, name: str | None, tool: str | None = None) -> EnvSpec:
+    """The EnvSpec for a selection, in the form every stock tool reads the same way (``tool``:
+    the form that one tool reads best, see :data:`TOOLS`; pixi's manifest is written by
+    ``exports.pixi`` from this spec).
+
+    Exact pins are written ``name VER BUILD`` (:func:`portable_spec`). conda's Python
+    distributions (torch, xformers, triton) are pinned for pip by ``name==version`` lines at the
+    top of the ``pip:`` section: conda and micromamba run that section as ``pip install -r``,
+    where an installed distribution satisfies its pin and no companion can replace it, and
+    conda-lock takes them as pins too (a ``-c constraints.txt`` line would be refused by
+    conda-lock). :func:`read` takes those lines back as constraints."""
+    if tool is not None and tool not in TOOLS:
+        raise ValueError(tool)
     p = sel.profile
     conda: list[Dep] = []
     for c in sel.conda_choices():
@@ -70,38 +148,31 @@ def from_selection(sel: Selection, name: str | None, constraints_file: str | Non
             continue
         qual = f"{c.channel}::" if c.channel and c.name in ("pytorch", "xformers") else ""
         if c.build:
-            conda.append(Dep(f"{qual}{c.name}={c.version}={c.build}", c.why))
+            conda.append(Dep(f"{qual}{c.name} {c.version} {c.build}", c.why))
         elif c.version:
             conda.append(Dep(f"{qual}{c.name}={c.version}", c.why))
         else:
             conda.append(Dep(f"{qual}{c.name}", c.why))
     for extra in p.extra_specs:
-        conda.append(Dep(extra.spec, extra.why))
+        conda.append(Dep(portable_spec(extra.spec), extra.why))
     conda.append(Dep("pip", "runs the pip stage below"))
     constraints = [
-        Dep(f"torch=={sel.pytorch.version}", "conda's pytorch: pip must never replace it"),
+        Dep(f"torch=={sel.pytorch.version}", "conda's pytorch: pinned so pip never replaces it"),
         Dep(f"xformers=={sel.xformers.version}", "conda's xformers build for this exact torch"),
         Dep(f"triton=={sel.pytorch.triton}", f"conda's {p.triton_package}, pinned by pytorch"),
     ]
-    pip: list[Dep] = []
-    if constraints_file:
-        pip.append(Dep(f"-c {constraints_file}", "pins every conda-provided distribution"))
-    for c in sel.pip_choices():
-        pip.append(Dep(f"{c.name}=={c.version}", c.why))
+    pip = [Dep(f"{c.name}=={c.version}", c.why) for c in sel.pip_choices()]
+    channels = [*p.channels, "nodefaults"] if tool == "micromamba" else list(p.channels)
     header = [
         f"Unsloth GPU environment, profile {p.name}: CUDA {sel.cuda}, python {sel.python}, "
         f"pytorch {sel.pytorch.version}, xformers {sel.xformers.version}, "
         f"unsloth {sel.unsloth.version}.",
-        "Generated by conda-unsloth; channels are listed in strict priority order:",
-        "  CONDA_CHANNEL_PRIORITY=strict conda env create -f THIS_FILE",
+        "Generated by conda-unsloth.",
+        *commands(channels, name, sel.cuda, tool),
     ]
-    header.append(
-        f"On a host without a GPU driver (a build or login node) add CONDA_OVERRIDE_CUDA={sel.cuda}"
-        " so the solver sees __cuda."
-    )
     return EnvSpec(
         name=name,
-        channels=[*p.channels, "nodefaults"],
+        channels=channels,
         conda=conda,
         pip=pip,
         pip_constraints=constraints,
@@ -112,6 +183,15 @@ def from_selection(sel: Selection, name: str | None, constraints_file: str | Non
 def _spec_width(deps: list[Dep]) -> int:
     """Each "why" starts two columns after the longest spec (both writers)."""
     return max(len(d.spec) for d in deps) + 2
+
+
+def pip_section(spec: EnvSpec) -> list[Dep]:
+    """The ``pip:`` lines of ``spec``'s file: conda's pins (``spec.pip_constraints``, as
+    ``name==version`` requirements every tool reads) then the pip requirements; a spec read
+    from a file with a ``-c FILE`` line keeps that line instead of the pins."""
+    if any(d.spec.startswith("-c ") for d in spec.pip):
+        return list(spec.pip)
+    return [*spec.pip_constraints, *spec.pip]
 
 
 def to_yaml(spec: EnvSpec) -> str:
@@ -131,10 +211,11 @@ def to_yaml(spec: EnvSpec) -> str:
         deps.append(d.spec)
         if d.why:
             deps.yaml_add_eol_comment(f"# {d.why}", i, column=column)
-    if spec.pip:
+    pip_lines = pip_section(spec)
+    if pip_lines:
         pip_seq = CommentedSeq()
-        pip_column = 8 + _spec_width(spec.pip)
-        for i, d in enumerate(spec.pip):
+        pip_column = 8 + _spec_width(pip_lines)
+        for i, d in enumerate(pip_lines):
             pip_seq.append(d.spec)
             if d.why:
                 pip_seq.yaml_add_eol_comment(f"# {d.why}", i, column=pip_column)
@@ -152,6 +233,8 @@ def to_yaml(spec: EnvSpec) -> str:
 
 
 def constraints_text(spec: EnvSpec) -> str:
+    """conda's pins as a pip constraints file (``pip install -c FILE`` into the env later keeps
+    them; ``conda unsloth env --json`` shows it)."""
     lines = [
         "# pip constraints generated by conda-unsloth: every Python distribution conda provides,",
         "# pinned to conda's version, so the pip stage can never replace or duplicate them.",
@@ -159,14 +242,6 @@ def constraints_text(spec: EnvSpec) -> str:
     for d in spec.pip_constraints:
         lines.append(f"{d.spec}  # {d.why}" if d.why else d.spec)
     return "\n".join(lines) + "\n"
-
-
-def constraints_path_for(env_file: str | os.PathLike[str]) -> str:
-    head, stem = os.path.split(os.fspath(env_file))
-    for ext in (".yml", ".yaml"):
-        if stem.endswith(ext):
-            stem = stem[: -len(ext)]
-    return os.path.join(head, stem + CONSTRAINTS_SUFFIX)
 
 
 # ----------------------------------------------------------------------------- writing
@@ -180,21 +255,18 @@ def write_files(
     force: bool = True,
     dry_run: bool = False,
 ) -> list[str]:
-    """Write environment.yml and its pip constraints file as one (``outputs.write_all``): both
-    are checked first (a file conda-unsloth did not write is refused unless ``force``; the
-    default True is for callers that checked that themselves), written via atomic renames, and
-    a new constraints file is removed again if the environment.yml cannot be written. With
-    ``dry_run`` everything is checked and nothing written."""
+    """Write the environment.yml through the one output policy (``outputs.write_all``): checked
+    first (a file conda-unsloth did not write is refused unless ``force``; the default True is
+    for callers that checked that themselves), written by an atomic rename. With ``dry_run``
+    it is checked and nothing is written. The file is self-contained: conda's pins for pip are
+    in its ``pip:`` section (:func:`pip_section`), no second file."""
     from .outputs import OutputFile, refuse_control, write_all
 
     if spec.name:
         refuse_control(spec.name, "environment name")
     env_out = OutputFile.of(env_file, "-o", force=force, example="environment.yml").check()
-    constraints = constraints_path_for(env_file)
-    constraints_out = OutputFile.of(constraints, "-o", force=force, example="environment.yml")
-    files = [(constraints_out, constraints_text(spec)), (env_out, to_yaml(spec))]
-    written = write_all(files, dry_run=dry_run)
-    return [os.fspath(env_file), constraints] if written else []
+    written = write_all([(env_out, to_yaml(spec))], dry_run=dry_run)
+    return [os.fspath(env_file)] if written else []
 
 
 # ----------------------------------------------------------------------------- reading
@@ -300,6 +372,7 @@ def read(path: Path) -> EnvSpec:
                     pip.append(Dep(parse_pip_requirement(p, f"{where}: pip[{j}]")))
         else:
             raise SpecError(f"{where}: dependencies[{i}] must be a spec string or a 'pip:' list")
+    pip, constraints = _conda_pins(conda, pip, constraints)
     variables = data.get("variables") or {}
     if not isinstance(variables, dict):
         raise SpecError(f"{where}: 'variables' must be a mapping")
@@ -335,3 +408,29 @@ def _read_constraints(env_file: Path, name: str, where: str) -> list[Dep]:
         if line:
             out.append(Dep(parse_pip_requirement(line, f"pip constraints file {cfile}: line {n}")))
     return out
+
+
+def _conda_pins(
+    conda: list[Dep], pip: list[Dep], constraints: list[Dep]
+) -> tuple[list[Dep], list[Dep]]:
+    """Split conda's pins out of the pip requirements: a ``name==version`` pin of one of
+    conda's Python distributions (:data:`CONDA_DISTS`: torch, triton, xformers) whose conda
+    package the file lists is a constraint, never something pip installs (that is how the
+    writer keeps pip from replacing them, in a form every tool reads)."""
+    from .target import parse_spec
+
+    listed = set()
+    for d in conda:
+        ms = parse_spec(d.spec)
+        if ms is not None:
+            listed.add(ms.name)
+    requirements: list[Dep] = []
+    pins = list(constraints)
+    for d in pip:
+        name, sep, version = d.spec.partition("==")
+        packages = CONDA_DISTS.get(name.strip().lower(), ())
+        if sep and version and not any(c in version for c in ",;@ ") and listed & set(packages):
+            pins.append(d)
+        else:
+            requirements.append(d)
+    return requirements, pins

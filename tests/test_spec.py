@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ KB = knowledge.load()
 def planned(tmp_path: Path, **req: str) -> tuple[spec.EnvSpec, Path]:
     sel = select(Request(**req), Host(platform="linux-64"), KB)  # type: ignore[arg-type]
     out = tmp_path / "environment.yml"
-    es = spec.from_selection(sel, "unsloth", Path(spec.constraints_path_for(out)).name)
+    es = spec.from_selection(sel, "unsloth")
     spec.write_files(es, out)
     return es, out
 
@@ -34,7 +35,12 @@ def test_round_trip(tmp_path: Path, profile: str) -> None:
     assert back.channels == es.channels
     assert back.conda_specs() == es.conda_specs()
     assert back.pip_requirements() == es.pip_requirements()
+    # conda's pins are `name==version` lines of the pip: section that read back as constraints
     assert [d.spec for d in back.pip_constraints] == [d.spec for d in es.pip_constraints]
+    assert es.pip_constraints[0].spec.startswith("torch==")
+    pip = YAML(typ="safe").load(out.read_text())["dependencies"][-1]["pip"]
+    assert pip == [d.spec for d in es.pip_constraints] + es.pip_requirements()
+    assert not any(line.startswith("-") for line in pip), "no option line (conda-lock refuses it)"
 
 
 def test_plain_yaml_loader_reads_it(tmp_path: Path) -> None:
@@ -44,12 +50,9 @@ def test_plain_yaml_loader_reads_it(tmp_path: Path) -> None:
     assert isinstance(data["dependencies"][-1], dict) and "pip" in data["dependencies"][-1]
 
 
-def test_atomic_write_leaves_no_temp_files(tmp_path: Path) -> None:
+def test_atomic_write_leaves_no_temp_files_and_one_file(tmp_path: Path) -> None:
     planned(tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "environment.pip-constraints.txt",
-        "environment.yml",
-    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["environment.yml"]
 
 
 def write(tmp_path: Path, content: str | bytes) -> Path:
@@ -132,6 +135,7 @@ def test_every_plan_reads_back_as_written(name: str | None, tmp_path: Path) -> N
         assert (back.name, back.channels) == (name, es.channels)
         assert back.conda_specs() == es.conda_specs()
         assert [d.spec for d in back.pip] == [d.spec for d in es.pip]
+        assert [d.spec for d in back.pip_constraints] == [d.spec for d in es.pip_constraints]
         written += 1
     assert written >= 10
 
@@ -196,3 +200,61 @@ def test_atomic_write_temp_files_are_private_unique_and_never_left(tmp_path: Pat
         outputs.write_atomic(target, "bad \udc80 surrogate\n")
     assert target.read_text() == "a: 1\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["environment.yml"]
+
+
+# ----------------------------------------------------------------------------- the forms
+# What each stock tool reads the same way is shown with the real tools in tests/micromamba
+# (micromamba, conda, conda-lock); these check the writer produces those forms.
+
+
+@pytest.mark.parametrize(
+    ("given", "written"),
+    [
+        ("pytorch-mutex=1.0=cuda", "pytorch-mutex 1.0 cuda"),
+        ("pytorch::pytorch=2.5.1=py3.11_cuda12.1_*", "pytorch::pytorch 2.5.1 py3.11_cuda12.1_*"),
+        ("conda-forge::xformers=0.0.34=cuda_129*", "conda-forge::xformers 0.0.34 cuda_129*"),
+        ("python=3.11", "python=3.11"),  # fuzzy: the same in every tool
+        ("mkl<2024.1", "mkl<2024.1"),
+        ("pytorch-mutex==1.0=cuda", "pytorch-mutex==1.0=cuda"),
+        ("torchvision", "torchvision"),
+    ],
+)
+def test_portable_spec(given: str, written: str) -> None:
+    assert spec.portable_spec(given) == written
+
+
+@pytest.mark.parametrize("tool", [None, "conda", "micromamba"])
+@pytest.mark.parametrize("profile", ["pytorch", "conda-forge"])
+def test_every_exact_pin_is_space_separated_and_nodefaults_only_for_micromamba(
+    profile: str, tool: str | None
+) -> None:
+    sel = select(Request(profile=profile), Host(platform="linux-64"), KB)
+    es = spec.from_selection(sel, None, tool)
+    assert ("nodefaults" in es.channels) is (tool == "micromamba")
+    for d in es.conda:
+        assert not re.fullmatch(r"\S+=[^=<>]+=\S+", d.spec), d.spec  # never name=VER=BUILD
+    pytorch = next(d.spec for d in es.conda if "pytorch " in d.spec and "::" in d.spec)
+    assert len(pytorch.split()) == 3
+    head = "\n".join(es.header)
+    if tool == "micromamba":
+        assert "micromamba create -n NAME -f THIS_FILE --strict-channel-priority" in head
+        assert "conda env create" not in head
+    elif tool == "conda":
+        assert "--override-channels -c " in head and "micromamba" not in head
+    else:
+        assert "--strict-channel-priority --override-channels" in head
+        assert "conda-lock lock -f THIS_FILE -p linux-64" in head
+        assert "conda create -n NAME --file THIS_FILE --override-channels -c " in head
+
+
+def test_a_pin_of_a_dist_conda_does_not_list_stays_a_requirement(tmp_path: Path) -> None:
+    """`torch==2.5.1` pins conda's package only when the file lists pytorch; otherwise it is a
+    pip requirement like any other."""
+    text = "dependencies:\n  - python=3.11\n  - pip\n  - pip:\n      - torch==2.5.1\n"
+    back = spec.read(write(tmp_path, text))
+    assert back.pip_requirements() == ["torch==2.5.1"] and back.pip_constraints == []
+    text = text.replace("  - pip\n", "  - pip\n  - pytorch 2.5.1 cuda*\n")
+    back = spec.read(write(tmp_path, text))
+    assert back.pip_requirements() == [] and [d.spec for d in back.pip_constraints] == [
+        "torch==2.5.1"
+    ]

@@ -27,6 +27,7 @@ examples:
   conda unsloth create -p /apps/unsloth/2024.12 --cuda 12.1 --gpu-arch 8.0 --no-verify --yes
   conda unsloth create -n unsloth --from-lock unsloth.conda-lock.yml
   conda-unsloth create -p ./env -c file:///srv/channel --offline --pip-find-links ./wheels --yes
+  conda-unsloth create -n unsloth --installer micromamba
 """
 
 
@@ -48,9 +49,20 @@ def configure_parser(p: argparse.ArgumentParser, conda: bool = False) -> None:
     )
     src.add_argument(
         "--solver",
-        choices=("rattler", "libmamba"),
+        choices=("rattler", "libmamba", "micromamba"),
         dest="unsloth_solver",
-        help="solver backend (default: libmamba inside conda, rattler standalone)",
+        help="solver backend (default: libmamba inside conda, rattler standalone; micromamba: "
+        "libmamba through micromamba, the default with --installer micromamba)",
+    )
+    # issue 21: micromamba as installer (the choice itself is runtime.Runtime.with_installer)
+    src.add_argument(
+        "--installer",
+        choices=("rattler", "micromamba", "conda"),
+        dest="unsloth_installer",
+        help="what installs the conda packages: conda (its transaction; inside conda, the "
+        "default), rattler (py-rattler; standalone default) or micromamba ($MAMBA_EXE or "
+        "PATH; standalone default when there is micromamba and no conda), which then also "
+        "solves",
     )
     _common.add_target_options(p)
     _common.add_channel_options(p, conda)
@@ -132,6 +144,7 @@ REQUEST_KEYS = (
     "file",
     "from_lock",
     "channel",
+    "unsloth_installer",
 )
 
 
@@ -143,6 +156,8 @@ def execute(args: argparse.Namespace, runtime: Runtime) -> int:
 
     say = _shared.progress(args)
     t_start = time.monotonic()
+    if not runtime.conda or args.unsloth_installer not in (None, "conda"):  # issue 21
+        runtime = runtime.with_installer(args.unsloth_installer, args.unsloth_solver)
     pipeline.check_inputs(args.file, args.from_lock)
     prefix = prefixmod.new_prefix(args.name, args.prefix, runtime.envs_dirs())
     if prefixmod.pending(prefix):

@@ -11,18 +11,25 @@ if TYPE_CHECKING:
     import argparse
 
     from ..runtime import Runtime
+    from ..spec import EnvSpec
 
 DESCRIPTION = """\
 Decide python, pytorch (CUDA build), pytorch-cuda / cuda-version, the xformers build made for
 exactly that pytorch, triton, and Unsloth with its pip companions, then write an environment.yml
-(plus a pip constraints file next to it) that plain `conda env create -f` can use.
+that conda, micromamba/mamba and conda-lock all read the same way (its header names the command
+for each), or the file your tool reads best (--for).
 
 examples:
   conda unsloth env                                # pytorch profile, CUDA from the driver or 12.1
   conda unsloth env --cuda 12.1 -o env.yml
   conda unsloth env --profile conda-forge --cuda 12.9 -o env.yml
+  conda unsloth env --for micromamba -o env.yml    # with nodefaults: `micromamba create -f env.yml`
+  conda unsloth env --for pixi                     # pixi.toml
   conda unsloth env --json --dry-run               # the plan as data, nothing written
 """
+
+# --for TOOL: the default output file for each (the rest write environment.yml)
+DEFAULT_OUTPUT = {"pixi": "pixi.toml"}
 
 
 def configure_parser(p: argparse.ArgumentParser, conda: bool = False) -> None:
@@ -31,9 +38,15 @@ def configure_parser(p: argparse.ArgumentParser, conda: bool = False) -> None:
         "-o",
         "--output",
         metavar="FILE",
-        default="environment.yml",
-        help="file to write (default: environment.yml); the pip constraints go to "
-        "FILE's stem + .pip-constraints.txt",
+        help="file to write (default: environment.yml; pixi.toml with --for pixi)",
+    )
+    p.add_argument(
+        "--for",
+        dest="for_tool",
+        choices=("conda", "micromamba", "pixi"),
+        help="write the file for this tool: conda (env.yml, conda's commands), micromamba "
+        "(env.yml with nodefaults, which micromamba/mamba need to leave .condarc channels "
+        "out), pixi (pixi.toml); default: an env.yml every tool reads the same way",
     )
     p.add_argument(
         "--force",
@@ -50,11 +63,22 @@ def execute(args: argparse.Namespace, runtime: Runtime) -> int:
     from . import _shared
 
     sel = select(_shared.request(args), _shared.host(), _shared.knowledge(args))
+    tool = args.for_tool
     out = args.output
-    constraints = specmod.constraints_path_for(out)
-    env_spec = specmod.from_selection(sel, args.name, os.path.basename(constraints))
-    # both files through the one output policy; a dry run checks them and writes nothing
-    files = specmod.write_files(env_spec, out, force=args.force, dry_run=args.dry_run)
+    if out is None:  # an empty -o is refused by the output policy, not replaced
+        out = DEFAULT_OUTPUT.get(tool or "", "environment.yml")
+    env_spec = specmod.from_selection(sel, args.name, tool)
+    if tool == "pixi":
+        from ..exports import pixi
+        from ..outputs import OutputFile, write_all
+
+        text = pixi.render(sel, env_spec, args.name)
+        target = OutputFile.of(out, "-o", force=args.force, example="pixi.toml").check()
+        files = [os.fspath(out)] if write_all([(target, text)], dry_run=args.dry_run) else []
+    else:
+        text = specmod.to_yaml(env_spec)
+        # through the one output policy; a dry run checks the file and writes nothing
+        files = specmod.write_files(env_spec, out, force=args.force, dry_run=args.dry_run)
     if args.json:
         doc = sel.to_json()
         # every line the file holds, the profile's extra pins and pip included
@@ -67,7 +91,11 @@ def execute(args: argparse.Namespace, runtime: Runtime) -> int:
         ]
         doc["pip"] = [{"name": r[0], "version": r[1], "why": r[4]} for r in rows if r[3] == "pip"]
         doc["files"] = [str(f) for f in files]
-        doc["environment_yml"] = specmod.to_yaml(env_spec)
+        doc["for"] = tool
+        if tool == "pixi":
+            doc["pixi_toml"] = text
+        else:
+            doc["environment_yml"] = text
         doc["pip_constraints"] = specmod.constraints_text(env_spec)
         _shared.emit_json(doc)
         return 0
@@ -76,11 +104,18 @@ def execute(args: argparse.Namespace, runtime: Runtime) -> int:
     if not args.quiet:
         _shared.print_plan(sel, env_spec)
     if files:
-        _shared.echo(f"wrote {files[0]} and {files[1]}")
-        _shared.echo(
-            f"next: CONDA_CHANNEL_PRIORITY=strict conda env create -f {files[0]}"
-            + (" -n NAME" if not args.name else "")
-        )
+        _shared.echo(f"wrote {files[0]}")
+        _shared.echo(f"next: {next_command(tool, files[0], env_spec)}")
     else:
-        print(specmod.to_yaml(env_spec), end="")
+        print(text, end="")
     return 0
+
+
+def next_command(tool: str | None, path: str, env_spec: EnvSpec) -> str:
+    """The command that builds ``path`` with the tool it was written for."""
+    name = "" if env_spec.name else " -n NAME"
+    if tool == "pixi":
+        return f"cd {os.path.dirname(path) or '.'} && pixi install"
+    if tool == "micromamba":
+        return f"micromamba create{name} -f {path} --strict-channel-priority"
+    return f"CONDA_CHANNEL_PRIORITY=strict conda env create{name} -f {path}"

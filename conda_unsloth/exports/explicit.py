@@ -1,7 +1,7 @@
 """``@EXPLICIT`` lock (CEP 23): one ``url#sha256`` line per conda package, dependencies first.
 
-conda installs such a file without solving (``conda create -n ENV --file FILE``); the hash is
-checked on download; conda reads the bare ``#<sha256>`` form only from conda 24.9 on (older
+conda and micromamba install such a file without solving (``conda create -n ENV --file FILE``,
+``micromamba create -n ENV --file FILE``); both check the hash (tests/micromamba); conda reads the bare ``#<sha256>`` form only from conda 24.9 on (older
 conda refuses the line), which the header says. The header carries the platform and the virtual
 packages the solve saw. pip packages cannot be part of an explicit file (conda ignores them);
 they are listed as ``# pip REQUIREMENT`` comment lines, one requirement a line, so the file
@@ -65,6 +65,9 @@ def export(solved: SolvedEnv) -> str:
         "# $ conda create --name <env> --file <this file>",
         "# (needs conda >= 24.9 for the #<sha256> checksums; with an older conda use the",
         "# conda-lock format)",
+        "# $ micromamba create --name <env> --file <this file>",
+        "# (both install exactly these files, check each sha256 and solve nothing; neither",
+        "# installs the `# pip` lines below)",
         f"# platform: {solved.platform}",
         f"# created-by: conda-unsloth {__version__} ({solved.solver})",
         f"# virtual packages: {' '.join(solved.virtual_packages)}",
@@ -73,6 +76,7 @@ def export(solved: SolvedEnv) -> str:
     lines += [line(r) for r in ordered(solved.records)]
     unpinned = pip_unpinned(solved)
     if solved.pip or unpinned:
+        # (exports/lockread.py knows these two lines: keep their words)
         lines.append("# pip packages (not installed by conda from this file; install with")
         lines.append("# pip install --no-deps after creating the environment):")
         for p in solved.pip:

@@ -18,6 +18,11 @@ import pytest
 from conda_unsloth import inventory, prefixtx
 from tests import envbuild
 from tests.conftest import Result, tree
+from tests.micromamba.fixture import current_args, installer, micromamba_exe  # noqa: F401
+
+# issue 21: the tests marked ON_EACH_INSTALLER run once with `--installer rattler` and once with
+# `--installer micromamba` (tests/micromamba/fixture.py; `args` adds the flag)
+ON_EACH_INSTALLER = pytest.mark.usefixtures("installer")
 
 
 @pytest.fixture(autouse=True)
@@ -26,7 +31,7 @@ def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def args(demo: Path, prefix: Path, *extra: str, wheels: Path | None = None) -> list[str]:
-    return envbuild.create_args(demo, prefix, *extra, wheels=wheels)
+    return envbuild.create_args(demo, prefix, *extra, *current_args(), wheels=wheels)
 
 
 def env_run(prefix: Path, code: str) -> subprocess.CompletedProcess[str]:
@@ -35,6 +40,7 @@ def env_run(prefix: Path, code: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@ON_EACH_INSTALLER
 def test_create_end_to_end(cli: Callable[..., Result], demo: Path, tmp_path: Path) -> None:
     prefix = tmp_path / "env"
     r = cli(*args(demo, prefix), "--json")
@@ -73,6 +79,7 @@ def test_create_end_to_end(cli: Callable[..., Result], demo: Path, tmp_path: Pat
         assert rec.name[:-5].rsplit("-", 2) == [data["name"], data["version"], data["build"]]
 
 
+@ON_EACH_INSTALLER
 def test_dry_run_writes_nothing(cli: Callable[..., Result], demo: Path, tmp_path: Path) -> None:
     before = tree(tmp_path)
     r = cli(*args(demo, tmp_path / "env"), "--dry-run")
@@ -94,6 +101,7 @@ def test_non_interactive_without_yes_changes_nothing(demo: Path, tmp_path: Path)
     assert not (tmp_path / "env").exists()
 
 
+@ON_EACH_INSTALLER
 def test_json_never_prompts_as_in_conda(demo: Path, tmp_path: Path) -> None:
     """`create --json` off a terminal and without --yes creates (conda does not prompt under
     --json); stdout is one JSON document."""
@@ -132,6 +140,7 @@ def test_existing_prefix_is_refused_without_force(
     assert tree(tmp_path) == before
 
 
+@ON_EACH_INSTALLER
 def test_failed_pip_stage_leaves_no_prefix(
     cli: Callable[..., Result], demo: Path, tmp_path: Path
 ) -> None:
@@ -147,6 +156,7 @@ def test_failed_pip_stage_leaves_no_prefix(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "wheels"]
 
 
+@ON_EACH_INSTALLER
 def test_keep_failed_keeps_and_marks(
     cli: Callable[..., Result], demo: Path, tmp_path: Path
 ) -> None:
@@ -160,6 +170,7 @@ def test_keep_failed_keeps_and_marks(
     assert marker["status"] == "failed" and "pip could not resolve" in marker["failure"]
 
 
+@ON_EACH_INSTALLER
 def test_force_keeps_the_old_env_when_the_new_one_fails(
     cli: Callable[..., Result], demo: Path, tmp_path: Path
 ) -> None:
@@ -175,6 +186,7 @@ def test_force_keeps_the_old_env_when_the_new_one_fails(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "env", "wheels"]
 
 
+@ON_EACH_INSTALLER
 def test_force_replaces_after_success(
     cli: Callable[..., Result], demo: Path, tmp_path: Path
 ) -> None:
@@ -200,6 +212,7 @@ def test_second_concurrent_create_is_refused(
     assert not prefix.exists()
 
 
+@ON_EACH_INSTALLER
 def test_two_create_processes_one_refusal(demo: Path, tmp_path: Path) -> None:
     prefix = tmp_path / "env"
     env = {
@@ -224,6 +237,7 @@ def test_two_create_processes_one_refusal(demo: Path, tmp_path: Path) -> None:
     assert env_run(prefix, "import unsloth").returncode == 0
 
 
+@ON_EACH_INSTALLER
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_signal_mid_install_leaves_no_prefix(demo: Path, tmp_path: Path, sig: int) -> None:
     prefix = tmp_path / "env"
@@ -325,6 +339,7 @@ def test_from_lock_for_another_platform_is_refused(
     assert not (tmp_path / "env").exists()
 
 
+@ON_EACH_INSTALLER
 def test_from_lock_installs_without_solving(
     cli: Callable[..., Result], demo: Path, tmp_path: Path, lock: Path
 ) -> None:
@@ -340,6 +355,7 @@ def test_from_lock_installs_without_solving(
         "--json",
         "--pip-find-links",
         str(demo / "wheels"),
+        *current_args(),
     )
     assert r.code == 0, r.err
     assert (prefix / "conda-meta" / "pytorch-2.5.1-py3.11_cuda12.1_cudnn9.1.0_0.json").exists()
@@ -351,6 +367,7 @@ def test_from_lock_installs_without_solving(
     )
 
 
+@ON_EACH_INSTALLER
 def test_failed_verification_leaves_no_prefix_fake_gpu(
     cli: Callable[..., Result], demo: Path, tmp_path: Path, fake_gpu: Callable[..., Path]
 ) -> None:
@@ -364,6 +381,7 @@ def test_failed_verification_leaves_no_prefix_fake_gpu(
     assert not prefix.exists() and "Traceback" not in r.err
 
 
+@ON_EACH_INSTALLER
 def test_failed_verification_with_keep_failed_keeps_the_report_fake_gpu(
     cli: Callable[..., Result], demo: Path, tmp_path: Path, fake_gpu: Callable[..., Path]
 ) -> None:

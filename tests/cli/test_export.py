@@ -183,10 +183,10 @@ def test_environment_pins_every_package(cli: Cli, env: Path, tmp_path: Path) -> 
     assert parsed.name == "unsloth"
     assert parsed.channels[:4] == [PT, "https://conda.anaconda.org/nvidia", XF, CF]
     assert parsed.conda_specs() == [
-        "libzlib=1.3.1=hb9d3cd8_2",
-        "python=3.11.9=hb806964_1_cpython",
-        "pytorch=2.4.1=py3.11_cuda12.1_cudnn9.1.0_0",
-        "xformers=0.0.28.post1=py311_cu12.1.0_pyt2.4.1",
+        "libzlib 1.3.1 hb9d3cd8_2",
+        "python 3.11.9 hb806964_1_cpython",
+        "pytorch 2.4.1 py3.11_cuda12.1_cudnn9.1.0_0",
+        "xformers 0.0.28.post1 py311_cu12.1.0_pyt2.4.1",
     ]
     assert [d.spec for d in parsed.pip] == ["peft==0.14.0", "trl==0.12.2", "unsloth==2024.9.post4"]
 

@@ -9,10 +9,11 @@ demo channel (issue 14 item 6 and the CI lane's "each `conda export --format` ro
   an empty env), so ``conda unsloth create --from-lock`` rebuilds it (micromamba and conda-lock
   read it too: tests/exports).
 
-The exported environment.yml lists ``- nodefaults`` today. conda 26.7.1 treats it as a channel
-named "nodefaults": online ``conda env create -f`` fails fetching ``<channel_alias>/nodefaults``,
-offline it warns "Could not load repodata for nodefaults" and goes on. The assertions that depend
-on it are marked NODEFAULTS below; flip ``WRITES_NODEFAULTS`` when the writer changes.
+The exported environment.yml does not list ``- nodefaults`` (issue 21, docs/tools.md): conda
+26.7.1 treats it as a channel named "nodefaults" (online ``conda env create -f`` fails fetching
+``<channel_alias>/nodefaults``, offline it warns "Could not load repodata for nodefaults"). The
+assertions that depend on it are marked NODEFAULTS below; ``WRITES_NODEFAULTS`` says which way
+the writer goes.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from tests.conftest import CondaSandbox
 pytestmark = pytest.mark.conda
 
 # NODEFAULTS: does conda_unsloth/exports/environment.py write `- nodefaults`? (flip when it stops)
-WRITES_NODEFAULTS = True
+WRITES_NODEFAULTS = False
 
 FORMATS = {  # our name -> conda's name and the file name conda's exporter registers
     "explicit": ("unsloth-explicit", "unsloth-explicit.txt"),

@@ -17,10 +17,22 @@ import pytest
 
 from tests import envbuild
 from tests.conftest import tree
+from tests.micromamba.fixture import (  # noqa: F401
+    assert_installer_stopped,
+    current_args,
+    install_running,
+    installer,
+    micromamba_exe,
+)
+
+# issue 21: the tests marked ON_EACH_INSTALLER run once with `--installer rattler` and once with
+# `--installer micromamba` (tests/micromamba/fixture.py; `command` adds the flag)
+ON_EACH_INSTALLER = pytest.mark.usefixtures("installer")
 
 
 def command(demo: Path, prefix: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "conda_unsloth", *envbuild.create_args(demo, prefix, *extra)]
+    argv = envbuild.create_args(demo, prefix, *extra, *current_args())
+    return [sys.executable, "-m", "conda_unsloth", *argv]
 
 
 def environ(tmp: Path) -> dict[str, str]:
@@ -51,12 +63,8 @@ def start_and_signal(
     seen = []
     deadline = time.monotonic() + 120
     assert proc.stderr is not None
-    if when == "prefix":
-        while (
-            not (prefix / "conda-meta").exists()
-            and proc.poll() is None
-            and time.monotonic() < deadline
-        ):
+    if when == "prefix":  # the conda packages are being installed (micromamba: it runs)
+        while not install_running(prefix) and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.002)
     else:
         for line in proc.stderr:
@@ -78,10 +86,12 @@ def ok_env(prefix: Path) -> bool:
     return p.returncode == 0
 
 
+@ON_EACH_INSTALLER
 def test_sigkill_during_install_then_rerun_succeeds(demo: Path, tmp_path: Path) -> None:
     prefix = tmp_path / "env"
     code, _ = start_and_signal(command(demo, prefix), tmp_path, signal.SIGKILL, "prefix", prefix)
     assert code == -signal.SIGKILL
+    assert_installer_stopped(prefix)  # nothing installs on after the create died
     # SIGKILL allows no cleanup: nothing of ours may be left in the temp folder ...
     assert not list((tmp_path / "tmpdir").glob("conda-unsloth*"))
     # ... and the half env is marked as ours and unfinished ...
@@ -91,6 +101,7 @@ def test_sigkill_during_install_then_rerun_succeeds(demo: Path, tmp_path: Path) 
     assert ok_env(prefix)  # ... and the rerun removed it and built a working env
 
 
+@ON_EACH_INSTALLER
 def test_sigkill_during_force_replace_restores_the_old_env(demo: Path, tmp_path: Path) -> None:
     prefix = tmp_path / "env"
     assert run(command(demo, prefix), tmp_path).returncode == 0
@@ -121,6 +132,7 @@ def test_sigkill_during_force_replace_restores_the_old_env(demo: Path, tmp_path:
     assert not list(tmp_path.glob(".env.conda-unsloth*"))
 
 
+@ON_EACH_INSTALLER
 def test_sigterm_during_pip_stage_leaves_nothing(demo: Path, tmp_path: Path) -> None:
     prefix = tmp_path / "env"
     code, err = start_and_signal(
@@ -132,6 +144,7 @@ def test_sigterm_during_pip_stage_leaves_nothing(demo: Path, tmp_path: Path) -> 
     assert run(command(demo, prefix), tmp_path).returncode == 0 and ok_env(prefix)
 
 
+@ON_EACH_INSTALLER
 def test_sigterm_during_force_replace_keeps_the_old_env(demo: Path, tmp_path: Path) -> None:
     prefix = tmp_path / "env"
     assert run(command(demo, prefix), tmp_path).returncode == 0
@@ -151,6 +164,7 @@ def _limit_file_size() -> None:  # runs in the child before exec
     resource.setrlimit(resource.RLIMIT_FSIZE, (400_000, 400_000))
 
 
+@ON_EACH_INSTALLER
 def test_disk_full_simulated_by_a_file_size_limit(demo: Path, tmp_path: Path) -> None:
     """RLIMIT_FSIZE stands in for a full disk: every write past 400 kB fails (EFBIG), as ENOSPC would."""
     prefix = tmp_path / "env"
@@ -169,6 +183,7 @@ def test_disk_full_simulated_by_a_file_size_limit(demo: Path, tmp_path: Path) ->
     assert run(command(demo, prefix), tmp_path).returncode == 0 and ok_env(prefix)
 
 
+@ON_EACH_INSTALLER
 def test_sigterm_during_verification_leaves_nothing_fake_gpu(demo: Path, tmp_path: Path) -> None:
     """A stand-in nvidia-smi makes this host look like a GPU node, so create runs the probe."""
     smi = tmp_path / "nvidia-smi"
@@ -198,6 +213,7 @@ def test_sigterm_during_verification_leaves_nothing_fake_gpu(demo: Path, tmp_pat
     assert leftovers.stdout.strip() == "", "no probe process outlives the create"
 
 
+@ON_EACH_INSTALLER
 @pytest.mark.parametrize("delay_ms", [0, 5, 20, 60, 150], ids=lambda d: f"{d}ms")
 def test_sigterm_at_any_moment_of_the_build_is_never_lost(
     demo: Path, tmp_path: Path, delay_ms: int
@@ -230,6 +246,7 @@ def _identity(path: Path) -> list[int]:
     return [st.st_dev, st.st_ino]
 
 
+@ON_EACH_INSTALLER
 def test_sigkill_then_user_remakes_the_dir_with_the_freed_inode(
     demo: Path, tmp_path: Path
 ) -> None:
@@ -257,6 +274,7 @@ def test_sigkill_then_user_remakes_the_dir_with_the_freed_inode(
     assert sorted(p.name for p in prefix.iterdir()) == ["thesis.tex"]
 
 
+@ON_EACH_INSTALLER
 def test_disk_full_leaves_no_parent_directory_it_made(demo: Path, tmp_path: Path) -> None:
     """Issue 16 #2: the lock step makes missing parents; a failed create removes them."""
     prefix = tmp_path / "new" / "deeper" / "env"
