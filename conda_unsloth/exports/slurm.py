@@ -438,8 +438,8 @@ def render(job: SlurmJob, probe_text: str, kernel_text: str) -> str:
             f"TARGETS=({' '.join(job.fleet)})",
             'TASK="${SLURM_ARRAY_TASK_ID:-}"',
             "wrong() {",
-            '  echo "conda-unsloth: task $TASK $1: submit this array held and move each task'
-            ' (see the commands at the top of $0); no report written" >&2',
+            '  echo "conda-unsloth: task $TASK $1; no report written: submit this array held and'
+            ' move each task first (the commands at the top of the job script)" >&2',
             "  exit 3",
             "}",
             'if [ -z "$TASK" ] || [ "$TASK" -ge "${#TARGETS[@]}" ]; then',
