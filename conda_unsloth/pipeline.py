@@ -180,6 +180,16 @@ def read_lock(path: Path, platform: str) -> Solution:
     return Solution(solved, None, ("every package file matches its sha256 in the lock",))
 
 
+def read_bundle(path: Path, platform: str) -> contextlib.AbstractContextManager[Any]:
+    """An air-gapped bundle (``exports/bundle.py``), extracted into a temp dir for as long as
+    the ``with`` lasts: every file checked against its sha256, no solve. The ``Opened`` it gives
+    has the Solution, the wheelhouse for the pip stage and the runtime whose installer takes
+    the packages from the bundle's channel."""
+    from .exports import bundle
+
+    return bundle.opened(path, platform)
+
+
 # ----------------------------------------------------------------------------- create
 
 
@@ -438,6 +448,11 @@ def verify_new_env(
     return summary
 
 
-def check_inputs(file: str | None, from_lock: str | None) -> None:
-    if file and from_lock:
-        raise UsageError("give either -f ENV_YML or --from-lock LOCK, not both")
+def check_inputs(file: str | None, from_lock: str | None, from_bundle: str | None = None) -> None:
+    pairs = (("-f", file), ("--from-lock", from_lock), ("--from-bundle", from_bundle))
+    given = [flag for flag, value in pairs if value]
+    if len(given) > 1:
+        raise UsageError(
+            "give one of -f ENV_YML, --from-lock LOCK or --from-bundle FILE, not both "
+            f"{given[0]} and {given[1]}"
+        )
