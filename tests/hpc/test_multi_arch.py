@@ -12,12 +12,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from tests.conftest import Result
 
 Cli = Callable[..., Result]
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`env` writes environment.yml into the current directory: the test's, not the checkout."""
+    monkeypatch.chdir(tmp_path)
 
 
 def plan(cli: Cli, *argv: str) -> Result:
