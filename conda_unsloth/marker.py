@@ -49,3 +49,51 @@ def update(prefix: Path, **fields: Any) -> Path:
     data.pop("tool_version", None)
     data.update(fields)
     return write(prefix, data)
+
+
+# ----------------------------------------------------------------------------- fleet
+# Slurm verifications, one record per partition / constraint / GPU type the env was verified
+# on (``verify --from-report``; see verify/report.py fleet_record): ``marker["fleet"][NAME]``.
+
+FLEET = "fleet"
+
+
+def fleet(data: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """The marker's fleet records (name -> record), the malformed ones left out."""
+    raw = (data or {}).get(FLEET)
+    if not isinstance(raw, dict):
+        return {}
+    return {str(k): v for k, v in raw.items() if isinstance(v, dict)}
+
+
+def update_fleet(
+    prefix: Path, records: dict[str, dict[str, Any]], **fields: Any
+) -> dict[str, dict[str, Any]]:
+    """Merge ``records`` into the marker's fleet (a name's newer record replaces its older
+    one) and ``fields`` into the marker; returns the whole fleet."""
+    data = read(prefix) or {}
+    merged = fleet(data)
+    merged.update(records)
+    update(prefix, **{FLEET: dict(sorted(merged.items())), **fields})
+    return merged
+
+
+def env_digest(prefix: Path) -> str | None:
+    """A digest of what is installed now (every conda record's url and sha256, every pip
+    distribution's name and version): a verification recorded with another digest was made on
+    another content of the env. None when the prefix cannot be read."""
+    import hashlib
+
+    from . import inventory
+    from .errors import UnslothError
+
+    try:
+        inv = inventory.read(prefix)
+    except (UnslothError, OSError):
+        return None
+    h = hashlib.sha256()
+    for r in sorted(inv.records, key=lambda r: r.name):
+        h.update(f"conda {r.name} {r.version} {r.build}\n".encode())
+    for d in sorted(inv.pip_dists(), key=lambda d: d.name.lower()):
+        h.update(f"pip {d.name.lower()} {d.version}\n".encode())
+    return h.hexdigest()

@@ -458,6 +458,11 @@ def verify_new_env(
     return summary
 
 
-def check_inputs(file: str | None, from_lock: str | None) -> None:
-    if file and from_lock:
-        raise UsageError("give either -f ENV_YML or --from-lock LOCK, not both")
+def check_inputs(file: str | None, from_lock: str | None, from_bundle: str | None = None) -> None:
+    pairs = (("-f", file), ("--from-lock", from_lock), ("--from-bundle", from_bundle))
+    given = [flag for flag, value in pairs if value]
+    if len(given) > 1:
+        raise UsageError(
+            "give one of -f ENV_YML, --from-lock LOCK or --from-bundle FILE, not both "
+            f"{given[0]} and {given[1]}"
+        )

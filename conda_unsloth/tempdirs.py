@@ -30,7 +30,7 @@ def _host_tag() -> str:
     return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
 
 
-TEMPDIR_KINDS = ("pip", "verify")
+TEMPDIR_KINDS = ("pip", "verify", "bundle")
 
 
 def tempdir_prefix(kind: str) -> str:

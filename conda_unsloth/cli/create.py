@@ -7,7 +7,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import _common
 
@@ -26,6 +26,7 @@ examples:
   conda unsloth create -n unsloth
   conda unsloth create -p /apps/unsloth/2024.12 --cuda 12.1 --gpu-arch 8.0 --no-verify --yes
   conda unsloth create -n unsloth --from-lock unsloth.conda-lock.yml
+  conda unsloth create -p /apps/unsloth/2024.12 --from-bundle unsloth-2024.12.tar
   conda-unsloth create -p ./env -c file:///srv/channel --offline --pip-find-links ./wheels --yes
   conda-unsloth create -n unsloth --installer micromamba
 """
@@ -46,6 +47,12 @@ def configure_parser(p: argparse.ArgumentParser, conda: bool = False) -> None:
         metavar="LOCK",
         help="install exactly this lock (explicit or "
         "conda-lock), no solve; every package's sha256 is checked",
+    )
+    src.add_argument(  # --- bundle (exports/bundle.py)
+        "--from-bundle",
+        metavar="FILE",
+        help="install an air-gapped bundle (`conda unsloth export --format bundle`): no "
+        "network, no solve; every file's sha256 is checked",
     )
     src.add_argument(
         "--solver",
@@ -143,12 +150,38 @@ REQUEST_KEYS = (
     "unsloth",
     "file",
     "from_lock",
+    "from_bundle",
     "channel",
     "unsloth_installer",
 )
 
 
 def execute(args: argparse.Namespace, runtime: Runtime) -> int:
+    if not args.from_bundle:
+        return _execute(args, runtime, None)
+    # --- bundle: checked and extracted for as long as the create runs; no network at all
+    from .. import pipeline
+    from .. import prefix as prefixmod
+
+    pipeline.check_inputs(args.file, args.from_lock, args.from_bundle)
+    prefixmod.check_target(
+        prefixmod.new_prefix(args.name, args.prefix, runtime.envs_dirs()),
+        args.force,
+        runtime.roots(),
+    )
+    from ..exports import bundle
+
+    # extracted into a temp dir for as long as the create runs, every file checked against its
+    # sha256: the Solution, the wheelhouse for the pip stage and the bundle channel's runtime
+    with bundle.opened(
+        Path(args.from_bundle).expanduser().absolute(), args.platform or "linux-64"
+    ) as opened:
+        args.offline = True
+        args.pip_find_links = [*args.pip_find_links, str(opened.wheels)]
+        return _execute(args, opened.runtime(runtime), opened)
+
+
+def _execute(args: argparse.Namespace, runtime: Runtime, opened: Any) -> int:
     from .. import pipeline, prefixtx, tempdirs
     from .. import prefix as prefixmod
     from ..install import PipOptions
@@ -158,7 +191,7 @@ def execute(args: argparse.Namespace, runtime: Runtime) -> int:
     t_start = time.monotonic()
     if not runtime.conda or args.unsloth_installer not in (None, "conda"):  # issue 21
         runtime = runtime.with_installer(args.unsloth_installer, args.unsloth_solver)
-    pipeline.check_inputs(args.file, args.from_lock)
+    pipeline.check_inputs(args.file, args.from_lock, args.from_bundle)
     prefix = prefixmod.new_prefix(args.name, args.prefix, runtime.envs_dirs())
     if prefixmod.pending(prefix):
         if args.dry_run:
@@ -172,7 +205,10 @@ def execute(args: argparse.Namespace, runtime: Runtime) -> int:
     host = _shared.host()
     t0 = time.monotonic()
     plan = None
-    if args.from_lock:
+    if opened is not None:  # --from-bundle
+        say(f"read bundle {args.from_bundle}: {len(opened.solution.solved.records)} packages")
+        solution = opened.solution
+    elif args.from_lock:
         say(f"reading lock {args.from_lock}")
         solution = pipeline.read_lock(Path(args.from_lock), args.platform or "linux-64")
     else:

@@ -22,14 +22,23 @@ the marker conda-unsloth left there) so it can be rebuilt elsewhere:
                where known (pins without a wheel URL go to metadata.custom_metadata)
   environment  environment.yml with every package pinned to name=version=build, plus pip pins
 
+  bundle       one tar file for a machine without network: the explicit lock, a local channel
+               with exactly the env's package files (indexed), the pip stage's wheels and the
+               pip constraints; `create --from-bundle FILE` rebuilds the env from it offline.
+               Package files come from conda's package caches (--pkgs-dir, CONDA_PKGS_DIRS) or
+               a local channel, wheels from the marker's URLs or --pip-find-links; each is
+               checked by sha256, and one found nowhere is an error (nothing is written)
+
 Channel tokens (/t/<token>/) and user:password@ are removed from every URL.
 The format follows -o's file name when --format is not given (explicit.txt, conda-lock.yml,
-environment.yml); otherwise explicit.
+environment.yml, *.tar for bundle); otherwise explicit.
 
 examples:
   conda unsloth export -n unsloth --format conda-lock -o conda-lock.yml
   conda unsloth export -p /apps/unsloth/2024.9 -o explicit.txt
   conda unsloth create -n copy --from-lock conda-lock.yml
+  conda unsloth export -p /apps/unsloth/2024.12 --format bundle -o unsloth-2024.12.tar
+  conda unsloth create -p /apps/unsloth/2024.12 --from-bundle unsloth-2024.12.tar
 """
 
 
@@ -39,9 +48,10 @@ def configure_parser(p: argparse.ArgumentParser, conda: bool = False) -> None:
     _common.add_prefix_options(p, conda)
     p.add_argument(
         "--format",
-        choices=formats.names(),
+        choices=[*formats.names(), "bundle"],
         default=None,
-        help="explicit, conda-lock or environment (default: from -o's name, else explicit)",
+        help="explicit, conda-lock, environment or bundle (default: from -o's name, else "
+        "explicit)",
     )
     p.add_argument(
         "-o", "--output", "--file", metavar="FILE", help="file to write (default: stdout)"
@@ -51,6 +61,24 @@ def configure_parser(p: argparse.ArgumentParser, conda: bool = False) -> None:
         action="store_true",
         help="replace FILE even if it was not written by conda-unsloth",
     )
+    # --- bundle (exports/bundle.py)
+    b = p.add_argument_group("bundle (--format bundle)")
+    b.add_argument(
+        "--pkgs-dir",
+        metavar="DIR",
+        action="append",
+        default=[],
+        help="a package cache holding the env's package files (repeatable; searched first, "
+        "then CONDA_PKGS_DIRS, conda's pkgs dirs, ~/.conda/pkgs)",
+    )
+    b.add_argument(
+        "--pip-find-links",
+        metavar="DIR",
+        action="append",
+        default=[],
+        help="a folder holding the env's wheels (repeatable; besides the marker's wheel URLs)",
+    )
+    # --- end bundle
     _common.add_output_options(p, conda)
 
 
@@ -67,6 +95,14 @@ def execute(args: argparse.Namespace, runtime: Runtime) -> int:
     from ..outputs import OutputFile
     from . import _shared
 
+    if args.format == "bundle" or (
+        args.format is None and (args.output or "").endswith(bundle_suffixes())
+    ):
+        return _bundle(args, runtime)
+    if args.pkgs_dir or args.pip_find_links:
+        from ..errors import UsageError
+
+        raise UsageError("--pkgs-dir and --pip-find-links only apply with --format bundle")
     fmt = formats.for_output(args.format, args.output)
     out = Path(args.output).expanduser() if args.output else None
     target = None
@@ -112,3 +148,71 @@ def execute(args: argparse.Namespace, runtime: Runtime) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+# ----------------------------------------------------------------------------- bundle
+
+
+def bundle_suffixes() -> tuple[str, ...]:
+    from ..exports.bundle import SUFFIXES
+
+    return SUFFIXES
+
+
+def _bundle(args: argparse.Namespace, runtime: Runtime) -> int:
+    """``--format bundle``: one tar file (exports/bundle.py)."""
+    import sys
+
+    from .. import prefix as prefixmod
+    from ..errors import UsageError
+    from ..exports import bundle
+    from ..outputs import GENERATED_MARK, OutputFile
+    from . import _shared
+
+    if not args.output:
+        raise UsageError(
+            "a bundle is a binary file: give -o FILE.tar",
+            hints=["conda unsloth export -p PREFIX --format bundle -o unsloth.tar"],
+        )
+    given = os.path.expanduser(args.output)  # noqa: PTH111 - keeps a trailing "/"
+    target = OutputFile.of(
+        given, "-o", force=args.force, example="unsloth.tar", mark=GENERATED_MARK
+    ).check()
+    env_prefix = prefixmod.resolve_existing(args.name, args.prefix, runtime.envs_dirs())
+    dirs = bundle.package_dirs(
+        [Path(d) for d in args.pkgs_dir], [*runtime.envs_dirs(), *_root_envs(runtime)]
+    )
+    plan = bundle.plan(
+        env_prefix,
+        pkgs_dirs=dirs,
+        find_links=[Path(d).expanduser() for d in args.pip_find_links],
+    )
+    digest, size = (None, plan.size) if args.dry_run else bundle.write(plan, target.real())
+    doc: dict[str, Any] = {
+        "prefix": str(env_prefix),
+        "format": "bundle",
+        "path": str(Path(given)),
+        "written": not args.dry_run,
+        "conda_packages": len(plan.packages),
+        "wheels": len(plan.wheels),
+        "bytes": size,
+        "sha256": digest,
+        "sources": sorted({str(m.source.parent) for m in (*plan.packages, *plan.wheels)}),
+    }
+    if args.json:
+        _shared.emit_json(doc)
+        return 0
+    verb = "would write" if args.dry_run else "wrote"
+    print(
+        f"{verb} {given} (bundle: {len(plan.packages)} conda packages, {len(plan.wheels)} "
+        f"wheels, {_shared.human_size(size)})"
+    )
+    if digest and not args.quiet:
+        print(f"sha256 {digest}  (compare after copying: sha256sum {Path(given).name})")
+        print(f"next: conda unsloth create -p PREFIX --from-bundle {given}", file=sys.stderr)
+    return 0
+
+
+def _root_envs(runtime: Runtime) -> list[Path]:
+    """``ROOT/envs`` of conda's root prefixes (inside conda): their ROOT/pkgs is searched."""
+    return [r / "envs" for r in runtime.roots()]

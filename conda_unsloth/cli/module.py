@@ -22,9 +22,15 @@ conda environments from being loaded together.
 
 The file goes to DIR/NAME.lua (Lmod) or DIR/NAME (Tcl): unsloth/2024.9 -> DIR/unsloth/2024.9.lua.
 
+The GPUs the env passed `conda unsloth verify` on (its Slurm fleet verification, recorded in
+the env's marker) are listed in the module's whatis and help. --require-verified P1,P2 writes
+the module only when the env passed on every one of those partitions (node features, GRES
+types), as it is now; otherwise nothing is written and the error names the command to run.
+
 examples:
   conda unsloth module -p /apps/unsloth/2024.9 unsloth/2024.9 -o /apps/modulefiles
   conda unsloth module -n unsloth --format tcl -o ~/modulefiles
+  conda unsloth module -p /apps/unsloth/2024.9 unsloth/2024.9 -o /apps/modulefiles --require-verified v100,a100,h100
   module use /apps/modulefiles && module load unsloth/2024.9
 """
 
@@ -60,6 +66,12 @@ def configure_parser(p: argparse.ArgumentParser, conda: bool = False) -> None:
         "--allow-user-site",
         action="store_true",
         help="do not set PYTHONNOUSERSITE=1 (by default ~/.local packages are kept out)",
+    )
+    p.add_argument(
+        "--require-verified",
+        metavar="LIST",
+        help="write the module only if the env passed the GPU verification on each of these "
+        "partitions (node features, GRES types): conda unsloth verify --sbatch ... --partitions",
     )
     p.add_argument(
         "--force",
@@ -99,6 +111,11 @@ def execute(args: argparse.Namespace, runtime: Runtime) -> int:
     out_dir = Path(args.output_dir).expanduser()
     refuse_control(args.output_dir, "-o")
     path = mf.output_path(out_dir, name, fmt)
+    if args.require_verified is not None:
+        from ..exports.slurm import parse_fleet
+
+        required = parse_fleet(args.require_verified, "--require-verified")
+        mf.require_verified(env_prefix, name, required)
     text = mf.render(fmt, name, facts, family, user_site=args.allow_user_site)
 
     written = False
@@ -128,6 +145,7 @@ def execute(args: argparse.Namespace, runtime: Runtime) -> int:
                 "path": str(path),
                 "written": written,
                 "environment": facts.to_json(),
+                "verified_on": [v.name for v in facts.verified],
                 "modulefile": text,
             }
         )
@@ -142,7 +160,8 @@ def execute(args: argparse.Namespace, runtime: Runtime) -> int:
     if not written:
         print(text, end="")
         return 0
-    print(f"wrote {path} ({fmt})")
+    verified = ", ".join(v.short() for v in facts.verified)
+    print(f"wrote {path} ({fmt}" + (f"; verified on {verified})" if verified else ")"))
     if not args.quiet:
         print(f"next: module use {out_dir.absolute()} && module load {name}")
     return 0

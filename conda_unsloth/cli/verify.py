@@ -29,7 +29,14 @@ required check passed. Without a usable GPU the GPU checks fail (F18; F5 for a d
 too old; F4 for a CPU build of torch).
 
 On a login node without a GPU, --sbatch FILE writes a Slurm job that runs the same
-verification on a compute node (submit it with `sbatch FILE`).
+verification on a compute node (submit it with `sbatch FILE`, or add --submit). With
+--partitions (or --constraints, --gpu-types) it is one job array, one task per partition (node
+feature, GRES type), each writing its own report REPORT.<name>; --submit sends each task to its
+target (the array is submitted held, each task moved, then released) and --wait waits for them
+and records their reports. --from-report records reports written earlier (several files, a
+directory or a glob): each Slurm report goes into the marker's fleet under its partition, with
+the GPU, its arch, the driver, every check and the verdict. A job that sees no GPU fails
+(gpu.visible, F18): a partition is only verified by a job that found a GPU there.
 
 examples:
   conda unsloth verify -n unsloth
@@ -37,6 +44,8 @@ examples:
   conda unsloth verify -n unsloth --checks xformers,seed --expect-cuda 12.1
   conda unsloth verify -p /apps/unsloth/2024.9 --sbatch verify.sbatch --partition gpu --account proj1
   conda unsloth verify -p /apps/unsloth/2024.9 --from-report /apps/unsloth/2024.9/conda-meta/conda-unsloth-verify
+  conda unsloth verify -p /apps/unsloth/2024.9 --sbatch fleet.sbatch --partitions v100,a100,h100 --submit --wait
+  conda unsloth verify -p /apps/unsloth/2024.9 --from-report /apps/unsloth/2024.9/conda-meta/
 """
 
 
@@ -72,8 +81,10 @@ def configure_parser(p: argparse.ArgumentParser, conda: bool = False) -> None:
     g.add_argument(
         "--from-report",
         metavar="FILE",
-        help="do not run the probe: show and record a report written earlier (e.g. by --sbatch); "
-        "a report of another environment is refused unless --force",
+        nargs="+",
+        help="do not run the probe: show and record reports written earlier (e.g. by --sbatch): "
+        "files, a directory (its conda-unsloth-verify* files) or a quoted glob; a report of "
+        "another environment is refused unless --force",
     )
     s = p.add_argument_group("Slurm (run the verification on a compute node)")
     s.add_argument(
@@ -88,6 +99,34 @@ def configure_parser(p: argparse.ArgumentParser, conda: bool = False) -> None:
         "5 minutes; 00:23:00 for all checks)",
     )
     s.add_argument("--account", metavar="A", help="#SBATCH --account")
+    s.add_argument("--constraint", metavar="FEATURE", help="#SBATCH --constraint (one feature)")
+    fleet = s.add_mutually_exclusive_group()
+    fleet.add_argument(
+        "--partitions",
+        metavar="LIST",
+        help="one job array task per partition (e.g. v100,a100,h100), each its own report",
+    )
+    fleet.add_argument(
+        "--constraints",
+        metavar="LIST",
+        help="one job array task per node feature (--constraint), each its own report",
+    )
+    fleet.add_argument(
+        "--gpu-types",
+        metavar="LIST",
+        help="one job array task per GRES type (gpu:TYPE:N), each its own report",
+    )
+    s.add_argument(
+        "--submit",
+        action="store_true",
+        help="submit the script (a fleet: held, each task moved to its target, released) and "
+        "print the job id",
+    )
+    s.add_argument(
+        "--wait",
+        action="store_true",
+        help="with --submit: wait until every task ended, then record their reports",
+    )
     s.add_argument(
         "--force",
         action="store_true",
@@ -119,11 +158,16 @@ def _validate(args: argparse.Namespace) -> list[str]:
         probe.select(tokens)
     except ValueError as exc:
         raise UsageError(str(exc), hints=["conda unsloth verify --list-checks"]) from None
-    slurm_only = [f"--{n}" for n in ("partition", "gres", "time", "account") if getattr(args, n)]
+    names = ("partition", "gres", "time", "account", "constraint", "partitions", "constraints")
+    slurm_only = [f"--{n}" for n in names if getattr(args, n)]
+    slurm_only += [f"--{n}" for n in ("gpu_types", "submit", "wait") if getattr(args, n)]
+    slurm_only = [n.replace("_", "-") for n in slurm_only]
     if slurm_only and not args.sbatch:
         raise UsageError(f"{', '.join(slurm_only)} only apply with --sbatch FILE")
     if args.sbatch and args.from_report:
         raise UsageError("--sbatch and --from-report do not go together")
+    if args.wait and not args.submit:
+        raise UsageError("--wait only applies with --submit")
     return tokens
 
 
@@ -195,6 +239,20 @@ def _dry_run(args: argparse.Namespace, prefix: Path, tokens: list[str]) -> int:
     return 0
 
 
+def _fleet(args: argparse.Namespace) -> tuple[str | None, tuple[str, ...]]:
+    from ..exports import slurm
+
+    for kind, attr in (
+        ("partition", "partitions"),
+        ("constraint", "constraints"),
+        ("gpu-type", "gpu_types"),
+    ):
+        value = getattr(args, attr)
+        if value is not None:
+            return kind, slurm.parse_fleet(value, slurm.FLEET_FLAGS[kind])
+    return None, ()
+
+
 def _sbatch(args: argparse.Namespace, prefix: Path, tokens: list[str]) -> int:
     from ..exports import slurm
     from . import _shared
@@ -205,6 +263,7 @@ def _sbatch(args: argparse.Namespace, prefix: Path, tokens: list[str]) -> int:
         Path(args.report).expanduser().absolute() if args.report else slurm.default_report(prefix)
     )
     slurm.check_report_dir(report, explicit=bool(args.report))
+    kind, names = _fleet(args)
     job = slurm.SlurmJob(
         prefix=prefix,
         report=report,
@@ -215,24 +274,88 @@ def _sbatch(args: argparse.Namespace, prefix: Path, tokens: list[str]) -> int:
         expect_cuda=_expect_cuda(args, prefix),
         checks=tuple(tokens),
         timeout=args.timeout,
+        constraint=args.constraint,
+        fleet=names,
+        fleet_kind=kind,
     )
     slurm.write(job, out, force=args.force, dry_run=args.dry_run)
+    reports = {k: str(v) for k, v in job.reports().items()} or {"": str(report)}
+    commands = [" ".join(c) for c in slurm.submission(job, str(out))]
+    if args.submit and not args.dry_run:
+        return _submit(args, prefix, job, out)
     if args.json:
         _shared.emit_json(
             {
                 "sbatch": str(out),
                 "prefix": str(prefix),
                 "report": str(report),
+                "reports": reports if job.fleet else None,
+                "submit": commands,
                 "written": not args.dry_run,
             }
         )
     elif args.dry_run:
         print(f"would write {out} (a dry run writes nothing)")
+        if args.submit:
+            for cmd in commands:
+                print(f"would run: {cmd}")
     else:
         print(f"wrote {out}")
-        print(f"next: sbatch {out}   (report: {report})")
-        print(f"then: conda unsloth verify -p {prefix} --from-report {report}")
+        shown = f"{report}.<name>" if job.fleet else str(report)
+        if job.fleet:
+            flag = slurm.FLEET_FLAGS[job.fleet_kind or "partition"]
+            print(
+                f"next: conda unsloth verify -p {prefix} --sbatch {out} {flag} "
+                f"{','.join(job.fleet)} --submit --wait"
+            )
+            print("  or submit it by hand:")
+            for cmd in commands:
+                print(f"  {cmd.replace('{J}', '$J')}")
+            print("  (J: the job id the first command prints)")
+        else:
+            print(f"next: sbatch {out}   (report: {report})")
+        print(f"then: conda unsloth verify -p {prefix} --from-report {shown}")
     return 0
+
+
+def _submit(
+    args: argparse.Namespace,
+    prefix: Path,
+    job: Any,
+    script: Path,
+) -> int:
+    """Submit the written script; with --wait, record the reports its tasks wrote."""
+    from ..exports import slurm
+    from . import _shared
+
+    done = slurm.submit(job, script, wait=args.wait)
+    if not args.json and not args.quiet:
+        for cmd in done.commands:
+            print(f"ran: {' '.join(cmd)}", file=sys.stderr)
+    if not args.wait:
+        if args.json:
+            _shared.emit_json({"sbatch": str(script), "job_id": done.job_id, "waited": False})
+        else:
+            print(f"submitted job {done.job_id}")
+            shown = f"{job.report}.<name>" if job.fleet else str(job.report)
+            print(f"then: conda unsloth verify -p {prefix} --from-report {shown}")
+        return 0
+    expected = job.reports() if job.fleet else {"": job.report}
+    found: list[tuple[Path, VerifyReport]] = []
+    missing: dict[str, str] = {}
+    for name, path in expected.items():
+        label = name or "job"
+        if not path.is_file():
+            missing[label] = f"no report at {path}"
+            continue
+        rep = _load_from_report(path, prefix, force=args.force)
+        ids = (rep.slurm.get("array_job_id"), rep.slurm.get("job_id"))
+        if done.job_id not in ids:
+            missing[label] = f"{path} is from job {ids[0] or ids[1] or '?'}, not {done.job_id}"
+            continue
+        found.append((path, rep))
+    code = _record_reports(args, prefix, found, job_id=done.job_id, missing=missing)
+    return code if not missing else max(code, 1)
 
 
 def _same_path(a: str, b: Path) -> bool:
@@ -268,6 +391,118 @@ def _load_from_report(source: Path, prefix: Path, *, force: bool) -> VerifyRepor
     return report
 
 
+def _report_files(given: list[str]) -> list[Path]:
+    """--from-report's arguments as files: a directory gives its ``conda-unsloth-verify*``
+    reports, a pattern that is not a file is expanded as a glob; UsageError when one gives
+    nothing."""
+    import glob
+
+    from ..errors import UsageError
+
+    out: list[Path] = []
+    for item in given:
+        path = Path(item).expanduser().absolute()
+        if path.is_dir():
+            found = sorted(
+                p
+                for p in path.glob("conda-unsloth-verify*")
+                if p.is_file() and not p.name.endswith((".tmp", ".slurm"))
+            )
+            if not found:
+                raise UsageError(f"--from-report {item}: no conda-unsloth-verify* report in it")
+            out += found
+        elif not path.exists() and glob.has_magic(item):
+            pattern = Path(item).expanduser()
+            base = Path(pattern.anchor) if pattern.is_absolute() else Path.cwd()
+            rel = str(pattern.relative_to(pattern.anchor)) if pattern.is_absolute() else item
+            hits = sorted(h.absolute() for h in base.glob(rel) if h.is_file())
+            if not hits:
+                raise UsageError(f"--from-report {item!r}: no file matches")
+            out += hits
+        else:
+            out.append(path)
+    return list(dict.fromkeys(out))
+
+
+def _record_reports(
+    args: argparse.Namespace,
+    prefix: Path,
+    loaded: list[tuple[Path, VerifyReport]],
+    *,
+    job_id: str | None = None,
+    missing: dict[str, str] | None = None,
+) -> int:
+    """Record several reports: each Slurm report in the marker's fleet under its name, and
+    the marker's verification as the worst of them; print one line each."""
+    from .. import marker
+    from ..verify import report as reportmod
+    from . import _shared
+
+    records: dict[str, dict[str, Any]] = {}
+    created: dict[str, str] = {}
+    plain: list[tuple[Path, VerifyReport]] = []
+    digest = marker.env_digest(prefix)
+    for path, rep in loaded:
+        key = reportmod.fleet_key(rep)
+        if key is None:
+            plain.append((path, rep))
+            continue
+        if key in records and created[key] >= rep.created:
+            continue  # the newer report of the same target wins
+        records[key] = {**reportmod.fleet_record(rep, path), "env_digest": digest}
+        created[key] = rep.created
+    verdicts = [rep.verdict for _, rep in loaded]
+    worst = (
+        "fail"
+        if "fail" in verdicts or not loaded
+        else ("pass" if all(v == "pass" for v in verdicts) else "partial")
+    )
+    summary: dict[str, Any] = {
+        "verdict": worst,
+        "checks": sorted({c.id for _, rep in loaded for c in rep.checks}),
+        "time": max((rep.created for _, rep in loaded), default=None),
+        "failed": [
+            f"{reportmod.fleet_key(rep) or path.name}:{c.id}"
+            for path, rep in loaded
+            for c in rep.failed_required()
+        ],
+        "reports": [str(path) for path, _ in loaded],
+        "fleet": sorted(records),
+    }
+    fleet: dict[str, dict[str, Any]] = {}
+    try:
+        if loaded:
+            fleet = marker.update_fleet(prefix, records, verification=summary)
+    except OSError as exc:
+        _warn(
+            f"could not record the verdicts in {marker.path_for(prefix)}: {exc.strerror}",
+            args.quiet,
+        )
+    if args.json:
+        _shared.emit_json(
+            {
+                "prefix": str(prefix),
+                "job_id": job_id,
+                "verdict": worst if not missing else "fail",
+                "reports": {str(p): r.verdict for p, r in loaded},
+                "recorded": records,
+                "fleet": fleet,
+                "missing": missing or {},
+            }
+        )
+    else:
+        for name, record in records.items():
+            print(reportmod.fleet_line(name, record))
+        for path, rep in plain:
+            print(f"{path}: {rep.verdict} (not from a Slurm job: no fleet entry)")
+        for name, why in (missing or {}).items():
+            print(f"{name}: no report ({why})")
+        if loaded:
+            print(f"recorded {len(loaded)} report(s) in {marker.path_for(prefix)}")
+    ok = bool(loaded) and all(rep.ok for _, rep in loaded)
+    return 0 if ok else 1
+
+
 def _run(args: argparse.Namespace, prefix: Path, tokens: list[str]) -> int:
     from .. import marker
     from ..exports import slurm
@@ -284,8 +519,17 @@ def _run(args: argparse.Namespace, prefix: Path, tokens: list[str]) -> int:
         from ..outputs import OutputFile
 
         OutputFile.of(report_path, "--report", force=args.force).check()
+    source: Path | None = None
     if args.from_report:
-        source = Path(args.from_report).expanduser().absolute()
+        sources = _report_files(args.from_report)
+        if len(sources) > 1:
+            if args.report:
+                from ..errors import UsageError
+
+                raise UsageError("--report FILE takes one --from-report, not several")
+            loaded = [(src, _load_from_report(src, prefix, force=args.force)) for src in sources]
+            return _record_reports(args, prefix, loaded)
+        source = sources[0]
         report = _load_from_report(source, prefix, force=args.force)
         report_path = source if not args.report else report_path
     else:
@@ -296,14 +540,23 @@ def _run(args: argparse.Namespace, prefix: Path, tokens: list[str]) -> int:
             python, expect_cuda=_expect_cuda(args, prefix), checks=tokens, timeout=args.timeout
         )
     saved: Path | None = report_path
-    if not (args.from_report and report_path == Path(args.from_report).expanduser().absolute()):
+    if not (args.from_report and report_path == source):
         try:
             write_atomic(report_path, reportmod.dumps(report))
         except OSError as exc:
             saved = None
             _warn(f"could not store the report in {report_path}: {exc.strerror}", args.quiet)
+    key = reportmod.fleet_key(report)
     try:
-        marker.update(prefix, verification=reportmod.marker_record(report, saved))
+        record = reportmod.marker_record(report, saved)
+        if key is not None:
+            fleet_record = {
+                **reportmod.fleet_record(report, saved),
+                "env_digest": marker.env_digest(prefix),
+            }
+            marker.update_fleet(prefix, {key: fleet_record}, verification=record)
+        else:
+            marker.update(prefix, verification=record)
     except OSError as exc:
         _warn(
             f"could not record the verdict in {marker.path_for(prefix)}: {exc.strerror}",
@@ -324,4 +577,6 @@ def _run(args: argparse.Namespace, prefix: Path, tokens: list[str]) -> int:
         print(reportmod.render(report, kb, width=max(width, 80), env=env))
         if saved:
             print(f"report: {saved}")
+        if key is not None:
+            print(reportmod.fleet_line(key, reportmod.fleet_record(report, saved)))
     return report.exit_code

@@ -16,6 +16,11 @@ A ``family`` (default ``conda_env``) makes two such modules mutually exclusive: 
 one for the other (or refuses with ``LMOD_AUTO_SWAP=no``), Modules refuses the second.
 The list of activation scripts is fixed when the file is written: regenerate the module after
 installing packages into the env.
+
+The partitions (node features, GRES types) the env passed ``conda unsloth verify`` on, as the
+marker's ``fleet`` records them, are written into the ``whatis`` lines and the help text, with
+each GPU, its arch and driver. ``module --require-verified p1,p2`` publishes only when every
+one of them passed on the env as it is now (:func:`require_verified`).
 """
 
 from __future__ import annotations
@@ -52,6 +57,126 @@ _STACK = (
 
 
 @dataclass(frozen=True)
+class Verified:
+    """One partition (node feature, GRES type) the env passed the GPU verification on."""
+
+    name: str
+    gpu: str | None
+    arch: str | None
+    driver: str | None
+    node: str | None
+    job: str | None
+    time: str | None
+
+    def short(self) -> str:
+        what = ", ".join(x for x in (self.gpu, self.arch) if x)
+        return f"{self.name} ({what})" if what else self.name
+
+    def long(self) -> str:
+        parts = [
+            self.gpu or "GPU not named",
+            *(x for x in (self.arch,) if x),
+            *(f"driver {x}" for x in (self.driver,) if x),
+            *(f"node {x}" for x in (self.node,) if x),
+            *(f"job {x}" for x in (self.job,) if x),
+            *(x for x in (self.time,) if x),
+        ]
+        return f"{self.name}: {', '.join(parts)}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "gpu": self.gpu,
+            "arch": self.arch,
+            "driver": self.driver,
+            "node": self.node,
+            "job": self.job,
+            "time": self.time,
+        }
+
+
+def _text(value: Any) -> str | None:
+    """A marker value shown in the module: a non-empty string, on one line, printable."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    return "".join(ch if ch.isprintable() else "?" for ch in " ".join(value.split()))[:200]
+
+
+def verified_on(prefix: Path, mark: dict[str, Any] | None) -> dict[str, Verified | str]:
+    """Each fleet record of the marker: a :class:`Verified` when it passed on the env as it is
+    now, else why not ("fail: ...", "partial: ...", "verified before the env changed")."""
+    from .. import marker
+
+    out: dict[str, Verified | str] = {}
+    records = marker.fleet(mark)
+    digest = marker.env_digest(prefix) if records else None
+    for name, rec in sorted(records.items()):
+        verdict = rec.get("verdict")
+        if verdict != "pass":
+            reason = _text(rec.get("reason")) or (
+                "only some checks ran" if verdict == "partial" else "no verdict"
+            )
+            out[name] = f"{verdict or '?'}: {reason}"
+        elif rec.get("env_digest") != digest:
+            out[name] = "verified before the env changed (packages were added or replaced)"
+        else:
+            out[name] = Verified(
+                name,
+                _text(rec.get("gpu")),
+                _text(rec.get("arch")),
+                _text(rec.get("driver")),
+                _text(rec.get("node")),
+                _text(
+                    f"{rec['array_job']}_{rec['array_task']}"
+                    if rec.get("array_job") and rec.get("array_task")
+                    else rec.get("job")
+                ),
+                _text(rec.get("time")),
+            )
+    return out
+
+
+def require_verified(prefix: Path, module: str, names: tuple[str, ...]) -> None:
+    """VerifyError (one line naming the command to run) unless the marker holds a passing,
+    current verification for every one of ``names``."""
+    from .. import marker
+    from ..errors import VerifyError
+    from .slurm import FLEET_FLAGS
+
+    status = verified_on(prefix, marker.read(prefix))
+    problems = []
+    for name in names:
+        got = status.get(name)
+        if isinstance(got, Verified):
+            continue
+        problems.append(f"{name} ({got or 'no report'})")
+    if not problems:
+        return
+    kinds = {
+        str(r.get("kind"))
+        for n, r in marker.fleet(marker.read(prefix)).items()
+        if n in names and r.get("kind") in FLEET_FLAGS
+    }
+    flag = FLEET_FLAGS[kinds.pop()] if len(kinds) == 1 else "--partitions"
+    run = (
+        f"conda unsloth verify -p {sh_single(str(prefix)) if _needs_quote(prefix) else prefix} "
+        f"--sbatch verify.sbatch {flag} {','.join(names)} --submit --wait"
+    )
+    raise VerifyError(
+        f"not publishing {module}: not verified on {'; '.join(problems)}; run: {run}",
+        hints=[
+            f"or record reports written earlier: conda unsloth verify -p {prefix} "
+            "--from-report REPORT...",
+            "leave --require-verified out to write the module anyway",
+        ],
+    )
+
+
+def _needs_quote(prefix: Path) -> bool:
+    return not re.fullmatch(r"[A-Za-z0-9_./+@%:,-]+", str(prefix))
+
+
+@dataclass(frozen=True)
 class EnvFacts:
     """What a modulefile says about an env, read from the prefix without running anything."""
 
@@ -61,6 +186,7 @@ class EnvFacts:
     profile: str | None = None
     activate_scripts: tuple[Path, ...] = ()
     env_vars: dict[str, str] = field(default_factory=dict)
+    verified: tuple[Verified, ...] = ()  # passing, current fleet verifications
 
     def summary(self) -> str:
         parts = [f"{k} {v}" for k, v in self.versions.items()]
@@ -76,6 +202,7 @@ class EnvFacts:
             "profile": self.profile,
             "activate_scripts": [str(p) for p in self.activate_scripts],
             "env_vars": dict(self.env_vars),
+            "verified": [v.to_json() for v in self.verified],
         }
 
 
@@ -127,6 +254,7 @@ def read_facts(prefix: Path) -> EnvFacts:
         state = None
     if isinstance(state, dict) and isinstance(state.get("env_vars"), dict):
         env_vars = {str(k): str(v) for k, v in state["env_vars"].items()}
+    verified = tuple(v for v in verified_on(prefix, mark).values() if isinstance(v, Verified))
     return EnvFacts(
         prefix=prefix,
         versions=versions,
@@ -134,6 +262,7 @@ def read_facts(prefix: Path) -> EnvFacts:
         profile=profile,
         activate_scripts=scripts,
         env_vars=env_vars,
+        verified=verified,
     )
 
 
@@ -245,6 +374,11 @@ def _help_text(name: str, facts: EnvFacts, user_site: bool) -> str:
     ]
     if facts.profile:
         lines.append(f"  profile: {facts.profile}")
+    if facts.verified:
+        lines += ["", "Verified on these GPUs (conda unsloth verify, one Slurm job each):"]
+        lines += [f"  {v.long()}" for v in facts.verified]
+    else:
+        lines += ["", "Not verified on a GPU yet (conda unsloth verify --sbatch)."]
     lines += [
         "",
         "Loading puts PREFIX/bin first on PATH, sets CONDA_PREFIX and applies the env's",
@@ -283,6 +417,8 @@ def _whatis(name: str, facts: EnvFacts) -> list[str]:
         "Description: Unsloth GPU conda environment",
         f"Stack: {facts.summary()}",
         f"Prefix: {facts.prefix}",
+        "Verified on: "
+        + (", ".join(v.short() for v in facts.verified) if facts.verified else "none yet"),
     ]
 
 

@@ -15,6 +15,28 @@ writes a partial report (the checks not completed are ``fail``).
 
 Every ``#SBATCH`` value is validated: values with spaces or shell metacharacters are refused
 (sbatch does not unquote them reliably), so each line is ``#SBATCH --option=value``.
+
+**Fleet verification.** With ``fleet`` (``--partitions``, ``--constraints`` or ``--gpu-types``)
+the script is ONE job array, one task per partition / node feature / GRES type, each writing
+its own report ``REPORT.<name>``. Slurm gives every task of an array the same options and reads
+``#SBATCH`` lines at submission, so the tasks are sent to their targets by submitting the array
+held and moving each task before releasing it (tried on Slurm 22.05, docs/dev/slurm-lane.md):
+
+    J=$(sbatch --parsable --hold job.sh)
+    scontrol update JobId=${J}_1 Partition=a100      # Features=... / Gres=gpu:TYPE:N
+    scontrol release $J
+
+:func:`submission` returns those commands and :func:`submit` runs them. A per-task ``Gres``
+update is refused (or leaves the task pending for ever, ``BadConstraints``) when the array was
+submitted with ``--gres``, so a GRES-type array has no ``#SBATCH --gres`` and every task gets
+its own ``Gres``. Each task checks that it runs where it was sent (its partition; its
+``Features``/GRES type from ``scontrol show job``) and writes no report otherwise (exit 3):
+plain ``sbatch job.sh`` would run every task on the first target.
+
+Under Slurm the job adds a ``slurm`` object to the report (job and array ids, partition, node,
+the GPUs Slurm gave, the target); ``verify --from-report`` records it in the marker's ``fleet``
+under the target's name. A task on a node where the probe sees no GPU fails (gpu.visible, F18):
+a GPU partition whose job finds no GPU has not been verified.
 """
 
 from __future__ import annotations
@@ -45,8 +67,18 @@ SBATCH_OPTIONS = frozenset(
         "nodes",
         "ntasks",
         "signal",
+        "array",
+        "constraint",
     }
 )
+# how each kind of fleet moves a held array task: scontrol update JobId=J_i FIELD=VALUE
+FLEET_KINDS = ("partition", "constraint", "gpu-type")
+FLEET_FLAGS = {
+    "partition": "--partitions",
+    "constraint": "--constraints",
+    "gpu-type": "--gpu-types",
+}
+MAX_FLEET = 64
 # seconds added to the longest group's timeouts: job start, nvidia-smi, writing the report
 TIME_SLACK = 300
 # SIGTERM to the batch shell this long before the time limit: the probe writes a partial report
@@ -57,7 +89,11 @@ _MEM = re.compile(r"[0-9]+[KMGT]?")
 # sbatch --time: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S
 _TIME = re.compile(r"(\d+-\d{1,2}(:\d{1,2}){0,2}|\d+(:\d{1,2}){0,2})", re.ASCII)
 _CUDA = re.compile(r"[0-9]{1,2}\.[0-9]{1,2}")
-_DELIMS = ("CONDA_UNSLOTH_PROBE_EOF", "CONDA_UNSLOTH_KERNEL_EOF")
+# one partition / feature / GRES type: also a file name suffix (REPORT.<name>)
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+_GPU_COUNT = re.compile(r"gpu(?::([1-9][0-9]*))?")
+_TYPED_GRES = re.compile(r"gpu:([A-Za-z0-9][A-Za-z0-9_.+-]*):[1-9][0-9]*")
+_DELIMS = ("CONDA_UNSLOTH_PROBE_EOF", "CONDA_UNSLOTH_KERNEL_EOF", "CONDA_UNSLOTH_SLURM_EOF")
 
 
 @dataclass(frozen=True)
@@ -74,6 +110,60 @@ class SlurmJob:
     expect_cuda: str | None = None
     checks: tuple[str, ...] = ()
     timeout: float | None = None
+    constraint: str | None = None
+    # one array task per name: partitions, node features or GRES types (fleet_kind)
+    fleet: tuple[str, ...] = ()
+    fleet_kind: str | None = None
+
+    @property
+    def gpus_per_task(self) -> str:
+        """The GPU count of ``gres`` (``gpu:2`` -> "2"; "1" when it gives none)."""
+        m = _GPU_COUNT.fullmatch(self.gres)
+        return (m.group(1) or "1") if m else "1"
+
+    def target(self) -> tuple[str, str]:
+        """(kind, name) a single job is for: its constraint, its GRES type, else its partition
+        ("" for the name: the partition it runs in)."""
+        if self.constraint:
+            return "constraint", self.constraint
+        typed = _TYPED_GRES.fullmatch(self.gres)
+        if typed:
+            return "gpu-type", typed.group(1)
+        if self.partition and "," not in self.partition:
+            return "partition", self.partition
+        return "partition", ""
+
+    def report_for(self, name: str) -> Path:
+        """Where the task for ``name`` writes its report (``REPORT.<name>``)."""
+        return self.report.with_name(f"{self.report.name}.{name}")
+
+    def reports(self) -> dict[str, Path]:
+        """name -> report path of each array task (empty for a single job)."""
+        return {name: self.report_for(name) for name in self.fleet}
+
+
+def parse_fleet(value: str, flag: str) -> tuple[str, ...]:
+    """``a100,h100`` -> ("a100", "h100"); UsageError for an empty item, a repeated one, a name
+    Slurm or a file name could not hold (spaces, shell characters, ``&|`` expressions)."""
+    from ..outputs import refuse_control
+
+    refuse_control(value, flag)
+    items = tuple(t.strip() for t in value.split(","))
+    if not items or any(not t for t in items):
+        raise UsageError(f"{flag} {value!r}: give a comma-separated list such as v100,a100,h100")
+    for t in items:
+        if not _NAME.fullmatch(t):
+            raise UsageError(
+                f"{flag} {value!r}: {t!r} is not a plain name (letters, digits and . _ + -; no "
+                "spaces, no Slurm expressions such as a100&ib)",
+                hints=["one name per GPU type: --constraints v100,a100,h100"],
+            )
+    dup = sorted({t for t in items if items.count(t) > 1})
+    if dup:
+        raise UsageError(f"{flag} {value!r} names {', '.join(dup)} more than once")
+    if len(items) > MAX_FLEET:
+        raise UsageError(f"{flag}: at most {MAX_FLEET} names, not {len(items)}")
+    return items
 
 
 def default_time(checks: tuple[str, ...] = (), timeout: float | None = None) -> str:
@@ -147,10 +237,33 @@ def validate(job: SlurmJob) -> None:
         _check("expect-cuda", job.expect_cuda, _CUDA, "12.1")
     for token in job.checks:
         _check("checks", token, _WORD, "matmul,triton")
+    if job.constraint is not None:
+        _check("constraint", job.constraint, _NAME, "a100")
+    if job.fleet or job.fleet_kind:
+        _validate_fleet(job)
     if job.cpus_per_task < 1:
         raise UsageError("--cpus-per-task must be at least 1")
     if job.timeout is not None and not (0 < job.timeout < 1e9):
         raise UsageError("--timeout must be a positive number of seconds")
+
+
+def _validate_fleet(job: SlurmJob) -> None:
+    if job.fleet_kind not in FLEET_KINDS or not job.fleet:
+        raise UsageError("a fleet needs a kind (partition, constraint, gpu-type) and names")
+    flag = FLEET_FLAGS[job.fleet_kind]
+    for name in job.fleet:
+        _check(flag.lstrip("-"), name, _NAME, "a100")
+    if len(set(job.fleet)) != len(job.fleet) or len(job.fleet) > MAX_FLEET:
+        raise UsageError(f"{flag}: up to {MAX_FLEET} names, each once")
+    if job.fleet_kind == "partition" and job.partition:
+        raise UsageError("--partitions and --partition do not go together")
+    if job.fleet_kind == "constraint" and job.constraint:
+        raise UsageError("--constraints and --constraint do not go together")
+    if job.fleet_kind == "gpu-type" and not _GPU_COUNT.fullmatch(job.gres):
+        raise UsageError(
+            f"--gpu-types gives each task its GRES (gpu:TYPE:N): --gres {job.gres!r} must be "
+            "gpu or gpu:N"
+        )
 
 
 def _comment(text: str) -> str:
@@ -161,12 +274,21 @@ def _comment(text: str) -> str:
 
 def sbatch_lines(job: SlurmJob) -> list[tuple[str, str]]:
     opts: list[tuple[str, str]] = [("job-name", job.job_name)]
-    if job.partition:
+    if job.fleet:
+        opts.append(("array", f"0-{len(job.fleet) - 1}"))
+    if job.fleet_kind == "partition":
+        opts.append(("partition", job.fleet[0]))  # task 0's; the others are moved there
+    elif job.partition:
         opts.append(("partition", job.partition))
+    if job.fleet_kind == "constraint":
+        opts.append(("constraint", job.fleet[0]))
+    elif job.constraint:
+        opts.append(("constraint", job.constraint))
     if job.account:
         opts.append(("account", job.account))
+    if job.fleet_kind != "gpu-type":  # each task of a GRES-type array gets its own Gres
+        opts.append(("gres", job.gres))
     opts += [
-        ("gres", job.gres),
         ("time", job.time),
         ("nodes", "1"),
         ("ntasks", "1"),
@@ -176,6 +298,106 @@ def sbatch_lines(job: SlurmJob) -> list[tuple[str, str]]:
     ]
     assert all(k in SBATCH_OPTIONS for k, _ in opts)
     return opts
+
+
+def update_field(kind: str, name: str, job: SlurmJob) -> str:
+    """The ``scontrol update`` assignment that sends a held task to ``name``."""
+    if kind == "partition":
+        return f"Partition={name}"
+    if kind == "constraint":
+        return f"Features={name}"
+    return f"Gres=gpu:{name}:{job.gpus_per_task}"
+
+
+def submission(job: SlurmJob, script: str) -> list[list[str]]:
+    """The commands that submit ``script`` (argv lists; ``{J}`` stands for the job id sbatch
+    prints): plain ``sbatch`` for a single job; for a fleet, the array submitted held, each task
+    moved to its target, then released."""
+    if not job.fleet:
+        return [["sbatch", script]]
+    kind = job.fleet_kind or "partition"
+    cmds = [["sbatch", "--parsable", "--hold", script]]
+    first = 0 if kind == "gpu-type" else 1  # task 0 is already where the #SBATCH lines put it
+    for i, name in enumerate(job.fleet):
+        if i >= first:
+            cmds.append(["scontrol", "update", f"JobId={{J}}_{i}", update_field(kind, name, job)])
+    cmds.append(["scontrol", "release", "{J}"])
+    return cmds
+
+
+def _submission_comment(job: SlurmJob) -> list[str]:
+    q = shlex.quote
+    if not job.fleet:
+        return ["# Submit with: sbatch THIS_FILE"]
+    kind = job.fleet_kind or "partition"
+    what = {"partition": "partition", "constraint": "node feature", "gpu-type": "GRES type"}[kind]
+    lines = [
+        f"# One job array, one task per {what}: {', '.join(job.fleet)}. Submit it held and",
+        "# send each task to its target before releasing it (plain `sbatch THIS_FILE` runs every",
+        "# task on the first; they then stop with exit code 3 and write no report):",
+        "#   J=$(sbatch --parsable --hold THIS_FILE); J=${J%%;*}",
+    ]
+    for cmd in submission(job, "THIS_FILE")[1:-1]:
+        lines.append("#   " + " ".join(cmd).replace("{J}", "${J}"))
+    lines.append("#   scontrol release $J")
+    flag = FLEET_FLAGS[kind]
+    lines.append(
+        f"# or: conda unsloth verify -p {_comment(q(str(job.prefix)))} --sbatch THIS_FILE "
+        f"{flag} {','.join(job.fleet)} --submit --wait"
+    )
+    return lines
+
+
+# adds the `slurm` object to the report: the job's ids, partition, node and GPUs, and the
+# target this task was for (run with the env's python, stdlib only)
+_SLURM_INFO = """\
+import json, os, sys
+path, kind, target = sys.argv[1:4]
+with open(path, encoding="utf-8") as fh:
+    doc = json.load(fh)
+env = {
+    "job_id": "SLURM_JOB_ID", "array_job_id": "SLURM_ARRAY_JOB_ID",
+    "array_task_id": "SLURM_ARRAY_TASK_ID", "partition": "SLURM_JOB_PARTITION",
+    "node": "SLURMD_NODENAME", "cluster": "SLURM_CLUSTER_NAME", "gpus": "SLURM_JOB_GPUS",
+    "cuda_visible_devices": "CUDA_VISIBLE_DEVICES",
+}
+slurm = {key: os.environ.get(var) or None for key, var in env.items()}
+slurm["target_kind"] = kind or None
+slurm["target"] = target or None
+doc["slurm"] = slurm
+with open(path + ".slurm", "w", encoding="utf-8") as fh:
+    json.dump(doc, fh, indent=2)
+    fh.write("\\n")
+os.replace(path + ".slurm", path)"""
+
+
+def _landing_check(kind: str) -> list[str]:
+    """Bash that stops a task (exit 3, no report) which does not run where it was sent."""
+    if kind == "partition":
+        got = '"${SLURM_JOB_PARTITION:-?}"'
+        return [
+            'if [ "${SLURM_JOB_PARTITION:-}" != "$TARGET" ]; then',
+            f'  wrong "is for partition $TARGET but runs in partition "{got}',
+            "fi",
+        ]
+    pattern = (
+        '*" Features=$TARGET "*'
+        if kind == "constraint"
+        else '*"gpu:$TARGET:"*|*"gpu:$TARGET "*|*"gpu:$TARGET="*'
+    )
+    what = "Features=$TARGET" if kind == "constraint" else "GRES gpu:$TARGET"
+    return [
+        "if command -v scontrol >/dev/null 2>&1; then",
+        '  INFO=" $(scontrol show job -o "$SLURM_JOB_ID" 2>/dev/null || true) "',
+        '  case "$INFO" in',
+        f"    {pattern}) ;;",
+        f'    *) wrong "was sent to {what} but the job record does not ask for it" ;;',
+        "  esac",
+        "else",
+        '  echo "conda-unsloth: warning: no scontrol here; not checking that task $TASK runs '
+        f'with {what}" >&2',
+        "fi",
+    ]
 
 
 def render(job: SlurmJob, probe_text: str, kernel_text: str) -> str:
@@ -192,20 +414,47 @@ def render(job: SlurmJob, probe_text: str, kernel_text: str) -> str:
         probe_args.append(f"--checks {q(','.join(job.checks))}")
     if job.timeout:
         probe_args.append(f"--timeout {job.timeout:g}")
+    shown_report = q(str(job.report)) + (".<name>" if job.fleet else "")
     lines = ["#!/bin/bash"]
     lines += [f"#SBATCH --{k}={v}" for k, v in sbatch_lines(job)]
     lines += [
         f"# {GENERATED_MARK} {__version__}: verify the Unsloth environment",
         f"#   {_comment(q(str(job.prefix)))}",
-        "# on a GPU compute node. Submit with: sbatch THIS_FILE",
-        f"# The JSON report goes to {_comment(q(str(job.report)))}; record its verdict in the",
+        "# on a GPU compute node.",
+        *_submission_comment(job),
+        f"# The JSON report goes to {_comment(shown_report)}; record its verdict in the",
         "# env's marker with:",
         f"#   conda unsloth verify -p {_comment(q(str(job.prefix)))} --from-report "
-        f"{_comment(q(str(job.report)))}",
+        f"{_comment(shown_report)}",
         "set -euo pipefail",
         f"PREFIX={q(str(job.prefix))}",
         f"REPORT={q(str(job.report))}",
         'JOB="${SLURM_JOB_ID:-$$}"',
+    ]
+    if job.fleet:
+        kind = job.fleet_kind or "partition"
+        lines += [
+            f"KIND={kind}",
+            f"TARGETS=({' '.join(job.fleet)})",
+            'TASK="${SLURM_ARRAY_TASK_ID:-}"',
+            "wrong() {",
+            '  echo "conda-unsloth: task $TASK $1; no report written: submit this array held and'
+            ' move each task first (the commands at the top of the job script)" >&2',
+            "  exit 3",
+            "}",
+            'if [ -z "$TASK" ] || [ "$TASK" -ge "${#TARGETS[@]}" ]; then',
+            '  echo "conda-unsloth: this script is a job array of ${#TARGETS[@]} tasks, not'
+            ' task ${TASK:-(none)}: submit it as the commands at its top say" >&2',
+            "  exit 2",
+            "fi",
+            'TARGET="${TARGETS[$TASK]}"',
+            'REPORT="$REPORT.$TARGET"',
+            *_landing_check(kind),
+        ]
+    else:
+        kind, target = job.target()
+        lines += [f"KIND={kind}", f"TARGET={q(target)}" if target else "TARGET="]
+    lines += [
         'if [ ! -x "$PREFIX/bin/python" ]; then',
         '  echo "conda-unsloth: $PREFIX/bin/python not found on $(hostname)" >&2',
         "  exit 2",
@@ -224,6 +473,9 @@ def render(job: SlurmJob, probe_text: str, kernel_text: str) -> str:
         f"cat > \"$WORK/triton_kernel.py\" <<'{_DELIMS[1]}'",
         kernel_text.rstrip("\n"),
         _DELIMS[1],
+        f"cat > \"$WORK/slurm_info.py\" <<'{_DELIMS[2]}'",
+        _SLURM_INFO,
+        _DELIMS[2],
         "if command -v nvidia-smi >/dev/null 2>&1; then",
         "  nvidia-smi --query-gpu=name,driver_version,compute_cap,memory.total "
         "--format=csv,noheader || true",
@@ -240,6 +492,11 @@ def render(job: SlurmJob, probe_text: str, kernel_text: str) -> str:
         "done",
         "trap - TERM INT",
         'if [ -s "$TMP_REPORT" ]; then',
+        '  if [ -n "${SLURM_JOB_ID:-}" ]; then',
+        "    # where it ran: recorded in the marker's fleet by verify --from-report",
+        '    "$PREFIX/bin/python" -I "$WORK/slurm_info.py" "$TMP_REPORT" "$KIND" "$TARGET" ||',
+        '      echo "conda-unsloth: warning: could not add the Slurm job facts to the report" >&2',
+        "  fi",
         '  mv -f "$TMP_REPORT" "$REPORT"',
         '  echo "conda-unsloth: report written to $REPORT (probe exit code $rc)"',
         "else",
@@ -272,3 +529,94 @@ def write(job: SlurmJob, out: Path, *, force: bool = False, dry_run: bool = Fals
     text = render(job, PROBE.read_text(encoding="utf-8"), KERNEL.read_text(encoding="utf-8"))
     target.write(text, dry_run=dry_run)
     return out
+
+
+# ----------------------------------------------------------------------------- submitting
+
+
+@dataclass(frozen=True)
+class Submitted:
+    job_id: str
+    commands: tuple[tuple[str, ...], ...]  # what ran, the job id filled in
+    exit_code: int | None = None  # with wait: sbatch --wait's (the highest task exit code)
+
+
+def _run(cmd: list[str]) -> tuple[int, str]:
+    import subprocess
+
+    try:
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120, check=False
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        return 1, str(exc)
+    return proc.returncode, (proc.stderr or proc.stdout).strip()
+
+
+def submit(job: SlurmJob, script: Path, *, wait: bool = False) -> Submitted:
+    """Run :func:`submission` for ``script``: sbatch (held, for a fleet), one ``scontrol
+    update`` per task, ``scontrol release``. A failed update cancels the job. With ``wait``
+    sbatch runs with ``--wait`` and this returns when every task has ended (Ctrl-C stops the
+    waiting, not the job). VerifyError when Slurm's commands are missing or refuse."""
+    import shutil
+    import subprocess
+
+    from ..errors import VerifyError
+
+    missing = [c for c in ("sbatch", "scontrol") if shutil.which(c) is None]
+    if missing:
+        raise VerifyError(
+            f"{' and '.join(missing)} not found: --submit runs Slurm's commands (run it where "
+            "sbatch works, e.g. a login node)",
+            hints=[f"or submit by hand with the commands at the top of {script}"],
+        )
+    cmds = submission(job, str(script))
+    first = ["sbatch", "--parsable"]
+    if job.fleet:
+        first.append("--hold")
+    if wait:
+        first.append("--wait")
+    first.append(str(script))
+    try:
+        proc = subprocess.Popen(
+            first,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+    except OSError as exc:
+        raise VerifyError(f"cannot run sbatch: {exc.strerror}") from None
+    assert proc.stdout is not None and proc.stderr is not None
+    line = proc.stdout.readline().strip()
+    job_id = line.split(";")[0]
+    if not job_id.isdigit():
+        _, err = proc.communicate()
+        why = " ".join((err or line or f"exit code {proc.returncode}").split())
+        raise VerifyError(
+            f"sbatch refused {script}: {why}", hints=[f"sbatch --test-only {script}"]
+        )
+    ran = [tuple(first)]
+    for cmd in cmds[1:]:
+        argv = [a.replace("{J}", job_id) for a in cmd]
+        code, out = _run(argv)
+        ran.append(tuple(argv))
+        if code != 0:
+            _run(["scancel", job_id])
+            proc.kill()
+            proc.communicate()
+            raise VerifyError(
+                f"{' '.join(argv)} failed: {' '.join(out.split()) or f'exit code {code}'}; job "
+                f"{job_id} was cancelled",
+                hints=[f"scontrol show job {job_id}"],
+            )
+    if not wait:
+        proc.communicate()
+        return Submitted(job_id, tuple(ran))
+    try:
+        proc.communicate()
+    except BaseException:  # Ctrl-C: stop waiting; the job goes on
+        proc.kill()
+        proc.communicate()
+        raise
+    return Submitted(job_id, tuple(ran), proc.returncode)

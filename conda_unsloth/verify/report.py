@@ -74,6 +74,9 @@ class VerifyReport:
     schema: str = SCHEMA
     # the signal that stopped the probe ("SIGTERM"): a partial report
     interrupted: str | None = None
+    # where a Slurm job ran it (added by the job script, see exports/slurm.py): job_id,
+    # array_job_id, array_task_id, partition, node, gpus, target_kind, target; empty otherwise
+    slurm: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -113,7 +116,32 @@ class VerifyReport:
             return str(devices[0].get("name"))
         return None
 
+    def gpu(self) -> dict[str, Any]:
+        """The first device gpu.visible saw: ``name``, ``capability`` (``8.0``), ``driver``
+        (all None when it saw none)."""
+        gpu = self.check("gpu.visible")
+        data = gpu.data if gpu else {}
+        devices = data.get("devices")
+        first = devices[0] if isinstance(devices, list) and devices else None
+        first = first if isinstance(first, dict) else {}
+
+        def text(value: Any) -> str | None:
+            return str(value) if isinstance(value, str | int | float) and value != "" else None
+
+        return {
+            "name": text(first.get("name")),
+            "capability": text(first.get("capability")),
+            "count": len(devices) if isinstance(devices, list) else 0,
+            "driver": text(data.get("driver")),
+        }
+
     def to_json(self) -> dict[str, Any]:
+        doc = self._to_json()
+        if self.slurm:
+            doc["slurm"] = self.slurm
+        return doc
+
+    def _to_json(self) -> dict[str, Any]:
         return {
             "schema": self.schema,
             "probe_version": self.probe_version,
@@ -204,7 +232,44 @@ def from_json(doc: Any, where: str = "document") -> VerifyReport:
         options=obj("options"),
         versions=obj("versions"),
         interrupted=doc["interrupted"] if isinstance(doc.get("interrupted"), str) else None,
+        slurm=_slurm(doc.get("slurm"), where),
     )
+
+
+SLURM_KEYS = (
+    "job_id",
+    "array_job_id",
+    "array_task_id",
+    "partition",
+    "node",
+    "cluster",
+    "gpus",
+    "cuda_visible_devices",
+    "target_kind",
+    "target",
+)
+TARGET_KINDS = ("partition", "constraint", "gpu-type")
+
+
+def _slurm(value: Any, where: str) -> dict[str, Any]:
+    """The report's ``slurm`` object: strings (or null) under known keys; anything else in it
+    is dropped, a value of another type is refused."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _bad("'slurm' must be an object", where)
+    out: dict[str, Any] = {}
+    for key in SLURM_KEYS:
+        item = value.get(key)
+        if item is None or item == "":
+            continue
+        if not isinstance(item, str):
+            raise _bad(f"'slurm.{key}' must be a string", where)
+        out[key] = item
+    kind = out.get("target_kind")
+    if kind is not None and kind not in TARGET_KINDS:
+        raise _bad(f"'slurm.target_kind' {kind!r} is not one of {', '.join(TARGET_KINDS)}", where)
+    return out
 
 
 def loads(text: str, where: str = "document") -> VerifyReport:
@@ -281,6 +346,80 @@ def marker_record(report: VerifyReport, report_file: Path | None) -> dict[str, A
         "probe_version": report.probe_version,
         "report": str(report_file) if report_file else None,
     }
+
+
+def fleet_key(report: VerifyReport) -> str | None:
+    """Under which name a Slurm report is recorded in the marker's ``fleet``: the partition,
+    constraint or GPU type its task was for (``slurm.target``), else the partition it ran in;
+    None for a report not written by a Slurm job."""
+    slurm = report.slurm
+    key = slurm.get("target") or slurm.get("partition")
+    return str(key) if key else None
+
+
+def no_gpu(report: VerifyReport) -> bool:
+    """The probe saw no usable GPU (gpu.visible failed: F18 no device, F5 driver too old, F4 a
+    CPU build of torch)."""
+    gpu = report.check("gpu.visible")
+    return gpu is not None and not gpu.passed
+
+
+def fleet_record(report: VerifyReport, report_file: Path | None) -> dict[str, Any]:
+    """What the marker's ``fleet`` keeps for one Slurm report: where it ran, the GPU it saw,
+    every check's status and the verdict. A job that saw no GPU fails (gpu.visible): a GPU
+    partition whose job finds no GPU has not been verified, so it never counts as passed."""
+    gpu = report.gpu()
+    slurm = report.slurm
+    cap = gpu["capability"]
+    record: dict[str, Any] = {
+        "kind": slurm.get("target_kind") or "partition",
+        "verdict": report.verdict,
+        "gpu": gpu["name"],
+        "arch": f"sm_{cap.replace('.', '')}" if cap else None,
+        "capability": cap,
+        "gpus": gpu["count"],
+        "driver": gpu["driver"],
+        "checks": {c.id: c.status for c in report.checks},
+        "failed": [c.id for c in report.failed_required()],
+        "time": report.created,
+        "probe_version": report.probe_version,
+        "partition": slurm.get("partition"),
+        "node": slurm.get("node"),
+        "job": slurm.get("job_id"),
+        "array_job": slurm.get("array_job_id"),
+        "array_task": slurm.get("array_task_id"),
+        "report": str(report_file) if report_file else None,
+        "versions": {k: v for k, v in report.versions.items() if v},
+    }
+    if no_gpu(report):
+        visible = report.check("gpu.visible")
+        assert visible is not None
+        remedy = f" ({visible.remedy})" if visible.remedy else ""
+        record["reason"] = f"no usable GPU{remedy}: {' '.join(visible.detail.split())}"
+    elif report.failed_required():
+        record["reason"] = "required checks not passed: " + ", ".join(record["failed"])
+    return record
+
+
+def fleet_line(name: str, record: dict[str, Any]) -> str:
+    """One line about a fleet record: ``a100: pass on NVIDIA A100 (sm_80, driver 550.54.14,
+    node gpu-a100, 2026-01-02T03:04:05Z)``."""
+    verdict = str(record.get("verdict") or "?")
+    where = [
+        str(x)
+        for x in (
+            record.get("arch"),
+            f"driver {record['driver']}" if record.get("driver") else None,
+            f"node {record['node']}" if record.get("node") else None,
+            record.get("time"),
+        )
+        if x
+    ]
+    what = f" on {record['gpu']}" if record.get("gpu") else ""
+    text = f"{name}: {verdict}{what}" + (f" ({', '.join(where)})" if where else "")
+    if verdict != "pass" and record.get("reason"):
+        text += f"; {record['reason']}"
+    return text
 
 
 def _one_line(text: str, width: int) -> str:

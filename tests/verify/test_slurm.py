@@ -322,3 +322,126 @@ def test_sigterm_to_the_job_writes_a_partial_report_stand_in_unsloth(
     assert not alive(worker)
     assert not list(tmp_path.glob("conda-unsloth-verify.*"))
     assert not list(tmp_path.glob("*.tmp"))
+
+
+# ----------------------------------------------------------------------------- job arrays
+# The array script run by bash with the variables Slurm gives each task (the live runs are in
+# tests/hpc/test_slurm_live.py).
+
+
+def array_job(cli: Cli, env: Env, tmp_path: Path, *flags: str) -> tuple[Path, Path]:
+    script = tmp_path / "fleet.sbatch"
+    report = tmp_path / "reports" / "verify"
+    report.parent.mkdir(exist_ok=True)
+    r = cli(
+        "verify", "-p", str(env.prefix), "--sbatch", str(script), "--report", str(report),
+        "--checks", "torch.import", *flags,
+    )  # fmt: skip
+    assert r.code == 0, r.err
+    return script, report
+
+
+def run_task(script: Path, tmp_path: Path, **slurm_env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(script)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+        env={"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp_path), **slurm_env},
+    )
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_array_task_in_its_partition_writes_its_report_with_the_slurm_facts(
+    cli: Cli, overlay_env: Env, tmp_path: Path
+) -> None:
+    script, report = array_job(cli, overlay_env, tmp_path, "--partitions", "v100,a100")
+    assert subprocess.run(["bash", "-n", str(script)], check=False).returncode == 0
+    proc = run_task(
+        script,
+        tmp_path,
+        SLURM_JOB_ID="52",
+        SLURM_ARRAY_JOB_ID="50",
+        SLURM_ARRAY_TASK_ID="1",
+        SLURM_JOB_PARTITION="a100",
+        SLURMD_NODENAME="gpu-a100",
+        CUDA_VISIBLE_DEVICES="0",
+    )
+    assert proc.returncode == 0, proc.stderr  # torch.import passes on the CPU torch
+    mine = report.with_name("verify.a100")
+    assert f"conda-unsloth: report written to {mine} (probe exit code 0)" in proc.stdout
+    assert sorted(p.name for p in report.parent.iterdir()) == ["verify.a100"]
+    doc = json.loads(mine.read_text())
+    assert doc["slurm"] == {
+        "job_id": "52",
+        "array_job_id": "50",
+        "array_task_id": "1",
+        "partition": "a100",
+        "node": "gpu-a100",
+        "cluster": None,
+        "gpus": None,
+        "cuda_visible_devices": "0",
+        "target_kind": "partition",
+        "target": "a100",
+    }
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+@pytest.mark.parametrize(
+    ("task_env", "code", "message"),
+    [
+        (
+            {"SLURM_ARRAY_TASK_ID": "1", "SLURM_JOB_PARTITION": "v100"},
+            3,
+            "conda-unsloth: task 1 is for partition a100 but runs in partition v100; no report "
+            "written",
+        ),
+        ({}, 2, "this script is a job array of 2 tasks, not task (none)"),
+        ({"SLURM_ARRAY_TASK_ID": "2"}, 2, "this script is a job array of 2 tasks, not task 2"),
+    ],
+    ids=["wrong-partition", "not-an-array", "task-out-of-range"],
+)
+def test_array_task_in_the_wrong_place_writes_no_report(
+    cli: Cli,
+    overlay_env: Env,
+    tmp_path: Path,
+    task_env: dict[str, str],
+    code: int,
+    message: str,
+) -> None:
+    script, report = array_job(cli, overlay_env, tmp_path, "--partitions", "v100,a100")
+    proc = run_task(script, tmp_path, SLURM_JOB_ID="9", **task_env)
+    assert proc.returncode == code
+    assert message in proc.stderr
+    assert list(report.parent.iterdir()) == []
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_a_feature_task_checks_its_job_record_stand_in_scontrol(
+    cli: Cli, overlay_env: Env, tmp_path: Path
+) -> None:
+    """``scontrol show job`` answered by a stand-in (no scheduler here): the task for h100 whose
+    job record asks for v100 stops; the live lane runs the real one."""
+    script, report = array_job(cli, overlay_env, tmp_path, "--constraints", "v100,h100")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    scontrol = bin_dir / "scontrol"
+    scontrol.write_text("#!/bin/sh\necho 'JobId=9 ArrayTaskId=1 Partition=gpu Features=v100'\n")
+    scontrol.chmod(0o755)
+    proc = subprocess.run(
+        ["bash", str(script)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+        env={
+            "PATH": f"{bin_dir}:/usr/bin:/bin",
+            "TMPDIR": str(tmp_path),
+            "SLURM_JOB_ID": "9",
+            "SLURM_ARRAY_TASK_ID": "1",
+        },
+    )
+    assert proc.returncode == 3
+    assert "task 1 was sent to Features=h100 but the job record does not ask for it" in proc.stderr
+    assert list(report.parent.iterdir()) == []
