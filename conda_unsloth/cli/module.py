@@ -116,7 +116,9 @@ def execute(args: argparse.Namespace, runtime: Runtime) -> int:
 
         required = parse_fleet(args.require_verified, "--require-verified")
         mf.require_verified(env_prefix, name, required)
-    text = mf.render(fmt, name, facts, family, user_site=args.allow_user_site)
+    text = mf.render(
+        fmt, name, facts, family, user_site=args.allow_user_site, command=runtime.command
+    )
 
     written = False
     if not args.dry_run:

@@ -573,8 +573,11 @@ def _run(args: argparse.Namespace, prefix: Path, tokens: list[str]) -> int:
         doc["remedies"] = [r.to_json(env) for r in reportmod.remedies(report, kb)]
         _shared.emit_json(doc)
     else:
-        width = shutil.get_terminal_size((140, 24)).columns
-        print(reportmod.render(report, kb, width=max(width, 80), env=env))
+        # on a terminal long details fold at its width; into a file or a pipe they stay whole
+        width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
+        print(
+            reportmod.render(report, kb, width=None if width is None else max(width, 80), env=env)
+        )
         if saved:
             print(f"report: {saved}")
         if key is not None:

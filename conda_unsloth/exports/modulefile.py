@@ -366,7 +366,7 @@ def sh_single(s: str) -> str:
 # ----------------------------------------------------------------------------- rendering
 
 
-def _help_text(name: str, facts: EnvFacts, user_site: bool) -> str:
+def _help_text(name: str, facts: EnvFacts, user_site: bool, command: str) -> str:
     lines = [
         f"{name}: Unsloth GPU conda environment",
         f"  prefix: {facts.prefix}",
@@ -375,10 +375,10 @@ def _help_text(name: str, facts: EnvFacts, user_site: bool) -> str:
     if facts.profile:
         lines.append(f"  profile: {facts.profile}")
     if facts.verified:
-        lines += ["", "Verified on these GPUs (conda unsloth verify, one Slurm job each):"]
+        lines += ["", f"Verified on these GPUs ({command} verify, one Slurm job each):"]
         lines += [f"  {v.long()}" for v in facts.verified]
     else:
-        lines += ["", "Not verified on a GPU yet (conda unsloth verify --sbatch)."]
+        lines += ["", f"Not verified on a GPU yet ({command} verify --sbatch)."]
     lines += [
         "",
         "Loading puts PREFIX/bin first on PATH, sets CONDA_PREFIX and applies the env's",
@@ -390,9 +390,14 @@ def _help_text(name: str, facts: EnvFacts, user_site: bool) -> str:
     lines += [
         "",
         "Check it on a GPU node:",
-        f"  conda unsloth verify -p {facts.prefix}",
+        f"  {command} verify -p {_shell_word(facts.prefix)}",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _shell_word(prefix: Path) -> str:
+    """``prefix`` as one word a shell reads back as that path."""
+    return sh_single(str(prefix)) if _needs_quote(prefix) else str(prefix)
 
 
 def _one_line(s: str) -> str:
@@ -400,11 +405,11 @@ def _one_line(s: str) -> str:
     return "".join(ch if ord(ch) >= 32 and ord(ch) != 127 else f"\\x{ord(ch):02x}" for ch in s)
 
 
-def _header(comment: str, name: str, facts: EnvFacts) -> list[str]:
+def _header(comment: str, name: str, facts: EnvFacts, command: str) -> list[str]:
     prefix = _one_line(sh_single(str(facts.prefix)))
     return [
         f"{comment} {GENERATED_MARK} {__version__}: module {name} for the environment {prefix}",
-        f"{comment} Regenerate after changing the env: conda unsloth module -p {prefix} {name}",
+        f"{comment} Regenerate after changing the env: {command} module -p {prefix} {name}",
     ]
 
 
@@ -422,7 +427,14 @@ def _whatis(name: str, facts: EnvFacts) -> list[str]:
     ]
 
 
-def render_lmod(name: str, facts: EnvFacts, family: str, *, user_site: bool = False) -> str:
+def render_lmod(
+    name: str,
+    facts: EnvFacts,
+    family: str,
+    *,
+    user_site: bool = False,
+    command: str = "conda unsloth",
+) -> str:
     for script in facts.activate_scripts:
         bad = sorted(set(str(script)) & _LMOD_SOURCE_SH_UNSAFE)
         if bad:
@@ -435,10 +447,10 @@ def render_lmod(name: str, facts: EnvFacts, family: str, *, user_site: bool = Fa
                     "or write a Tcl modulefile: --format tcl",
                 ],
             )
-    lines = _header("--", name, facts)
+    lines = _header("--", name, facts, command)
     lines.append("")
     lines.extend(f"whatis({lua_str(w)})" for w in _whatis(name, facts))
-    lines.append(f"help({lua_long(_help_text(name, facts, user_site))})")
+    lines.append(f"help({lua_long(_help_text(name, facts, user_site, command))})")
     lines.append("")
     lines.append("-- one conda environment at a time")
     lines.append(f"family({lua_str(family)})")
@@ -460,11 +472,20 @@ def render_lmod(name: str, facts: EnvFacts, family: str, *, user_site: bool = Fa
     return "\n".join(lines) + "\n"
 
 
-def render_tcl(name: str, facts: EnvFacts, family: str, *, user_site: bool = False) -> str:
+def render_tcl(
+    name: str,
+    facts: EnvFacts,
+    family: str,
+    *,
+    user_site: bool = False,
+    command: str = "conda unsloth",
+) -> str:
     base = name.split("/")[0]
-    lines = ["#%Module4.6", *_header("#", name, facts), ""]
+    lines = ["#%Module4.6", *_header("#", name, facts, command), ""]
     lines.append("proc ModulesHelp {} {")
-    lines.append(f"    puts stderr {tcl_str(_help_text(name, facts, user_site).rstrip())}")
+    lines.append(
+        f"    puts stderr {tcl_str(_help_text(name, facts, user_site, command).rstrip())}"
+    )
     lines.append("}")
     lines.extend(f"module-whatis {tcl_str(w)}" for w in _whatis(name, facts))
     lines.append("")
@@ -524,12 +545,21 @@ def validate_facts(facts: EnvFacts) -> None:
             )
 
 
-def render(fmt: str, name: str, facts: EnvFacts, family: str, *, user_site: bool = False) -> str:
+def render(
+    fmt: str,
+    name: str,
+    facts: EnvFacts,
+    family: str,
+    *,
+    user_site: bool = False,
+    command: str = "conda unsloth",
+) -> str:
+    """The modulefile; its comments and help name ``command``, what the user runs us as."""
     validate_name(name, fmt)
     validate_family(family)
     validate_facts(facts)
     if fmt == "lmod":
-        return render_lmod(name, facts, family, user_site=user_site)
+        return render_lmod(name, facts, family, user_site=user_site, command=command)
     if fmt == "tcl":
-        return render_tcl(name, facts, family, user_site=user_site)
+        return render_tcl(name, facts, family, user_site=user_site, command=command)
     raise UsageError(f"--format {fmt}: expected one of {', '.join(FORMATS)}")

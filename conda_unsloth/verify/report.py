@@ -422,16 +422,30 @@ def fleet_line(name: str, record: dict[str, Any]) -> str:
     return text
 
 
-def _one_line(text: str, width: int) -> str:
+def _folded(text: str, width: int | None) -> list[str]:
+    """``text`` on one line (whitespace runs made one space), or folded at word boundaries into
+    lines of at most ``width`` columns (the caller indents the continuation lines). Nothing is
+    ever cut: a word longer than the line stays whole."""
     text = " ".join(text.split())
-    return text if len(text) <= width else text[: width - 1] + "…"
+    if width is None or len(text) <= width:
+        return [text]
+    import textwrap
+
+    return textwrap.wrap(text, max(width, 20), break_long_words=False, break_on_hyphens=False) or [
+        text
+    ]
 
 
 def render(
-    report: VerifyReport, kb: Knowledge | None, *, width: int = 110, env: EnvRef | None = None
+    report: VerifyReport,
+    kb: Knowledge | None,
+    *,
+    width: int | None = None,
+    env: EnvRef | None = None,
 ) -> str:
     """The human table, then one block per remedy (its commands filled in for ``env``), then
-    the verdict line."""
+    the verdict line. ``width``: the terminal's columns, a detail longer than its column is
+    folded onto the next lines; None (a file or a pipe): every detail whole on its line."""
     rows = [
         (
             c.id + ("" if c.required else " (optional)"),
@@ -448,7 +462,9 @@ def render(
     lines = ["  ".join(h.ljust(w) for h, w in zip(heads[:-1], widths, strict=True)) + "  detail"]
     for r in rows:
         cells = "  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True))
-        lines.append(cells + "  " + _one_line(r[-1], max(30, width - used)))
+        detail = _folded(r[-1], None if width is None else max(30, width - used))
+        lines.append(cells + "  " + detail[0])
+        lines.extend(" " * used + more for more in detail[1:])
     if kb is not None:
         for rem in remedies(report, kb):
             issue = rem.issue
@@ -457,7 +473,9 @@ def render(
                 lines.append(f"{rem.id} ({', '.join(rem.checks)}): not in this knowledge base")
                 continue
             lines.append(f"{rem.id} {issue.title} ({', '.join(rem.checks)})")
-            lines.append(f"  fix: {_one_line(issue.fix, 400)}")
+            fix = _folded(issue.fix, None if width is None else max(30, width - 7))
+            lines.append(f"  fix: {fix[0]}")
+            lines.extend(f"       {more}" for more in fix[1:])
             lines.extend(f"  run: {cmd}" for cmd in rem.commands(env))
     if report.interrupted:
         lines.append("")

@@ -4,6 +4,7 @@ with a one-line error, exit 2 and nothing written."""
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 from collections.abc import Callable
@@ -246,3 +247,20 @@ def test_corrupt_conda_record_exit_2(cli: Cli, env_prefix: Path, out_dir: Path) 
     assert r.code == 2
     assert f"conda record {record} is corrupt" in r.err
     assert list(out_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize("fmt", ["lmod", "tcl"])
+def test_standalone_modulefile_names_the_command_the_user_runs(
+    cli: Cli, env_prefix: Path, out_dir: Path, fmt: str
+) -> None:
+    """issue 18 #6: run standalone, the file's comments and help name `conda-unsloth`, a
+    command that exists here, never `conda unsloth`."""
+    r = cli("module", "-p", str(env_prefix), "unsloth/2024.9", "--format", fmt, "-o", str(out_dir))
+    assert r.code == 0, r.err
+    path = out_dir / "unsloth" / ("2024.9.lua" if fmt == "lmod" else "2024.9")
+    text = path.read_text()
+    word = shlex.quote(str(env_prefix))  # the fixture's prefix has a space
+    assert word != str(env_prefix)
+    assert f"Regenerate after changing the env: conda-unsloth module -p {word}" in text
+    assert f"conda-unsloth verify -p {word}" in text
+    assert "conda unsloth" not in text

@@ -253,3 +253,51 @@ def test_interrupted_report_round_trips_and_says_so() -> None:
     assert json.loads(reportmod.dumps(rep))["interrupted"] == "SIGTERM"
     assert "the probe was stopped by SIGTERM: a partial report" in reportmod.render(rep, None)
     assert reportmod.marker_record(rep, None)["verdict"] == "fail"
+
+
+LONG_DETAIL = (
+    "xformers.ops.memory_efficient_attention failed: NotImplementedError: No operator found for "
+    "`memory_efficient_attention_forward` with inputs query: shape=(1, 128, 8, 64) "
+    "(torch.bfloat16) key: shape=(1, 128, 8, 64) value: shape=(1, 128, 8, 64) attn_bias: None "
+    "p: 0.0; `cutlassF-pt` is not supported because xFormers wasn't build with CUDA support; "
+    "the-last-words-must-survive"
+)
+
+
+def _long_report() -> reportmod.VerifyReport:
+    long = check("xformers.attention", "fail", remedy="F2")
+    long["detail"] = LONG_DETAIL
+    return reportmod.from_json(doc(check("torch.import", "pass"), long))
+
+
+def test_render_into_a_file_keeps_every_detail_whole() -> None:
+    """issue 18 #12: a log file gets the whole detail on its line, never cut at 140 columns."""
+    kb = knowledge.load()
+    text = reportmod.render(_long_report(), kb)  # width None: not a terminal
+    row = next(line for line in text.splitlines() if line.startswith("xformers.attention"))
+    assert row.endswith(LONG_DETAIL) and len(row) > 140
+    assert "…" not in text
+    fix = next(line for line in text.splitlines() if line.startswith("  fix: "))
+    assert fix == "  fix: " + " ".join(kb.issues["F2"].fix.split())
+
+
+@pytest.mark.parametrize("width", [80, 100, 140])
+def test_render_on_a_terminal_folds_long_details_and_cuts_nothing(width: int) -> None:
+    kb = knowledge.load()
+    text = reportmod.render(_long_report(), kb, width=width)
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("xformers.attention"))
+    column = lines[0].index("detail")
+    folded = [lines[start][column:]]
+    for line in lines[start + 1 :]:
+        if not line.startswith(" " * column) or not line.strip():
+            break
+        folded.append(line[column:])
+    assert len(folded) > 1, text
+    assert " ".join(folded) == LONG_DETAIL  # every word, in order: folded, not cut
+    assert "…" not in text
+    fix_at = next(i for i, line in enumerate(lines) if line.startswith("  fix: "))
+    fix = [lines[fix_at]] + [ln for ln in lines[fix_at + 1 :] if ln.startswith("       ")]
+    assert " ".join(ln.strip() for ln in fix) == "fix: " + " ".join(kb.issues["F2"].fix.split())
+    # the table's rows and the fix fit the terminal (a word longer than a line stays whole)
+    assert all(len(line) <= width for line in lines[start : start + len(folded)] + fix), text
