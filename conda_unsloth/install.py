@@ -303,11 +303,13 @@ def check_pip_stage(
     ``name @ https://...`` even with ``--no-index``). Raises UsageError/InstallError naming
     the flag that fixes it. ``own_urls``: every wheel comes from a url a lock records, so no
     index or folder is needed."""
-    from . import pipstage
+    from .pipstage.installers import choose_installer
+    from .pipstage.requirements import refuse_remote_urls
+    from .pipstage.wheelsources import sources
 
     if opts.offline:
-        pipstage.refuse_remote_urls(requirements)
-    src = pipstage.sources(opts.find_links, opts.index_url, opts.offline)
+        refuse_remote_urls(requirements)
+    src = sources(opts.find_links, opts.index_url, opts.offline)
     check_locked_wheels(locked, src.find_links)
     if not src.has_source and not own_urls:
         raise UsageError(
@@ -318,7 +320,7 @@ def check_pip_stage(
     names = set(conda_names)
     if "uv" in names and opts.installer != "pip":
         return  # the env brings its own uv
-    pipstage.choose_installer(None, opts.installer, pip_in_env="pip" in names, say=say or _quiet)
+    choose_installer(None, opts.installer, pip_in_env="pip" in names, say=say or _quiet)
 
 
 def _quiet(msg: str) -> None:
@@ -397,17 +399,20 @@ def pip_stage(
     exactly as before. What was installed is byte-compiled. Returns what was installed (name,
     version, url, sha256; credentials removed from the url).
     """
-    from . import inventory, pipstage
+    from . import inventory
+    from .pipstage.installers import choose_installer
+    from .pipstage.stage import run_stage
+    from .pipstage.wheelsources import sources
 
     python = env_python(prefix)
     if not python.exists():
         raise InstallError(f"{python} is missing: the env has no python for the pip stage")
     say = say or _quiet
-    src = pipstage.sources(opts.find_links, opts.index_url, opts.offline)
-    installer = pipstage.choose_installer(prefix, opts.installer, say=say)
+    src = sources(opts.find_links, opts.index_url, opts.offline)
+    installer = choose_installer(prefix, opts.installer, say=say)
     owned = inventory.conda_dists(prefix)
     try:
-        result = pipstage.run_stage(
+        result = run_stage(
             prefix, requirements, constraints, owned, src, installer, locked, require_hashes, say
         )
     except InstallError as exc:  # the installer's own words: a full disk says so, and where
@@ -425,11 +430,12 @@ def pip_stage(
 def post_pip_checks(prefix: Path) -> None:
     """Every distribution is installed once (one torch: F12) and every installed distribution's
     requirements are met (what `pip check` says, read from the metadata)."""
-    from . import inventory, pipstage
+    from . import inventory
     from .knowledge.packages import normalize
+    from .pipstage.dists import dependency_problems, read_dists, site_packages
 
     names: dict[str, list[str]] = {}
-    for d in pipstage.read_dists(pipstage.site_packages(prefix)):
+    for d in read_dists(site_packages(prefix)):
         names.setdefault(normalize(d.name), []).append(d.folder)
     if any(len(v) > 1 for v in names.values()):
         twice = {n: e for n, e in inventory.python_dists(prefix).items() if len(e) > 1}
@@ -438,7 +444,7 @@ def post_pip_checks(prefix: Path) -> None:
         raise InstallError(
             f"{name} is installed more than once after the pip stage: {shown} (F12)"
         )
-    problems = pipstage.dependency_problems(prefix)
+    problems = dependency_problems(prefix)
     if problems:
         raise InstallError(
             "pip check failed: " + problems[0],

@@ -254,7 +254,7 @@ def _fleet(args: argparse.Namespace) -> tuple[str | None, tuple[str, ...]]:
 
 
 def _sbatch(args: argparse.Namespace, prefix: Path, tokens: list[str]) -> int:
-    from ..exports import slurm
+    from ..exports import slurm, slurmsubmit
     from . import _shared
 
     out = Path(args.sbatch).expanduser()
@@ -280,7 +280,7 @@ def _sbatch(args: argparse.Namespace, prefix: Path, tokens: list[str]) -> int:
     )
     slurm.write(job, out, force=args.force, dry_run=args.dry_run)
     reports = {k: str(v) for k, v in job.reports().items()} or {"": str(report)}
-    commands = [" ".join(c) for c in slurm.submission(job, str(out))]
+    commands = [" ".join(c) for c in slurmsubmit.submission(job, str(out))]
     if args.submit and not args.dry_run:
         return _submit(args, prefix, job, out)
     if args.json:
@@ -325,10 +325,10 @@ def _submit(
     script: Path,
 ) -> int:
     """Submit the written script; with --wait, record the reports its tasks wrote."""
-    from ..exports import slurm
+    from ..exports import slurmsubmit
     from . import _shared
 
-    done = slurm.submit(job, script, wait=args.wait)
+    done = slurmsubmit.submit(job, script, wait=args.wait)
     if not args.json and not args.quiet:
         for cmd in done.commands:
             print(f"ran: {' '.join(cmd)}", file=sys.stderr)
