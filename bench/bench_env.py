@@ -30,6 +30,7 @@ import statistics
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from _util import print_table, run_measured, save, summary
 
@@ -73,7 +74,7 @@ def main() -> int:
                 cpu[k].append(used)
     s = {k: {**summary(v), "cpu_median": statistics.median(cpu[k])} for k, v in samples.items()}
     base = s["base"]["median"]
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"measure": "conda-unsloth env --cuda 12.1 (s)", **s["env"], "target": TARGET_S},
         {"measure": "python -c pass (s)", **s["base"]},
         {

@@ -181,8 +181,8 @@ def main() -> int:
             "ok",
         ],
     )
-    cmd = f"python bench/bench_scale.py --runs {args.runs} --scales {args.scales} --records {args.records}"
-    print("saved", save("scale", cmd, rows))
+    how = f"python bench/bench_scale.py --runs {args.runs} --scales {args.scales} --records {args.records}"
+    print("saved", save("scale", how, rows))
     return 0 if all(r.get("ok", True) for r in rows) else 1
 
 

@@ -80,7 +80,7 @@ HOST = Host(platform="linux-64", glibc="2.36")
 
 
 def planned(**req: str) -> tuple[EnvSpec, Target]:
-    sel = select(Request(**req), HOST, KB)  # type: ignore[arg-type]
+    sel = select(Request(**req), HOST, KB)  # type: ignore[arg-type]  # str values; gpu_archs is a tuple
     return from_selection(sel, None, None), sel.target
 
 

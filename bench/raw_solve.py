@@ -15,6 +15,7 @@ import asyncio
 import json
 import os
 import sys
+from pathlib import Path
 
 import rattler
 
@@ -45,7 +46,7 @@ def main() -> int:
     if "--install" in sys.argv:
         prefix = sys.argv[sys.argv.index("--install") + 1]
         cache = sys.argv[sys.argv.index("--cache") + 1]
-        asyncio.run(rattler.install(records, target_prefix=prefix, cache_dir=cache))
+        asyncio.run(rattler.install(records, target_prefix=prefix, cache_dir=Path(cache)))
     print(len(records))
     return 0
 

@@ -34,7 +34,7 @@ import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 TIMESTAMP_MS = 1_714_000_000_000  # a fixed build time (2024-04-24) so artifacts are reproducible
 SUBDIRS = ("linux-64", "noarch")
@@ -159,9 +159,9 @@ def _info_files(pkg: Pkg) -> dict[str, bytes]:
     }
 
 
-def _tar(members: Mapping[str, bytes], mtime: int, mode: str) -> bytes:
+def _tar(members: Mapping[str, bytes], mtime: int, mode: Literal["w", "w:bz2"]) -> bytes:
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode=mode) as tf:  # type: ignore[call-overload]
+    with tarfile.open(fileobj=buf, mode=mode) as tf:
         for arc, data in sorted(members.items()):
             ti = tarfile.TarInfo(arc)
             ti.size = len(data)

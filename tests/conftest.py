@@ -14,6 +14,9 @@ import pytest
 
 from conda_unsloth.__main__ import main
 
+# helper modules whose asserts are test assertions: give them pytest's assertion messages
+pytest.register_assert_rewrite("tests.selection")
+
 
 @pytest.fixture(autouse=True)
 def _no_real_gpu(monkeypatch: pytest.MonkeyPatch) -> None:

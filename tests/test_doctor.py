@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conda_unsloth import doctor, knowledge
+from conda_unsloth.host import Host
 from conda_unsloth.knowledge.packages import HostFacts, Package
 from conda_unsloth.knowledge.rules import evaluate
 from conda_unsloth.select import Request, select
@@ -86,9 +87,7 @@ def test_seed_rebuild_command_is_one_the_planner_accepts(tmp_path: Path) -> None
     assert planned == []
 
 
-def _no_gpu_host() -> object:
-    from conda_unsloth.host import Host
-
+def _no_gpu_host() -> Host:
     return Host(platform="linux-64", glibc="2.35")
 
 
@@ -100,7 +99,7 @@ def test_healthy_planner_env_has_no_finding(tmp_path: Path) -> None:
 
 def test_healthy_env_matches_what_the_planner_picks_for_cuda_12_1() -> None:
     """The 'healthy' fixture is the planner's own choice (guards the fixture, not doctor)."""
-    sel = select(Request(cuda="12.1"), _no_gpu_host(), KB)  # type: ignore[arg-type]
+    sel = select(Request(cuda="12.1"), _no_gpu_host(), KB)
     recs, wheels = P.healthy()
     by = {r.name: r for r in recs}
     assert by["pytorch"].version == sel.pytorch.version

@@ -116,7 +116,7 @@ def test_doctor_with_malformed_override_one_line_exit_2(
     var: str,
     value: str,
 ) -> None:
-    from tests.cli.test_export import make_env
+    from tests.exportenv import make_env
 
     prefix = make_env(tmp_path)
     before = tree(tmp_path)

@@ -15,6 +15,7 @@ from conda_unsloth.errors import PrefixError
 from conda_unsloth.knowledge.packages import Package
 from tests import prefixes as P
 from tests.conftest import tree
+from tests.typed import present
 
 
 def test_seed_prefix_conda_and_pip_packages(tmp_path: Path) -> None:
@@ -191,7 +192,7 @@ def test_channel_from_url_when_record_has_no_channel(tmp_path: Path) -> None:
 
 # ----------------------------------------------------------------------------- bad input
 
-CORRUPT = {
+CORRUPT: dict[str, str | bytes] = {
     "truncated": '{"name": "pytorch", "version": "2.3.1", "bu',
     "not-an-object": '["pytorch", "2.3.1"]',
     "missing-name": '{"version": "2.3.1", "build": "py3.11_cuda12.1_cudnn8.9.2_0"}',
@@ -228,9 +229,9 @@ def test_one_corrupt_record_among_good_ones_names_the_file(tmp_path: Path, kind:
     ],
     ids=["missing", "file", "no-conda-meta"],
 )
-def test_not_an_env(tmp_path: Path, make: object, words: str) -> None:
+def test_not_an_env(tmp_path: Path, make: Callable[[Path], object], words: str) -> None:
     target = tmp_path / "target"
-    make(target)  # type: ignore[operator]
+    make(target)
     with pytest.raises(PrefixError) as exc:
         inventory.read(target)
     assert words in exc.value.message and exc.value.return_code == 2
@@ -420,4 +421,4 @@ def test_a_conda_package_pip_replaced_is_marked_and_its_depends_kept(tmp_path: P
     other = P.write_prefix(
         tmp_path / "other", P.swap(P.healthy(), pip=[P.Wheel("torch", "2.4.0")])
     )
-    assert inventory.read(other).record("pytorch").replaced_by is None  # type: ignore[union-attr]
+    assert present(inventory.read(other).record("pytorch"), "pytorch").replaced_by is None

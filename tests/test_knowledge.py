@@ -17,6 +17,7 @@ from ruamel.yaml import YAML
 
 from conda_unsloth import knowledge
 from conda_unsloth.errors import KnowledgeError
+from tests.typed import present
 
 
 def _rows(node: Any, path: str = "") -> list[tuple[str, dict[str, Any]]]:
@@ -55,9 +56,9 @@ def test_bundled_knowledge_loads() -> None:
 def test_pytorch_channel_facts_from_compat_research() -> None:
     """Spot-check rows against compat.md, the research they were copied from."""
     p = knowledge.load().profiles["pytorch"]
-    assert p.pytorch_row("2.5.1") is not None and p.pytorch_row("2.5.1").triton == "3.1.0"  # type: ignore[union-attr]
-    assert p.pytorch_row("2.3.1").cuda == ("11.8", "12.1")  # type: ignore[union-attr]
-    assert "12.4" in p.pytorch_row("2.4.0").cuda  # type: ignore[union-attr]
+    assert present(p.pytorch_row("2.5.1"), "2.5.1").triton == "3.1.0"
+    assert present(p.pytorch_row("2.3.1"), "2.3.1").cuda == ("11.8", "12.1")
+    assert "12.4" in present(p.pytorch_row("2.4.0"), "2.4.0").cuda
     seed = [x for x in p.xformers if x.version in ("0.0.27", "0.0.27.post1")]
     assert [x.known_issue for x in seed] == ["F1", "F1"]
     assert not any("3.12" in x.python for x in p.xformers), "the xformers channel never had py3.12"

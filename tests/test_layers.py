@@ -36,7 +36,7 @@ def _runtime_imports(name: str, path: Path, modules: dict[str, Path]) -> dict[st
     package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
     out: dict[str, int] = {}
     for node in ast.walk(tree):
-        if id(node) in typing_only:
+        if id(node) in typing_only or not isinstance(node, (ast.Import, ast.ImportFrom)):
             continue
         targets: list[str] = []
         if isinstance(node, ast.ImportFrom):

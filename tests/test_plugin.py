@@ -32,5 +32,5 @@ def test_plugin_imports_nothing_heavy() -> None:
 def test_subcommand_hook_with_real_conda() -> None:
     from conda_unsloth import plugin
 
-    subs = list(plugin.conda_subcommands())  # type: ignore[attr-defined]
+    subs = list(plugin.conda_subcommands())
     assert [s.name for s in subs] == ["unsloth"]

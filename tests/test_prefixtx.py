@@ -47,7 +47,7 @@ def journal(
 ) -> None:
     """The journal a killed create leaves; ``plant``: the create also wrote its token into the
     prefix (a directory someone else made at that path has none)."""
-    prefixtx.journal_path(prefix).write_text(
+    prefixmod.journal_path(prefix).write_text(
         json.dumps(
             {
                 "version": 2,
@@ -73,10 +73,10 @@ def ident(path: Path) -> list[int]:
 def test_killed_during_commit_keeps_the_new_env(tmp_path: Path) -> None:
     """Killed after the backup went to the trash, before the journal was removed."""
     new = make_env(tmp_path / "env", "new")
-    trash = prefixtx.trash_path(new)
+    trash = prefixmod.trash_path(new)
     make_env(trash, "old")
     before = tree(new)
-    journal(new, prefixtx.backup_path(new), ident(new))  # the backup path no longer exists
+    journal(new, prefixmod.backup_path(new), ident(new))  # the backup path no longer exists
     prefixtx.recover(new, say)
     assert tree(new) == before, "the verified new env is kept (without the token)"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["env"]
@@ -84,7 +84,7 @@ def test_killed_during_commit_keeps_the_new_env(tmp_path: Path) -> None:
 
 def test_killed_mid_build_removes_ours_and_restores_the_backup(tmp_path: Path) -> None:
     prefix = tmp_path / "env"
-    backup = prefixtx.backup_path(prefix)
+    backup = prefixmod.backup_path(prefix)
     make_env(backup, "old")
     old = tree(backup)
     prefix.mkdir()
@@ -110,10 +110,10 @@ def test_a_stale_journal_never_deletes_someone_elses_directory(tmp_path: Path) -
 
 def test_killed_before_the_old_env_moved_keeps_it(tmp_path: Path) -> None:
     prefix = make_env(tmp_path / "env", "old")
-    journal(prefix, prefixtx.backup_path(prefix), None, plant=False)
+    journal(prefix, prefixmod.backup_path(prefix), None, plant=False)
     before = tree(prefix)
     prefixtx.recover(prefix, say)
-    assert tree(prefix) == before and not prefixtx.journal_path(prefix).exists()
+    assert tree(prefix) == before and not prefixmod.journal_path(prefix).exists()
 
 
 def test_dry_run_with_a_pending_journal_changes_nothing(
@@ -326,7 +326,7 @@ def _hold_lock(prefix: Path, pid_in_file: int, seconds: float) -> subprocess.Pop
             sys.executable,
             "-c",
             code,
-            str(prefixtx.lock_path(prefix)),
+            str(prefixmod.lock_path(prefix)),
             str(pid_in_file),
             str(seconds),
         ],

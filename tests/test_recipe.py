@@ -24,7 +24,8 @@ RECIPE = ROOT / "recipe" / "recipe.yaml"
 def pyproject() -> dict[str, Any]:
     with (ROOT / "pyproject.toml").open("rb") as fh:
         data: dict[str, Any] = tomllib.load(fh)
-    return data["project"]
+    project: dict[str, Any] = data["project"]
+    return project
 
 
 def console_scripts() -> list[str]:

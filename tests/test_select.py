@@ -11,14 +11,13 @@ import pytest
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from conda_unsloth import knowledge
 from conda_unsloth.errors import HostError, SelectionError, UnslothError, UsageError
 from conda_unsloth.host import Gpu, Host
-from conda_unsloth.knowledge.rules import evaluate
-from conda_unsloth.select import Request, Selection, select
+from conda_unsloth.select import Request, select
 from tests.conftest import Result
+from tests.selection import COMBOS, KB, check_invariants
+from tests.typed import present
 
-KB = knowledge.load()
 NO_GPU = Host(platform="linux-64", glibc="2.36")
 
 
@@ -31,38 +30,6 @@ def gpu_host(driver_cuda: str, arch: str = "9.0") -> Host:
         glibc="2.36",
         source="nvidia-smi",
     )
-
-
-def check_invariants(sel: Selection) -> None:
-    p = sel.profile
-    assert sel.cuda in sel.pytorch.cuda
-    assert sel.python in sel.pytorch.python
-    assert sel.python in sel.xformers.python
-    assert sel.xformers.matches_pytorch(sel.pytorch.version)
-    assert sel.xformers.known_issue is None
-    assert Version(sel.python) in SpecifierSet(sel.unsloth.python)
-    if sel.unsloth.companion_python:
-        assert sel.python in sel.unsloth.companion_python
-    assert Version(sel.pytorch.version) in SpecifierSet(sel.unsloth.requires["torch"])
-    assert Version(sel.xformers.version) in SpecifierSet(sel.unsloth.requires["xformers"])
-    # the pytorch build pin names this CUDA; a CPU build string can never match it
-    assert sel.cuda.replace(".", "") in sel.pytorch_build.replace(".", "")
-    assert "cpu" not in sel.pytorch_build
-    if p.name == "pytorch":
-        assert sel.xformers_build.endswith(f"_pyt{sel.pytorch.version}")
-        assert sel.xformers_build.startswith(f"py{sel.python.replace('.', '')}_")
-    else:
-        assert sel.xformers_build.startswith(f"cuda_{sel.cuda.replace('.', '')}")
-    findings = [f for f in evaluate(sel.planned_packages(), KB) if f.issue.scope == "packages"]
-    assert findings == []
-
-
-COMBOS = [
-    (prof.name, cuda, py)
-    for prof in KB.profiles.values()
-    for cuda in prof.cudas
-    for py in prof.pythons
-]
 
 
 @pytest.mark.parametrize(
@@ -375,14 +342,16 @@ def test_h100_is_repicked_away_from_xformers_0_0_34_with_a_notice() -> None:
 
 def test_xformers_arch_lists_from_the_ci_config_of_each_build() -> None:
     cf = KB.profiles["conda-forge"]
-    assert "9.0" in cf.xformers_row("0.0.32.post2").archs.split()  # type: ignore[union-attr]
-    assert "9.0" not in cf.xformers_row("0.0.34").archs  # type: ignore[union-attr]
+    assert "9.0" in present(cf.xformers_row("0.0.32.post2"), "0.0.32.post2").archs.split()
+    assert "9.0" not in present(cf.xformers_row("0.0.34"), "0.0.34").archs
     xf = KB.profiles["pytorch"].xformers_row("0.0.28.post3")
     assert xf is not None
     assert xf.archs_for("11.8") == "6.0+PTX 7.0 7.5 8.0+PTX"
     assert xf.archs_for("12.1").endswith("9.0a")
     assert KB.profiles["pytorch"].xformers_build_cuda("12.4") == "12.1"
-    assert KB.profiles["pytorch"].xformers_row("0.0.26.post1").archs.endswith(" 9.0")  # type: ignore[union-attr]
+    assert present(
+        KB.profiles["pytorch"].xformers_row("0.0.26.post1"), "0.0.26.post1"
+    ).archs.endswith(" 9.0")
 
 
 def test_blackwell_never_gets_xformers_0_0_32_post2() -> None:

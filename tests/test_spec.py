@@ -14,13 +14,13 @@ from conda_unsloth import knowledge, outputs, spec
 from conda_unsloth.errors import SpecError, UnslothError
 from conda_unsloth.host import Host
 from conda_unsloth.select import Request, select
-from tests.test_select import COMBOS
+from tests.selection import COMBOS
 
 KB = knowledge.load()
 
 
 def planned(tmp_path: Path, **req: str) -> tuple[spec.EnvSpec, Path]:
-    sel = select(Request(**req), Host(platform="linux-64"), KB)  # type: ignore[arg-type]
+    sel = select(Request(**req), Host(platform="linux-64"), KB)  # type: ignore[arg-type]  # str values; gpu_archs is a tuple
     out = tmp_path / "environment.yml"
     es = spec.from_selection(sel, "unsloth")
     spec.write_files(es, out)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Result, tree
-from tests.exports.test_modulefile import make_prefix
+from tests.exports.moduletools import make_prefix
 
 Cli = Callable[..., Result]
 

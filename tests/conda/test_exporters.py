@@ -11,8 +11,8 @@ import pytest
 from conda_unsloth.conda.exporters import export
 from conda_unsloth.errors import UsageError
 from conda_unsloth.exports import FORMATS, Format
-from tests.cli.test_export import make_env
 from tests.conftest import Result
+from tests.exportenv import make_env
 
 
 @pytest.mark.parametrize("fmt", FORMATS, ids=lambda f: f.conda_name)
@@ -45,7 +45,7 @@ def test_names_never_collide_with_conda_or_conda_lockfiles() -> None:
 def test_exporter_hook_with_real_conda() -> None:
     from conda_unsloth import plugin
 
-    names = [e.name for e in plugin.conda_environment_exporters()]  # type: ignore[attr-defined]
+    names = [e.name for e in plugin.conda_environment_exporters()]
     assert names == [f.conda_name for f in FORMATS]
 
 

@@ -39,8 +39,8 @@ def test_both_env_create_spellings_are_guarded() -> None:
 def test_hooks_with_real_conda() -> None:
     from conda_unsloth import plugin
 
-    assert [c.name for c in plugin.conda_health_checks()] == ["unsloth"]  # type: ignore[attr-defined]
-    assert [c.name for c in plugin.conda_post_commands()] == ["unsloth-guard"]  # type: ignore[attr-defined]
+    assert [c.name for c in plugin.conda_health_checks()] == ["unsloth"]
+    assert [c.name for c in plugin.conda_post_commands()] == ["unsloth-guard"]
 
 
 def test_fifo_metadata_in_our_prefix_returns_promptly(tmp_path: Path) -> None:

@@ -4,6 +4,8 @@ solves need a real conda with conda-libmamba-solver (marked conda: the conda lan
 from __future__ import annotations
 
 import os
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -16,6 +18,9 @@ from conda_unsloth.conda.solver import (
 from conda_unsloth.errors import SpecError
 from conda_unsloth.spec import Dep, EnvSpec
 from conda_unsloth.target import CudaFrom, Target
+
+if TYPE_CHECKING:
+    from conda.base.context import Context  # conda's settings object (untyped here)
 
 T121 = Target("linux-64", "12.1", glibc="2.36")
 
@@ -79,7 +84,9 @@ def libmamba() -> CondaLibmambaSolver:
 @pytest.mark.parametrize(
     "cuda", ["11.8", "12.1", "12.4"], ids=["cuda11.8", "cuda12.1", "cuda12.4"]
 )
-def test_libmamba_pytorch_profile(libmamba, tmp_path, cuda: str) -> None:  # type: ignore[no-untyped-def]
+def test_libmamba_pytorch_profile(
+    libmamba: CondaLibmambaSolver, tmp_path: Path, cuda: str
+) -> None:
     from dataclasses import replace
 
     from conda_unsloth import knowledge
@@ -102,7 +109,7 @@ def test_libmamba_pytorch_profile(libmamba, tmp_path, cuda: str) -> None:  # typ
 
 
 @pytest.fixture
-def conda_context():  # type: ignore[no-untyped-def]
+def conda_context() -> Context:
     from conda.base.context import context
 
     return context
@@ -115,8 +122,8 @@ def conda_context():  # type: ignore[no-untyped-def]
     ids=["condarc-offline", "flag-offline", "online"],
 )
 def test_scope_keeps_condas_own_offline_setting(
-    conda_context, condarc_offline: bool, flag: bool, expected: bool
-) -> None:  # type: ignore[no-untyped-def]
+    conda_context: Context, condarc_offline: bool, flag: bool, expected: bool
+) -> None:
     from conda_unsloth.conda.solver import target_scope
 
     with conda_context._override("offline", condarc_offline):
@@ -127,8 +134,8 @@ def test_scope_keeps_condas_own_offline_setting(
 
 @pytest.mark.conda
 def test_scope_presents_the_targets_virtual_packages_not_the_hosts(
-    conda_context, monkeypatch: pytest.MonkeyPatch
-) -> None:  # type: ignore[no-untyped-def]
+    conda_context: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from conda_unsloth.conda.solver import target_scope
 
     monkeypatch.setenv("CONDA_OVERRIDE_ARCHSPEC", "zen4")
@@ -146,8 +153,8 @@ def test_scope_presents_the_targets_virtual_packages_not_the_hosts(
 
 @pytest.mark.conda
 def test_solve_reports_the_virtual_packages_it_used_classic_backend(
-    conda_context, tmp_path
-) -> None:  # type: ignore[no-untyped-def]
+    conda_context: Context, tmp_path: Path
+) -> None:
     """The whole adapter on real local channels, with conda's classic solver standing in for
     the libmamba plugin where conda-libmamba-solver is not installed."""
     from conda.core.solve import Solver as Classic
@@ -173,7 +180,9 @@ def test_solve_reports_the_virtual_packages_it_used_classic_backend(
 
 
 @pytest.mark.conda
-def test_libmamba_unsatisfiable_carries_its_explanation(libmamba, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_libmamba_unsatisfiable_carries_its_explanation(
+    libmamba: CondaLibmambaSolver, tmp_path: Path
+) -> None:
     from conda_unsloth.errors import UnsolvableError
     from conda_unsloth.spec import Dep, EnvSpec
     from tests.channels import write_pytorch_profile

@@ -19,7 +19,7 @@ from conda_unsloth.exports import slurm
 from conda_unsloth.verify import probe
 from conda_unsloth.verify import report as reportmod
 from tests.conftest import Result, tree
-from tests.exports.test_modulefile import CLEAN_PATH, lmod_cmd, make_prefix, tcl_cmd
+from tests.exports.moduletools import CLEAN_PATH, lmod_cmd, make_prefix, tcl_cmd
 
 Cli = Callable[..., Result]
 GPU = {"a100": ("NVIDIA A100-SXM4-80GB", "8.0"), "h100": ("NVIDIA H100 80GB HBM3", "9.0")}

@@ -26,7 +26,7 @@ import pytest
 from conda_unsloth import marker
 from tests import envbuild
 from tests.conftest import Result
-from tests.exports.test_modulefile import CLEAN_PATH, lmod_cmd, tcl_cmd
+from tests.exports.moduletools import CLEAN_PATH, lmod_cmd, tcl_cmd
 from tests.hpc.fake_gpu_node import DRIVER, GPUS, install_fake_gpu
 
 pytestmark = pytest.mark.slurm

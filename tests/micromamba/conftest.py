@@ -161,6 +161,25 @@ class Reference:
     pip: set[tuple[str, str]]
 
 
+def copy(src: Path, where: Path) -> Path:
+    """The file in a folder of its own (both tools write their pip requirements file next to
+    it; nothing may land in the checkout)."""
+    where.mkdir(parents=True, exist_ok=True)
+    out = where / src.name
+    out.write_text(src.read_text())
+    return out
+
+
+def same_env(prefix: Path, ref: Reference, *, pip: bool = True) -> None:
+    got = records(prefix)
+    assert not [r for r in got if "/trap/" in r[3]], "a package from a channel no file lists"
+    assert got == ref.records
+    if pip:
+        assert pip_dists(prefix) == ref.pip
+    # conda's torch, xformers and triton: one distribution each, installed by conda
+    assert conda_dists(prefix) == {n: ["conda"] for n in ("torch", "triton", "xformers")}
+
+
 @pytest.fixture(scope="session")
 def reference(
     mirror: standins.Mirror, tmp_path_factory: pytest.TempPathFactory

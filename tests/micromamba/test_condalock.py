@@ -28,8 +28,7 @@ from ruamel.yaml import YAML
 
 from tests import envbuild
 from tests.micromamba import standins
-from tests.micromamba.conftest import ENVS, Reference, Tools, run
-from tests.micromamba.test_files import copy, same_env
+from tests.micromamba.conftest import ENVS, Reference, Run, Tools, copy, run, same_env
 
 MAPPING = """\
 torch: {conda_name: pytorch, pypi_name: torch}
@@ -128,7 +127,7 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 def lock(
     tools: Tools, mirror: standins.Mirror, env_file: Path, index: str, mapping: str
-) -> tuple[object, Path]:
+) -> tuple[Run, Path]:
     """`conda-lock lock -f FILE -p linux-64` with micromamba solving; the file's channel names
     resolve to the mirror through micromamba's channel_alias in ~/.condarc."""
     data = YAML(typ="rt").load(env_file.read_text())

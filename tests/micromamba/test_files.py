@@ -21,34 +21,17 @@ from tests.micromamba import standins
 from tests.micromamba.conftest import (
     ENVS,
     Reference,
+    Run,
     Tools,
-    conda_dists,
+    copy,
     pip_dists,
     records,
+    same_env,
 )
 
 PAIRS = standins.pairs()
 IDS = [f"{p}-{c}" for p, c in PAIRS]
 TRAP_RC = "channels:\n  - {trap}\n"
-
-
-def copy(src: Path, where: Path) -> Path:
-    """The file in a folder of its own (both tools write their pip requirements file next to
-    it; nothing may land in the checkout)."""
-    where.mkdir(parents=True, exist_ok=True)
-    out = where / src.name
-    out.write_text(src.read_text())
-    return out
-
-
-def same_env(prefix: Path, ref: Reference, *, pip: bool = True) -> None:
-    got = records(prefix)
-    assert not [r for r in got if "/trap/" in r[3]], "a package from a channel no file lists"
-    assert got == ref.records
-    if pip:
-        assert pip_dists(prefix) == ref.pip
-    # conda's torch, xformers and triton: one distribution each, installed by conda
-    assert conda_dists(prefix) == {n: ["conda"] for n in ("torch", "triton", "xformers")}
 
 
 def trap(tools: Tools, mirror: standins.Mirror) -> None:
@@ -335,8 +318,8 @@ FORMS = {  # spec -> the version micromamba 2.8.1 picks
 }
 
 
-def _picked(r: object) -> str:
-    doc = json.loads(r.out)  # type: ignore[attr-defined]
+def _picked(r: Run) -> str:
+    doc = json.loads(r.out)
     return str(doc["actions"]["LINK"][0]["version"])
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +23,10 @@ from conda_unsloth.host import Host
 from conda_unsloth.select import Request, select
 from tests.micromamba import fixture
 
-try:
+if sys.version_info >= (3, 11):
     import tomllib
-except ImportError:  # Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
+else:  # Python 3.10
+    import tomli as tomllib
 
 KB = knowledge.load()
 PAIRS = [(p.name, c) for p in KB.profiles.values() for c in p.cudas]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from conda_unsloth import prefix as prefixmod
 from conda_unsloth import prefixtx, tempdirs
 from conda_unsloth.errors import PrefixError
 from tests import prefixes as P
@@ -62,11 +63,11 @@ def killed_create(prefix: Path, force: bool = False) -> None:
         check=False,
     )
     assert proc.returncode == -signal.SIGKILL, proc.stderr
-    assert prefixtx.journal_path(prefix).exists()
+    assert prefixmod.journal_path(prefix).exists()
 
 
 def journal_doc(prefix: Path) -> dict[str, object]:
-    doc = json.loads(prefixtx.journal_path(prefix).read_text())
+    doc = json.loads(prefixmod.journal_path(prefix).read_text())
     assert isinstance(doc, dict)
     return doc
 
@@ -95,13 +96,13 @@ def test_inode_reuse_never_deletes_the_users_new_directory(tmp_path: Path) -> No
     doc = journal_doc(prefix)
     assert doc["prefix_id"] == old
     doc["prefix_id"] = ident(prefix)  # the inode number came back
-    prefixtx.journal_path(prefix).write_text(json.dumps(doc))
+    prefixmod.journal_path(prefix).write_text(json.dumps(doc))
     before = snapshot(prefix)
     said.clear()
     prefixtx.recover(prefix, say)
     assert snapshot(prefix) == before
     assert any("not provably the directory" in m for m in said), said
-    assert not prefixtx.pending(prefix)  # nothing left to finish: the journal is gone
+    assert not prefixmod.pending(prefix)  # nothing left to finish: the journal is gone
 
 
 def test_inode_reuse_then_create_refuses_and_keeps_the_directory_cli(tmp_path: Path) -> None:
@@ -113,7 +114,7 @@ def test_inode_reuse_then_create_refuses_and_keeps_the_directory_cli(tmp_path: P
     make_env(prefix, "precious")
     doc = journal_doc(prefix)
     doc["prefix_id"] = ident(prefix)
-    prefixtx.journal_path(prefix).write_text(json.dumps(doc))
+    prefixmod.journal_path(prefix).write_text(json.dumps(doc))
     before = snapshot(prefix)
     r = run_cli(
         ["create", "-p", str(prefix), "--yes", "--cuda", "12.1", "-c", str(w / "nochan")],
@@ -136,7 +137,7 @@ def test_a_token_file_that_is_a_link_proves_nothing(tmp_path: Path) -> None:
     prefixtx.token_path(prefix).symlink_to(elsewhere)
     doc = journal_doc(prefix)
     doc["prefix_id"] = ident(prefix)
-    prefixtx.journal_path(prefix).write_text(json.dumps(doc))
+    prefixmod.journal_path(prefix).write_text(json.dumps(doc))
     before = snapshot(prefix)
     prefixtx.recover(prefix, say)
     assert snapshot(prefix) == before
@@ -145,7 +146,7 @@ def test_a_token_file_that_is_a_link_proves_nothing(tmp_path: Path) -> None:
 def test_a_journal_from_before_tokens_removes_nothing(tmp_path: Path) -> None:
     """A journal without a token (an older conda-unsloth) cannot prove anything."""
     prefix = make_env(tmp_path / "env", "half")
-    prefixtx.journal_path(prefix).write_text(
+    prefixmod.journal_path(prefix).write_text(
         json.dumps({"pid": 1, "backup": None, "prefix_id": ident(prefix)})
     )
     before = snapshot(prefix)
@@ -183,7 +184,7 @@ def test_a_journal_naming_a_foreign_backup_is_refused_cli(tmp_path: Path, backup
     make_env(w / "other", "someone else's env")
     (w / "sub").mkdir()
     prefix = w / "env"
-    prefixtx.journal_path(prefix).write_text(
+    prefixmod.journal_path(prefix).write_text(
         json.dumps(
             {
                 "version": 2,
@@ -219,7 +220,7 @@ def test_a_journal_naming_a_foreign_backup_is_refused_cli(tmp_path: Path, backup
 )
 def test_a_malformed_journal_is_refused_and_nothing_touched(tmp_path: Path, content: str) -> None:
     prefix = make_env(tmp_path / "env", "half")
-    prefixtx.journal_path(prefix).write_text(content)
+    prefixmod.journal_path(prefix).write_text(content)
     before = snapshot(tmp_path)
     with pytest.raises(PrefixError, match="refusing it") as info:
         prefixtx.recover(prefix, say)
@@ -229,7 +230,7 @@ def test_a_malformed_journal_is_refused_and_nothing_touched(tmp_path: Path, cont
 
 def test_a_journal_that_is_a_fifo_is_refused(tmp_path: Path) -> None:
     prefix = tmp_path / "env"
-    journal = prefixtx.journal_path(prefix)
+    journal = prefixmod.journal_path(prefix)
     os.mkfifo(journal)
     with pytest.raises(PrefixError, match="FIFO"):
         P.call_or_unhang(lambda: prefixtx.recover(prefix, say), [journal], grace=10)
@@ -238,7 +239,7 @@ def test_a_journal_that_is_a_fifo_is_refused(tmp_path: Path) -> None:
 def test_trash_is_matched_literally(tmp_path: Path) -> None:
     """A prefix name with glob characters: only its own trash is garbage."""
     prefix = tmp_path / "env[1]"
-    mine = prefixtx.trash_path(prefix)
+    mine = prefixmod.trash_path(prefix)
     make_env(mine, "trash")
     other = tmp_path / ".env1.conda-unsloth-trash-5"  # what the unescaped glob matched
     make_env(other, "not ours")

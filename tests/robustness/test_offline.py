@@ -280,6 +280,6 @@ def test_an_index_is_never_asked_offline(demo: Path, tmp_path: Path, how: str) -
             argv += [how, index]
         else:
             env[how] = index
-        r = run_cli(argv, tmp_path, timeout=SLOW, **env)
+        r = run_cli(argv, tmp_path, cwd=None, timeout=SLOW, **env)
         assert server.hits == []
     assert r.code == 0, r.err

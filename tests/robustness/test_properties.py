@@ -19,7 +19,7 @@ from conda_unsloth.knowledge.packages import Package
 from conda_unsloth.knowledge.rules import evaluate
 from conda_unsloth.select import Request, select
 from conda_unsloth.target import normalize_arch
-from tests.test_select import check_invariants
+from tests.selection import check_invariants
 
 KB = knowledge.load()
 PROFILES = list(KB.profiles)
@@ -28,7 +28,7 @@ PYTHONS = sorted({v for p in KB.profiles.values() for v in p.pythons})
 TORCHES = sorted({r.version for p in KB.profiles.values() for r in p.pytorch})
 XFORMERS = sorted({x.version for p in KB.profiles.values() for x in p.xformers})
 ARCHS = sorted(KB.gpu_archs)
-junk = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12)
+junk = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=12)
 
 
 def maybe(values: list[str]) -> st.SearchStrategy[str | None]:

@@ -15,6 +15,8 @@ from conda_unsloth.spec import EnvSpec, from_selection
 
 KB = knowledge.load()
 NO_GPU = Host(platform="linux-64", glibc="2.36")
+# the ``planned`` fixture: ``planned(channels, cuda="12.1", ...)`` -> (selection, spec)
+Planned = Callable[..., tuple[Selection, EnvSpec]]
 
 
 @pytest.fixture(autouse=True)
@@ -26,12 +28,12 @@ def _private_cache(
 
 
 def plan(**req: str) -> tuple[Selection, EnvSpec]:
-    sel = select(Request(**req), NO_GPU, KB)  # type: ignore[arg-type]
+    sel = select(Request(**req), NO_GPU, KB)  # type: ignore[arg-type]  # str values; gpu_archs is a tuple
     return sel, from_selection(sel, None, None)
 
 
 @pytest.fixture
-def planned() -> Callable[..., tuple[Selection, EnvSpec]]:
+def planned() -> Planned:
     """``planned(channels, cuda="12.1", ...)``: the planned spec with its channels replaced."""
 
     def make(channels: list[str], **req: str) -> tuple[Selection, EnvSpec]:
@@ -55,4 +57,4 @@ def conda_forge_channels(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     return write_conda_forge_profile(tmp_path_factory.mktemp("cf") / "channels")
 
 
-__all__ = ["KB", "NO_GPU", "Path", "plan"]
+__all__ = ["KB", "NO_GPU", "Path", "Planned", "plan"]

@@ -21,16 +21,17 @@ from conda_unsloth.solvers.rattler import (
     rewrite_spec,
 )
 from conda_unsloth.spec import Dep, EnvSpec
-from conda_unsloth.target import Target, VirtualPackage
+from conda_unsloth.target import CudaFrom, Target, VirtualPackage
 from conda_unsloth.validate import ValidationError, explain_unsolvable, validate
+from tests.typed import present
 
-from .conftest import KB
+from .conftest import KB, Planned
 
 pytest.importorskip("rattler")
 
 
 def _target(cuda: str, platform: str = "linux-64") -> Target:
-    return Target(platform, cuda, (), None, "2.36", "--cuda")
+    return Target(platform, cuda, (), None, "2.36", CudaFrom.FLAG)
 
 
 @pytest.mark.parametrize(
@@ -43,7 +44,7 @@ def _target(cuda: str, platform: str = "linux-64") -> Target:
     ids=["cuda11.8", "cuda12.1", "cuda12.4"],
 )
 def test_pytorch_profile_cuda_build_wins(
-    planned,
+    planned: Planned,
     pytorch_channels: list[str],
     cuda: str,
     pytorch_build: str,
@@ -58,9 +59,9 @@ def test_pytorch_profile_cuda_build_wins(
     assert (xf.version, xf.build, xf.channel_name) == ("0.0.28.post3", xformers_build, "xformers")
     pc = solved.record("pytorch-cuda")
     assert pc is not None and (pc.version, pc.build) == (cuda, pytorch_cuda)
-    assert solved.record("pytorch-mutex").build == "cuda"  # type: ignore[union-attr]
-    assert solved.record("torchtriton").version == "3.1.0"  # type: ignore[union-attr]
-    assert solved.record("mkl").version == "2023.2.0"  # type: ignore[union-attr]  # mkl<2024.1
+    assert present(solved.record("pytorch-mutex"), "pytorch-mutex").build == "cuda"
+    assert present(solved.record("torchtriton"), "torchtriton").version == "3.1.0"
+    assert present(solved.record("mkl"), "mkl").version == "2023.2.0"  # mkl<2024.1
     assert f"__cuda={cuda}=0" in solved.virtual_packages
     assert solved.solver.startswith("rattler ")
     assert [p.name for p in solved.pip][:2] == ["unsloth", "unsloth_zoo"]
@@ -70,15 +71,15 @@ def test_pytorch_profile_cuda_build_wins(
 
 
 def test_conda_forge_profile_cuda_build_beats_newer_cpu_build(
-    planned, conda_forge_channels: list[str]
+    planned: Planned, conda_forge_channels: list[str]
 ) -> None:
     sel, spec = planned(conda_forge_channels, profile="conda-forge", cuda="12.9")
     solved = RattlerSolver().solve(spec, sel.target)
     pt = solved.record("pytorch")
     assert pt is not None
     assert (pt.version, pt.build) == ("2.10.0", "cuda129_mkl_py312_h8f3b5e1_300")
-    assert solved.record("xformers").build == "cuda_129py310hf55b5f2_0"  # type: ignore[union-attr]
-    assert solved.record("triton").version == "3.6.0"  # type: ignore[union-attr]
+    assert present(solved.record("xformers"), "xformers").build == "cuda_129py310hf55b5f2_0"
+    assert present(solved.record("triton"), "triton").version == "3.6.0"
     validate(solved, KB, sel.target)
 
 
@@ -91,7 +92,7 @@ def test_unpinned_cpu_trap_is_caught_by_validation(pytorch_channels: list[str]) 
         [Dep("python=3.11"), Dep("pytorch=2.5.1"), Dep("pytorch-cuda=12.1")],
     )
     solved = RattlerSolver().solve(spec, _target("12.1"))
-    assert solved.record("pytorch").build == "py3.11_cpu_1"  # type: ignore[union-attr]
+    assert present(solved.record("pytorch"), "pytorch").build == "py3.11_cpu_1"
     with pytest.raises(ValidationError) as info:
         validate(solved, KB, _target("12.1"))
     assert (
@@ -301,7 +302,9 @@ def test_solve_carries_unpinned_pip_requirements(pytorch_channels: list[str]) ->
     assert solved.extra["pip_unpinned"] == ("unsloth", "transformers>=4.46")
 
 
-def test_fast_record_conversion_matches_public_api(planned, pytorch_channels: list[str]) -> None:
+def test_fast_record_conversion_matches_public_api(
+    planned: Planned, pytorch_channels: list[str]
+) -> None:
     """The fast path (native record fields) and rattler's public properties agree on every
     field, for linux-64, noarch generic and noarch python records."""
     import asyncio
@@ -347,7 +350,7 @@ def test_run_coro_reuses_one_loop_and_drops_it_after_an_interrupt() -> None:
     assert run_coro(loop_id()) != first  # after an interrupt a fresh loop
 
 
-def test_repeated_solves_give_equal_results(planned, pytorch_channels: list[str]) -> None:
+def test_repeated_solves_give_equal_results(planned: Planned, pytorch_channels: list[str]) -> None:
     # the second solve runs on the event loop the first one made
     sel, spec = planned(pytorch_channels, cuda="12.1", python="3.11")
     solver = RattlerSolver()

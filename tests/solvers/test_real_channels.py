@@ -17,6 +17,7 @@ import pytest
 from conda_unsloth.spec import Dep
 from conda_unsloth.validate import check_pytorch, check_rules, check_triton, check_xformers
 from tests.realdata import REAL_CHANNELS
+from tests.typed import present
 
 from .conftest import KB, plan
 
@@ -83,9 +84,9 @@ def test_planned_spec_on_real_channels_picks_cuda_12_1_build(xformers_channel: s
     assert pt.sha256 is not None and pt.url.endswith(
         "/linux-64/pytorch-2.3.0-py3.11_cuda12.1_cudnn8.9.2_0.tar.bz2"
     )
-    assert solved.record("pytorch-cuda").version == "12.1"  # type: ignore[union-attr]
-    assert solved.record("pytorch-mutex").build == "cuda"  # type: ignore[union-attr]
-    assert solved.record("cuda-runtime").channel_name == "nvidia"  # type: ignore[union-attr]
+    assert present(solved.record("pytorch-cuda"), "pytorch-cuda").version == "12.1"
+    assert present(solved.record("pytorch-mutex"), "pytorch-mutex").build == "cuda"
+    assert present(solved.record("cuda-runtime"), "cuda-runtime").channel_name == "nvidia"
     xf = solved.record("xformers")
     assert xf is not None and f"{xf.name} {xf.version} {xf.build}" == XFORMERS
     # the stack checks pass ...

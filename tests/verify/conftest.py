@@ -67,7 +67,7 @@ class ProbeRun:
 
     def check(self, check_id: str) -> dict[str, Any]:
         assert self.doc is not None, self.err
-        hits = [c for c in self.doc["checks"] if c["id"] == check_id]
+        hits: list[dict[str, Any]] = [c for c in self.doc["checks"] if c["id"] == check_id]
         assert len(hits) == 1, [c["id"] for c in self.doc["checks"]]
         return hits[0]
 

@@ -12,6 +12,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -134,7 +135,9 @@ def test_defaults(overlay_env: Env, tmp_path: Path) -> None:
 def test_values_with_spaces_or_shell_characters_are_refused(
     field: str, value: str, tmp_path: Path
 ) -> None:
-    job = slurm.SlurmJob(prefix=tmp_path, report=tmp_path / "r.json", **{field: value})
+    # the field is named at run time: mypy cannot match it to SlurmJob's typed fields
+    setting: dict[str, Any] = {field: value}
+    job = slurm.SlurmJob(prefix=tmp_path, report=tmp_path / "r.json", **setting)
     with pytest.raises(UsageError, match="is not a valid sbatch value"):
         slurm.render(job, "", "")
 
