@@ -164,7 +164,8 @@ def case_real_channels(tmp: Path) -> list[tuple[str, EnvSpec, Target]]:
     }
     conda = []
     for d in spec.conda:
-        name = d.spec.split("::")[-1].split("=")[0]
+        # "pytorch=2.4.1=py3.11_*" or the name-version-build form "pytorch 2.4.1 py3.11_*"
+        name = d.spec.split("::")[-1].split("=")[0].split()[0]
         if name != "pip":
             conda.append(Dep(repins.get(name, d.spec)))
     chans = [

@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import PrefixError, UsageError, VerifyError
-from .install import PipOptions
 from .target import CudaFrom, Target
 
 if TYPE_CHECKING:
     from .host import Host
+    from .install import PipOptions
     from .knowledge import Knowledge
     from .runtime import Runtime
     from .select import Request, Selection
@@ -275,12 +275,18 @@ class Built:
     pip_requested: tuple[str, ...] = ()  # the requirements asked for (their closure is `pip`)
 
 
+def _pip_options() -> PipOptions:
+    from .install import PipOptions  # the install module only when a create builds
+
+    return PipOptions()
+
+
 @dataclass(frozen=True)
 class BuildOptions:
     force: bool = False
     keep_failed: bool = False
     verify: bool = True
-    pip: PipOptions = field(default_factory=PipOptions)
+    pip: PipOptions = field(default_factory=lambda: _pip_options())
     show_progress: bool = False  # conda's own progress output (inside conda)
     request: dict[str, Any] = field(default_factory=dict)  # what was asked, for the marker
 

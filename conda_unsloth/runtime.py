@@ -156,22 +156,28 @@ def standalone_envs_dirs() -> list[Path]:
     return list(dict.fromkeys(dirs))
 
 
+def _rattler_install(records: Sequence[Record], prefix: Path, show_progress: bool) -> None:
+    """:func:`conda_unsloth.install.install_with_rattler`, imported when a create installs
+    (not by every verb that only needs a runtime)."""
+    from .install import install_with_rattler
+
+    install_with_rattler(records, prefix, show_progress)
+
+
 def standalone(command: str = "conda-unsloth") -> Runtime:
     """The runtime of ``conda-unsloth`` / ``python -m conda_unsloth``: py-rattler solves and
     installs (in a child process, see :func:`conda_unsloth.install.install_with_rattler`), or
     micromamba (``create --installer micromamba``; the default when the user has micromamba
     and no conda: :func:`auto_installer`)."""
-    from .install import install_with_rattler
-
     return Runtime(
         command=command,
         conda=False,
         default_solver="rattler",
         solvers={"rattler": _rattler_solver, "micromamba": _micromamba_solver},
-        install=install_with_rattler,
+        install=_rattler_install,
         envs_dirs=standalone_envs_dirs,
         installers={
-            "rattler": (install_with_rattler, "rattler", _nothing),
+            "rattler": (_rattler_install, "rattler", _nothing),
             "micromamba": (_micromamba_install, "micromamba", _micromamba_present),
         },
         auto_installer=auto_installer,

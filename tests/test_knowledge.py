@@ -451,3 +451,59 @@ def test_broken_issue_17_rows_are_refused(
         knowledge.load(kb_copy)
     assert file in exc.value.message
     assert message in exc.value.message
+
+
+# ----------------------------------------------------------------------------- answers without
+# packaging (issue 19): each is checked against packaging itself
+
+
+def test_release_order_is_packaging_s_order() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from conda_unsloth.knowledge.rules import _at_least, release_key
+
+    release = st.lists(st.integers(0, 30), min_size=1, max_size=4).map(
+        lambda xs: ".".join(map(str, xs))
+    )
+
+    @settings(max_examples=2000, deadline=None, derandomize=True)
+    @given(release, release)
+    def check(a: str, b: str) -> None:
+        assert release_key(a) is not None
+        assert _at_least(a, b) == (Version(a) >= Version(b)), (a, b)
+
+    check()
+    assert release_key("2024.1.0") == release_key("2024.1")
+    for not_plain in ("2.5.1+cu121", "0.0.28.post3", "2.6.0rc1", " 1.0", "1..0", ""):
+        assert release_key(not_plain) is None
+    # anything else is asked of packaging, as before
+    assert _at_least("2024.1.0rc1", "2024.1") is False
+    assert _at_least("2024.1.post1", "2024.1") is True
+    assert _at_least("not a version", "2024.1") is False
+
+
+def test_the_specifier_table_answers_what_packaging_answers() -> None:
+    """The table a solve's checks read (the companions' pins included) says for every final
+    version what ``SpecifierSet.contains(prereleases=True)`` says."""
+    from conda_unsloth.knowledge.rules import _contains
+
+    kb = knowledge.load()
+    companions = {v for rel in kb.releases for v in rel.companions.values()}
+    assert companions <= {v for _, v in kb.specifier_table}
+    asked = 0
+    for (spec, version), answer in kb.specifier_table.items():
+        if re.fullmatch(r"[0-9]+(\.[0-9]+)*(\.post[0-9]+)?", version):
+            assert answer == SpecifierSet(spec).contains(Version(version), prereleases=True)
+            assert _contains(spec, version, kb) == answer
+            asked += 1
+    assert asked > 100
+
+
+def test_an_xformers_build_for_exactly_this_torch_asks_no_specifier() -> None:
+    from conda_unsloth.knowledge.packages import built_for_this_torch
+
+    assert built_for_this_torch("==2.5.1", "2.5.1")
+    assert built_for_this_torch("==2.5.1", "2.5.1+cu121")
+    assert not built_for_this_torch("==2.5.1", "2.5.10")
+    assert not built_for_this_torch(">=2.5.1", "2.5.1")  # a range: packaging decides

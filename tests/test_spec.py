@@ -258,3 +258,47 @@ def test_a_pin_of_a_dist_conda_does_not_list_stays_a_requirement(tmp_path: Path)
     assert back.pip_requirements() == [] and [d.spec for d in back.pip_constraints] == [
         "torch==2.5.1"
     ]
+
+
+def test_a_pin_is_read_as_packaging_writes_it() -> None:
+    """``name==version`` lines are read without packaging (issue 19): the same canonical form
+    ``str(Requirement(line))`` that packaging gives, on generated strings."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    from conda_unsloth.spec import _PIN, parse_pip_requirement
+
+    parts = st.sampled_from(
+        ["x", "Ab_c.d-e", "1", "0", ".", "==", "=", " ", "rc", "a", "b", "post", "dev", "+",
+         "cu121", "*", "!", "-", "_", ",", ";", "[", "]", "@", "<", ">", "~"]
+    )  # fmt: skip
+    pins = 0
+
+    version = st.lists(
+        st.sampled_from(["1", "0", "12", ".", "rc", "a", "b", ".post", ".dev", "+", "cu121", "*"]),
+        min_size=1,
+        max_size=6,
+    ).map("".join)
+    pin = st.tuples(
+        st.sampled_from(["x", "Ab_c.d-e", "torch", "unsloth_zoo", "a-"]),
+        st.sampled_from(["==", " ==", "== ", " == ", "  ==  ", "="]),
+        version,
+    ).map("".join)
+
+    @settings(max_examples=3000, deadline=None, derandomize=True)
+    @given(st.one_of(st.lists(parts, max_size=10).map("".join), pin))
+    def check(text: str) -> None:
+        nonlocal pins
+        try:
+            want: str | None = str(Requirement(text.strip()))
+        except InvalidRequirement:
+            want = None
+        try:
+            got: str | None = parse_pip_requirement(text, "test")
+        except SpecError:
+            got = None
+        assert got == want, text
+        pins += _PIN.fullmatch(text.strip()) is not None
+
+    check()
+    assert pins > 50  # the fast path was taken
+    assert parse_pip_requirement(" torch == 2.4.1 ", "t") == "torch==2.4.1"

@@ -388,15 +388,21 @@ def build(
 def _specifier_table(
     profiles: dict[str, Profile], releases: list[UnslothRelease]
 ) -> dict[tuple[str, str], bool]:
-    """What selection asks of PEP 440, answered now: each release's python specifier against
-    every python the profiles build, its torch and xformers specifiers against every pytorch
-    and xformers version they list (through :func:`pep440_contains`, the one place the question
-    is written)."""
+    """What selection and the checks of a solved plan ask of PEP 440, answered now: each
+    release's python specifier against every python the profiles build, its torch and xformers
+    specifiers against every pytorch and xformers version they list, its triton specifier
+    against every triton they pin, and each other requirement against every version a release
+    pins that companion to (through :func:`pep440_contains`, the one place the question is
+    written)."""
     domain = {
         "python": {py for p in profiles.values() for row in p.pytorch for py in row.python},
         "torch": {row.version for p in profiles.values() for row in p.pytorch},
         "xformers": {x.version for p in profiles.values() for x in p.xformers},
+        "triton": {row.triton for p in profiles.values() for row in p.pytorch if row.triton},
     }
+    for rel in releases:
+        for name, version in rel.companions.items():
+            domain.setdefault(name, set()).add(version)
     table: dict[tuple[str, str], bool] = {}
     for rel in releases:
         specs = {"python": rel.python, **rel.requires}
@@ -526,18 +532,20 @@ def load_yaml(directory: str) -> Knowledge:
 
 
 def yaml_digest(directory: str) -> str:
-    """sha256 of the knowledge files of ``directory`` (names and bytes): what a bundle was
-    generated from."""
-    import hashlib
+    """CRC-32 and length of the knowledge files of ``directory`` (names and bytes): what a
+    bundle was generated from. It tells a bundle left behind by an edit of the YAML (the
+    bundle is no seal: it is as writable as the files); zlib is loaded already (argparse
+    imports it through shutil), hashlib would cost a plan 3 ms."""
+    import zlib
 
-    h = hashlib.sha256()
+    crc, size = 0, 0
     for name in FILES:
-        h.update(name.encode() + b"\0")
         try:
-            h.update((Path(directory) / name).read_bytes())
+            data = name.encode() + b"\0" + (Path(directory) / name).read_bytes()
         except OSError:
-            h.update(b"\0missing")
-    return h.hexdigest()
+            data = name.encode() + b"\0\0missing"
+        crc, size = zlib.crc32(data, crc), size + len(data)
+    return f"crc32:{crc:08x}:{size}"
 
 
 def bundle_text(directory: str) -> str:
@@ -549,7 +557,7 @@ def bundle_text(directory: str) -> str:
     host = sorted([*key, [list(hit) for hit in hits]] for key, hits in kb.host_table.items())
     doc = {
         "generated_by": "python -m conda_unsloth.knowledge --write",
-        "yaml_sha256": yaml_digest(directory),
+        "yaml_digest": yaml_digest(directory),
         "files": files,
         "specifier_table": table,
         "host_table": host,
@@ -567,7 +575,7 @@ def load_bundle(directory: str, *, fresh_only: bool = False) -> Knowledge | None
     try:
         with open(path, encoding="utf-8") as fh:
             doc = json.load(fh)
-        if fresh_only and doc.get("yaml_sha256") != yaml_digest(directory):
+        if fresh_only and doc.get("yaml_digest") != yaml_digest(directory):
             return None
         files = doc["files"]
         table = {(s, v): bool(a) for s, v, a in doc["specifier_table"]}

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-
-from packaging.specifiers import SpecifierSet
-from packaging.version import InvalidVersion, Version
+from typing import TYPE_CHECKING
 
 from .model import Knowledge, Profile
+
+if TYPE_CHECKING:  # packaging is imported when a question needs it, not by a solve's checks
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import Version
 
 # pip distribution name -> the conda package names that provide it
 PROVIDERS: dict[str, tuple[str, ...]] = {
@@ -117,6 +119,8 @@ def base_version(v: str) -> str:
 
 
 def _ver(v: str) -> Version | None:
+    from packaging.version import InvalidVersion, Version
+
     try:
         return Version(base_version(v))
     except InvalidVersion:
@@ -180,13 +184,28 @@ def provider(pkg: Package) -> str | None:
 
 def xformers_torch(pkg: Package, kb: Knowledge) -> SpecifierSet | None:
     """The torch versions an xformers build was made for."""
+    from packaging.specifiers import SpecifierSet
+
+    text = xformers_torch_spec(pkg, kb)
+    return SpecifierSet(text) if text is not None else None
+
+
+def built_for_this_torch(spec: str, torch_version: str) -> bool:
+    """Is ``spec`` (from :func:`xformers_torch_spec`) exactly ``==`` this torch's version
+    (its local label aside)? Then the torch is the one the build was made for, and no PEP 440
+    question is left to ask: a solve's checks of a planned stack import no packaging."""
+    return spec == f"=={base_version(torch_version.strip())}"
+
+
+def xformers_torch_spec(pkg: Package, kb: Knowledge) -> str | None:
+    """The torch versions an xformers build was made for, as a PEP 440 specifier set."""
     m = XFORMERS_CHANNEL_BUILD.match(pkg.build)
     if m:
-        return SpecifierSet(f"=={m.group(4)}")
+        return f"=={m.group(4)}"
     if pkg.installer == "pip" or not pkg.build:
         wheel = kb.xformers_wheel(base_version(pkg.version))
         if wheel is not None:
-            return SpecifierSet(wheel.torch)
+            return wheel.torch
         return None
     if _CONDA_FORGE_BUILD.match(pkg.build) and "conda-forge" in kb.profiles:
         row = next(
@@ -198,7 +217,7 @@ def xformers_torch(pkg: Package, kb: Knowledge) -> SpecifierSet | None:
             None,
         )
         if row is not None:
-            return SpecifierSet(f"=={row.pytorch}")
+            return f"=={row.pytorch}"
     return None
 
 

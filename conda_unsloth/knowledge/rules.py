@@ -7,12 +7,10 @@ or runs the packages: it reads names, versions, build strings and channels only.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
-
-from packaging.specifiers import InvalidSpecifier, SpecifierSet
-from packaging.version import Version
 
 from .model import Knowledge, KnownIssue, parse_arch
 from .packages import (
@@ -22,6 +20,7 @@ from .packages import (
     Package,
     PackageSet,
     base_version,
+    built_for_this_torch,
     is_cpu_torch,
     normalize,
     parse_version,
@@ -31,6 +30,7 @@ from .packages import (
     xformers_build,
     xformers_cuda_major,
     xformers_torch,
+    xformers_torch_spec,
 )
 
 
@@ -74,8 +74,22 @@ def _hit(detail: str, *packages: Package | None) -> Hit:
 Rule = Callable[[PackageSet, dict[str, Any], Knowledge, "HostFacts | None"], "Hit | None"]
 
 
-def _contains(spec: str, version: str) -> bool | None:
-    """Is ``version`` inside ``spec`` (pre-releases count)? None when either is unreadable."""
+# a final release (no pre-release, dev or local part): for these, "pre-releases count" changes
+# no PEP 440 answer, so the knowledge's specifier table answers as packaging does
+_FINAL = re.compile(r"[0-9]+(?:\.[0-9]+)*(?:\.post[0-9]+)?", re.ASCII)
+_RELEASE = re.compile(r"[0-9]+(?:\.[0-9]+)*", re.ASCII)
+
+
+def _contains(spec: str, version: str, kb: Knowledge | None = None) -> bool | None:
+    """Is ``version`` inside ``spec`` (pre-releases count)? None when either is unreadable.
+    A final release the knowledge's specifier table holds (the pins a plan makes) is answered
+    from it, without packaging."""
+    if kb is not None and _FINAL.fullmatch(version):
+        known = kb.specifier_table.get((spec, version))
+        if known is not None:
+            return known
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
     v = parse_version(version)
     if v is None:
         return None
@@ -105,6 +119,11 @@ def _xformers_torch_mismatch(
     xf, torch = ps.get("xformers"), ps.torch()
     if xf is None or torch is None:
         return None
+    text = xformers_torch_spec(xf, kb)
+    if text is None or built_for_this_torch(text, torch.version):
+        return None
+    from packaging.version import Version
+
     spec = xformers_torch(xf, kb)
     tv = parse_version(torch.version)
     if spec is None or tv is None or spec.contains(tv, prereleases=True):
@@ -125,6 +144,11 @@ def _xformers_newer_than_torch(
     xf, torch = ps.get("xformers"), ps.torch()
     if xf is None or torch is None:
         return None
+    text = xformers_torch_spec(xf, kb)
+    if text is None or built_for_this_torch(text, torch.version):
+        return None
+    from packaging.version import Version
+
     spec = xformers_torch(xf, kb)
     tv = parse_version(torch.version)
     if spec is None or tv is None or spec.contains(tv, prereleases=True):
@@ -154,6 +178,30 @@ def _cpu_pytorch(
     return None
 
 
+def release_key(version: str) -> tuple[int, ...] | None:
+    """A version made of release numbers only ('2023.2.0') as PEP 440 orders it (trailing
+    zeros do not count: 2024.1 == 2024.1.0), else None."""
+    if not _RELEASE.fullmatch(version):
+        return None
+    parts = [int(p) for p in version.split(".")]
+    while len(parts) > 1 and parts[-1] == 0:
+        parts.pop()
+    return tuple(parts)
+
+
+def _at_least(version: str, limit: str) -> bool:
+    """``Version(version) >= Version(limit)``; False when ``version`` is no version. Release
+    numbers are compared as numbers (as packaging does, without importing it for a solve's
+    checks); anything else is asked of packaging."""
+    a, b = release_key(version.strip()), release_key(limit)
+    if a is not None and b is not None:
+        return a >= b
+    from packaging.version import Version
+
+    v = parse_version(version)
+    return v is not None and v >= Version(limit)
+
+
 def _mkl_too_new(
     ps: PackageSet, check: dict[str, Any], kb: Knowledge, host: HostFacts | None
 ) -> Hit | None:
@@ -162,8 +210,7 @@ def _mkl_too_new(
     if torch is None or mkl is None:
         return None
     limit = str(check.get("max", "2024.1"))
-    mv = parse_version(mkl.version)
-    if mv is not None and mv >= Version(limit):
+    if _at_least(mkl.version, limit):
         return _hit(
             f"mkl {mkl.version} is >= {limit} next to the pytorch-channel build "
             f"pytorch {torch.version} {torch.build}",
@@ -335,7 +382,12 @@ def unsloth_violations(packages: Iterable[Package] | PackageSet, kb: Knowledge) 
     out: list[Violation] = []
     python = ps.get("python")
     py = ps.python()
-    if python is not None and py is not None and rel.python and _contains(rel.python, py) is False:
+    if (
+        python is not None
+        and py is not None
+        and rel.python
+        and _contains(rel.python, py, kb) is False
+    ):
         out.append(Violation("python", rel.python, python))
     for dist, spec in rel.requires.items():
         installed = ps.live(dist)
@@ -346,7 +398,7 @@ def unsloth_violations(packages: Iterable[Package] | PackageSet, kb: Knowledge) 
             if dist in rel.companions or dist in MUST_BE_INSTALLED:
                 out.append(Violation(dist, spec, None))
             continue
-        if spec and _contains(spec, installed.version) is False:
+        if spec and _contains(spec, installed.version, kb) is False:
             out.append(Violation(dist, spec, installed))
     return out
 
@@ -375,7 +427,7 @@ def _triton_mismatch(
     if torch is None or triton is None:
         return None
     pin = torch_triton_pin(torch, ps, kb)
-    if pin is None:
+    if pin is None or base_version(triton.version.strip()) == pin:
         return None
     have, want = parse_version(triton.version), parse_version(pin)
     if have is None or want is None or have == want:
@@ -454,6 +506,10 @@ def _blackwell_old_xformers(
         return None
     floor = parse_arch(str(check.get("min_arch", "10.0"))) or (10, 0)
     blackwell = [a for a in host.archs if (parse_arch(a) or (0, 0)) >= floor]
+    if not blackwell:
+        return None
+    from packaging.version import Version
+
     v = parse_version(xf.version)
     if blackwell and v is not None and v <= Version(str(check.get("max_bad", "0.0.32.post2"))):
         return _hit(f"GPU sm_{blackwell[0].replace('.', '')} with xformers {xf.version}", xf)
@@ -463,10 +519,16 @@ def _blackwell_old_xformers(
 def _glibc_too_old(
     ps: PackageSet, check: dict[str, Any], kb: Knowledge, host: HostFacts | None
 ) -> Hit | None:
-    glibc = parse_version(host.glibc) if host is not None else None
-    if host is None or glibc is None:
+    if host is None:
         return None
-    if glibc >= Version(str(check.get("min", "2.28"))):
+    floor = str(check.get("min", "2.28"))
+    have, need = release_key(str(host.glibc).strip()), release_key(floor)
+    if have is not None and need is not None and have >= need:
+        return None  # the usual answer, without packaging
+    from packaging.version import Version
+
+    glibc = parse_version(host.glibc)
+    if glibc is None or glibc >= Version(floor):
         return None
     for p in ps.packages:
         v = parse_version(p.version)

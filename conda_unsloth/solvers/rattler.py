@@ -27,6 +27,7 @@ from urllib.parse import unquote, urlparse
 
 from ..errors import SolveError, SpecError, UnsolvableError, UsageError
 from ..redact import redact_text, redact_url
+from ..spec import pip_pin
 from .base import PipPackage, Record, SolvedEnv
 
 if TYPE_CHECKING:
@@ -346,46 +347,6 @@ def to_record_public(r: Any) -> Record:
         noarch=noarch_s,
         license=r.license,
     )
-
-
-# name==version with a plain PEP 440 version, nothing else: packaging parses every string this
-# matches to exactly (name, version) (tests/solvers/test_rattler.py checks it against packaging)
-_PIN = re.compile(
-    r"(?P<name>[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)[ \t]*==[ \t]*"
-    r"(?P<version>[0-9]+(?:\.[0-9]+)*(?:(?:a|b|rc)[0-9]+)?(?:\.post[0-9]+)?(?:\.dev[0-9]+)?"
-    r"(?:\+[a-z0-9]+(?:\.[a-z0-9]+)*)?)",
-    re.ASCII,
-)
-
-
-@functools.lru_cache(maxsize=256)
-def pip_pin(requirement: str) -> tuple[str, str] | None:
-    """``(name, version)`` when ``requirement`` is exactly ``name==version`` (no extras, no
-    marker, no URL, no wildcard), else None. The pins a plan writes are read without
-    importing packaging (15 ms of a solve); anything else is parsed by packaging."""
-    text = requirement.strip()
-    m = _PIN.fullmatch(text)
-    if m:
-        return m["name"], m["version"]
-    if "==" not in text or "===" in text:
-        return None  # not a single == specifier, whatever else it is
-    return _pip_pin_packaging(text)
-
-
-def _pip_pin_packaging(text: str) -> tuple[str, str] | None:
-    from packaging.requirements import InvalidRequirement, Requirement
-
-    try:
-        req = Requirement(text)
-    except InvalidRequirement:
-        return None
-    specs = list(req.specifier)
-    if req.extras or req.marker is not None or req.url or len(specs) != 1:
-        return None
-    (only,) = specs
-    if only.operator != "==" or only.version.endswith("*"):
-        return None
-    return req.name, only.version
 
 
 def pip_packages(spec: EnvSpec) -> tuple[PipPackage, ...]:
