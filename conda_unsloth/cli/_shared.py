@@ -140,59 +140,6 @@ def echo(text: str, out: TextIO | None = None) -> None:
 WHY_MIN = 30  # below this, the "why" column goes to a list of its own under the table
 
 
-def _plain_width(stream: TextIO) -> int | None:
-    """The width rich would lay a table out in on ``stream`` when it writes plain text there
-    (no terminal, no colour forced: ``TTY_COMPATIBLE``, ``FORCE_COLOR``), else None."""
-    import os
-
-    env = os.environ
-    if _tty(stream) or env.get("TTY_COMPATIBLE") == "1" or env.get("FORCE_COLOR"):
-        return None
-    try:
-        return int(env.get("COLUMNS", "")) or 100_000
-    except ValueError:
-        return 100_000
-
-
-def _why_inline(
-    rows: list[tuple[str, ...]], headers: tuple[str, ...], why: str, width: int
-) -> bool:
-    """Whether the ``why`` column (if any) stays in the table at ``width`` columns."""
-    if why not in headers:
-        return True
-    fixed = [i for i, h in enumerate(headers) if h != why]
-    widths = [max(len(headers[i]), *(len(r[i]) for r in rows)) for i in fixed] if rows else []
-    return width - sum(widths) - 2 * len(fixed) >= WHY_MIN
-
-
-def _plain_table(
-    rows: list[tuple[str, ...]], headers: tuple[str, ...], stream: TextIO, why: str
-) -> bool:
-    """Write ``rows`` as rich lays out a borderless table (columns two spaces apart, every cell
-    padded to its column's width) when that layout needs none of rich's work: no terminal, one
-    line per cell (printable ASCII, no space at either end, so one character is one column),
-    and the whole table within the width. False (nothing written) otherwise."""
-    width = _plain_width(stream)
-    if width is None:
-        return False
-    cells = [headers, *rows]
-    if not all(
-        len(r) == len(headers)
-        and all(c.isascii() and c.isprintable() and c == c.strip() for c in r)
-        for r in cells
-    ):
-        return False
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    if sum(widths) + 2 * (len(widths) - 1) > width or not _why_inline(rows, headers, why, width):
-        return False
-    stream.write(
-        "".join(
-            "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + "\n" for r in cells
-        )
-    )
-    return True
-
-
 def table(
     rows: list[tuple[str, ...]],
     headers: tuple[str, ...],
@@ -202,30 +149,18 @@ def table(
 ) -> None:
     """Rows as plain columns that fit the terminal. No cell is ever cut: the column named
     ``why`` (free text) folds onto continuation lines, and on a terminal too narrow for it the
-    table is shown without it, followed by a two-column list of (first cell, why).
-
-    Into a log or a pipe (what scripts and benchmarks read), a table of plain cells that fits
-    is written without importing rich (a fifth of a solve's run time): the same text rich
-    writes there, checked against rich in tests/cli/test_table.py."""
-    if not _plain_table(rows, headers, out or sys.stdout, why):
-        rich_table(rows, headers, out, why=why)
-
-
-def rich_table(
-    rows: list[tuple[str, ...]],
-    headers: tuple[str, ...],
-    out: TextIO | None = None,
-    *,
-    why: str = "why",
-) -> None:
-    """:func:`table` laid out by rich (a terminal, a cell that needs folding, wide text)."""
+    table is shown without it, followed by a two-column list of (first cell, why)."""
     from rich.table import Table
 
     con = console(out)
     has_why = why in headers
     idx = headers.index(why) if has_why else -1
     fixed = [h for h in headers if h != why]
-    inline = _why_inline(rows, headers, why, con.width)
+    widths = (
+        [max(len(h), *(len(r[headers.index(h)]) for r in rows)) for h in fixed] if rows else []
+    )
+    room = con.width - sum(widths) - 2 * len(fixed)
+    inline = not has_why or room >= WHY_MIN
 
     def grid(columns: list[str], folded: str | None) -> Table:
         t = Table(box=None, show_edge=False, pad_edge=False, header_style="bold")

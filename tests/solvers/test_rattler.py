@@ -425,7 +425,7 @@ def _pin_by_packaging(requirement: str) -> tuple[str, str] | None:
 
 @pytest.mark.parametrize("requirement", PIN_CORPUS)
 def test_pip_pin_is_what_packaging_says(requirement: str) -> None:
-    from conda_unsloth.solvers.rattler import pip_pin
+    from conda_unsloth.spec import pip_pin
 
     assert pip_pin(requirement) == _pin_by_packaging(requirement)
 
@@ -434,7 +434,7 @@ def test_pip_pin_is_what_packaging_says_on_generated_strings() -> None:
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    from conda_unsloth.solvers.rattler import pip_pin
+    from conda_unsloth.spec import pip_pin
 
     parts = st.sampled_from(
         ["x", "Ab_c.d-e", "1", "0", ".", "==", "=", " ", "\t", "rc", "a", "b", "post", "dev",
