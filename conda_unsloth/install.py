@@ -188,7 +188,7 @@ def check_package_files(records: Sequence[Record]) -> None:
             )
         if r.url[:7].lower() != "file://":
             continue
-        path = _file_path(r.url)
+        path = local_path(r.url)
         kind, want = ("sha256", r.sha256) if r.sha256 else ("md5", r.md5 or "")
         got = _digest(path, kind, r.fn)
         if got != want.lower():
@@ -202,7 +202,8 @@ def check_package_files(records: Sequence[Record]) -> None:
             )
 
 
-def _file_path(url: str) -> Path:
+def local_path(url: str) -> Path:
+    """The path a ``file://`` URL names."""
     from urllib.parse import unquote, urlparse
 
     return Path(unquote(urlparse(url).path))
@@ -352,7 +353,7 @@ def check_locked_wheels(locked: Sequence[PipPackage], find_links: Sequence[str])
             continue
     found: dict[tuple[str, Version], list[Path]] = {}
     for entry in find_links:
-        folder = _file_path(entry) if entry.startswith("file://") else Path(entry)
+        folder = local_path(entry) if entry.startswith("file://") else Path(entry)
         try:
             names = sorted(folder.iterdir())
         except OSError:

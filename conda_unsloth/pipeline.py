@@ -227,15 +227,30 @@ def constraints_for(solved: SolvedEnv, extra: list[str]) -> list[str]:
     return list(out)
 
 
+def _usable_url(url: str | None, offline: bool) -> bool:
+    """Whether a lock's wheel is installed from the URL it records: a ``file://`` URL when that
+    file is here (a lock written on another machine names its files), any other only online."""
+    if not url:
+        return False
+    if url[:7].lower() == "file://":
+        from .install import local_path
+
+        return local_path(url).is_file()
+    return not offline
+
+
 def prepare_create(
     prefix: Path,
     force: bool,
     solution: Solution,
     plan: Plan | None,
     roots: list[Path],
+    offline: bool = False,
 ) -> Prepared:
     """Decide the pip part of a create and check the prefix can be created (or, with
-    ``force``, replaced; never one of ``roots``)."""
+    ``force``, replaced; never one of ``roots``). A lock's hashed wheels come from the URLs it
+    records (:func:`_usable_url`); the rest come from the wheel folders by name, version and
+    sha256 (a wheel found nowhere is refused before anything is built)."""
     from . import prefix as prefixmod
 
     replacing = prefixmod.check_target(prefix, force, roots)
@@ -253,7 +268,9 @@ def prepare_create(
             )
         else:  # each wheel from the URL the lock records, checked against its sha256
             reqs = ()
-            locked = tuple(replace(p, direct=True) if p.url else p for p in solved.pip)
+            locked = tuple(
+                replace(p, direct=True) if _usable_url(p.url, offline) else p for p in solved.pip
+            )
         constraints = constraints_for(solved, [])
     else:
         reqs = tuple(plan.spec.pip_requirements())

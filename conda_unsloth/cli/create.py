@@ -229,7 +229,9 @@ def _execute(args: argparse.Namespace, runtime: Runtime, opened: Any) -> int:
         )
     seconds = {"solve": time.monotonic() - t0}
     peak = {"solve": _peak_rss_mb()}
-    prep = pipeline.prepare_create(prefix, args.force, solution, plan, runtime.roots())
+    prep = pipeline.prepare_create(
+        prefix, args.force, solution, plan, runtime.roots(), offline=bool(args.offline)
+    )
     for note in prep.notices:
         say(note)
     if not args.json and not args.quiet:

@@ -233,6 +233,12 @@ def _solution(path: Path, root: Path, manifest: dict[str, Any], platform: str) -
             doc.get("meta_channel") if isinstance(doc.get("meta_channel"), str) else None
         )
         origins[rec.fn] = (meta_url, meta_channel)
+    # what is installed is the bundle's copy: the checks before the build (the file matches its
+    # record; offline, nothing is downloaded) look at it; the env's records get the source URL
+    # back afterwards (``origins``, installer.relabel)
+    records = [
+        dataclasses.replace(r, url=(root / "channel" / r.subdir / r.fn).as_uri()) for r in records
+    ]
     pip = []
     for d in manifest["pip"]:
         if not isinstance(d, dict) or not all(
@@ -242,6 +248,8 @@ def _solution(path: Path, root: Path, manifest: dict[str, Any], platform: str) -
         entry = files.get(d["file"])
         if entry is None or not d["file"].startswith("wheels/") or entry["sha256"] != d["sha256"]:
             raise _bad(path, f"the wheel of {d['name']}=={d['version']} does not match its pin")
+        # installed from the bundle's wheelhouse (a --pip-find-links folder) by name, version and
+        # sha256 (a create is offline: pipeline.prepare_create); the marker keeps this URL
         url = d.get("url") if isinstance(d.get("url"), str) else None
         pip.append(PipPackage(d["name"], d["version"], url, d["sha256"]))
     solver = manifest.get("solver") if isinstance(manifest.get("solver"), str) else None
