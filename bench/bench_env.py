@@ -10,13 +10,13 @@ machine's default host detection (NVML, then nvidia-smi). The package is byte-co
 any install does: an editable install under PYTHONDONTWRITEBYTECODE=1 would otherwise compile
 every module on every run. Two more rows put the ratio in context: `python -m conda_unsloth` (adds
 runpy), and a bare `python -c "import ..."` of what the verb cannot do without (re, which the
-console script itself imports, argparse, _pickle for the knowledge cache, zlib for its key).
+console script itself imports, argparse, json for the knowledge bundle, zlib for its digest).
 
-What keeps `env` near that floor (each is tested where it lives): records instead of dataclasses
-(`record.py`); the knowledge loader answers selection's PEP 440 questions and runs the known-issue
-rules over every stack once, at load (so no `packaging`, no rules); no typing, pathlib, json,
-tempfile, shutil, signal or pickle.py (the cache is read with `_pickle`) on the path; ctypes only
-where an NVIDIA driver node exists.
+What keeps `env` near that floor (each is tested where it lives): the knowledge is read from the
+generated `knowledge/bundle.json` (the loader's PEP 440 answers and the known-issue verdicts for
+every stack are in it, so no `packaging` and no rules on the path); the verb builds only its own
+parser; ctypes only where an NVIDIA driver node exists. The rest is plain dataclasses and
+ruamel.yaml, which writes the file.
 `python -X importtime $(which conda-unsloth) env` shows what a change brings back.
 """
 
@@ -36,7 +36,7 @@ from _util import print_table, run_measured, save, summary
 
 import conda_unsloth
 
-FLOOR = "import re, argparse, _pickle, zlib"
+FLOOR = "import re, argparse, json, zlib"
 TARGET_S = 0.15
 ARGS = ["env", "--cuda", "12.1", "-o", "env.yml", "-q"]
 
