@@ -424,7 +424,7 @@ def test_an_unverified_module_says_so(tmp_path: Path, cli: Cli) -> None:
     r = cli("module", "-p", str(prefix), "unsloth/2024.9", "--dry-run")
     assert r.code == 0
     assert 'whatis("Verified on: none yet")' in r.out
-    assert "Not verified on a GPU yet (conda unsloth verify --sbatch)." in r.out
+    assert "Not verified on a GPU yet (conda-unsloth verify --sbatch)." in r.out  # standalone
 
 
 def test_gpu_names_from_a_report_cannot_break_the_module(tmp_path: Path, cli: Cli) -> None:
