@@ -19,6 +19,7 @@ from pathlib import Path
 # module (for PipOptions) and pays nothing for the create's tools (bench/bench_solve.py)
 from .errors import InstallError, SpecError, UnslothError, UsageError
 from .solvers.base import PipPackage, Record, SolvedEnv
+from .units import human_size
 
 Progress = Callable[[str], None]
 
@@ -143,7 +144,7 @@ def _where(paths: Sequence[Path]) -> list[str]:
             mount = mount.parent
         try:
             st = os.statvfs(probe)
-            free = _size(st.f_bavail * st.f_frsize)
+            free = human_size(st.f_bavail * st.f_frsize)
             inodes = st.f_favail
             dev = probe.stat().st_dev
         except OSError:
@@ -156,15 +157,6 @@ def _where(paths: Sequence[Path]) -> list[str]:
         f"mounted at {where}"
         for (_dev, where), names in seen.items()
     ]
-
-
-def _size(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} GB"
 
 
 # ----------------------------------------------------------------------------- package files

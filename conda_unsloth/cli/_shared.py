@@ -230,15 +230,6 @@ def activate_hint(name: str | None, prefix: Path, runtime: Runtime) -> str:
     return f"{prefix}/bin/python -c 'import unsloth'   (activate it with conda or micromamba)"
 
 
-def human_size(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} GB"
-
-
 def print_notices(notices: tuple[str, ...] | list[str]) -> None:
     """``notice: ...`` lines on stderr, wrapped at a terminal's width (not in a log)."""
     for n in notices:

@@ -267,6 +267,7 @@ def _execute(args: argparse.Namespace, runtime: Runtime, opened: Any) -> int:
 
 
 def _print_plan(prep: Prepared) -> None:
+    from ..units import human_size
     from . import _shared
 
     solved = prep.solution.solved
@@ -277,7 +278,7 @@ def _print_plan(prep: Prepared) -> None:
                 r.version,
                 r.build,
                 r.channel_name,
-                _shared.human_size(r.size) if r.size else "?",
+                human_size(r.size) if r.size else "?",
             )
             for r in solved.records
         ],
@@ -286,7 +287,7 @@ def _print_plan(prep: Prepared) -> None:
     total = sum(r.size or 0 for r in solved.records)
     unknown = sum(1 for r in solved.records if not r.size)
     _shared.echo(
-        f"conda: {len(solved.records)} packages, up to {_shared.human_size(total)} to download "
+        f"conda: {len(solved.records)} packages, up to {human_size(total)} to download "
         "(cached packages are not downloaded again)"
         + (f"; {unknown} without a recorded size" if unknown else "")
     )

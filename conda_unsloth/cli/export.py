@@ -167,6 +167,7 @@ def _bundle(args: argparse.Namespace, runtime: Runtime) -> int:
     from ..errors import UsageError
     from ..exports import bundle
     from ..outputs import GENERATED_MARK, OutputFile
+    from ..units import human_size
     from . import _shared
 
     if not args.output:
@@ -205,7 +206,7 @@ def _bundle(args: argparse.Namespace, runtime: Runtime) -> int:
     verb = "would write" if args.dry_run else "wrote"
     print(
         f"{verb} {given} (bundle: {len(plan.packages)} conda packages, {len(plan.wheels)} "
-        f"wheels, {_shared.human_size(size)})"
+        f"wheels, {human_size(size)})"
     )
     if digest and not args.quiet:
         print(f"sha256 {digest}  (compare after copying: sha256sum {Path(given).name})")

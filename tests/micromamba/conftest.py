@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from conda_unsloth.spec import read
+from tests.conda.realconda import pip_dists
 from tests.conftest import SANDBOX_UNSET, CondaSandbox, conda_importable
 from tests.micromamba import fixture, standins
 from tests.micromamba.fixture import micromamba_exe  # noqa: F401
@@ -129,17 +130,6 @@ def records(prefix: Path) -> set[tuple[str, str, str, str]]:
     for path in (prefix / "conda-meta").glob("*.json"):
         doc = json.loads(path.read_text())
         out.add((doc["name"], doc["version"], doc["build"], doc["url"]))
-    return out
-
-
-def pip_dists(prefix: Path) -> set[tuple[str, str]]:
-    """(name, version) of what the pip stage installed (INSTALLER pip or uv)."""
-    out = set()
-    for info in prefix.glob("lib/python3*/site-packages/*.dist-info"):
-        installer = info / "INSTALLER"
-        if installer.exists() and installer.read_text().strip() in ("pip", "uv"):
-            name, version = info.name.removesuffix(".dist-info").rsplit("-", 1)
-            out.add((name.lower().replace("_", "-"), version))
     return out
 
 

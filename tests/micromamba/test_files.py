@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
+from tests.conda.realconda import pip_dists
 from tests.micromamba import standins
 from tests.micromamba.conftest import (
     ENVS,
@@ -24,7 +25,6 @@ from tests.micromamba.conftest import (
     Run,
     Tools,
     copy,
-    pip_dists,
     records,
     same_env,
 )

@@ -38,8 +38,12 @@ def schema() -> dict[str, Any]:
         os.environ.get("CONDA_UNSLOTH_PIXI_SCHEMA")
         or fixture.shared_dir() / "pixi" / "schema.json"
     )
-    if not path.is_file():
-        fixture.need(f"pixi's manifest schema ({path})")
+    if not path.is_file():  # pixi's own file, never in this repository (the lane leaves
+        # this module out when ../shared has none, saying so)
+        pytest.skip(
+            f"needs pixi's manifest schema ({path}): set CONDA_UNSLOTH_PIXI_SCHEMA=FILE "
+            "(pixi's schema/schema.json, v0.77.0)"
+        )
     doc: dict[str, Any] = json.loads(path.read_text())
     assert doc["$id"].startswith("https://pixi.sh/v"), doc["$id"]
     return doc
