@@ -56,7 +56,8 @@ class Runtime:
         if chosen not in self.installers:
             if chosen == "conda":
                 raise UsageError(
-                    "--installer conda needs conda: run it as `conda unsloth create`",
+                    # no "conda unsloth " here: hint() would turn it into this very command
+                    "--installer conda needs conda: run create as conda's `unsloth` subcommand",
                     hints=["standalone conda-unsloth installs with rattler or micromamba"],
                 )
             if not self.installers:  # inside conda
@@ -86,7 +87,7 @@ class Runtime:
                     "--solver libmamba needs conda with conda-libmamba-solver; standalone "
                     "conda-unsloth solves with rattler",
                     hints=[
-                        "inside conda: conda unsloth create ... --solver libmamba",
+                        "inside conda (its `unsloth` subcommand) libmamba is the default",
                         "or leave --solver out (rattler)",
                     ],
                 )
@@ -95,7 +96,7 @@ class Runtime:
 
     def hint(self, text: str) -> str:
         """A hint written as ``conda unsloth ...`` in the command this user runs."""
-        return text.replace("conda unsloth ", f"{self.command} ")
+        return text.replace("conda unsloth ", f"{self.command} ")  # as cli._shared.hinted
 
 
 def _rattler_solver() -> Solver:

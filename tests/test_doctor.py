@@ -458,7 +458,8 @@ def test_cli_seed_json_is_one_document(cli: Callable[..., Result], tmp_path: Pat
     assert doc["ok"] is False and doc["exit_code"] == 1 and doc["prefix"] == str(prefix)
     f1 = doc["findings"][0]
     assert f1["severity"] == "error" and f1["evidence"] == ["xformers 0.0.27 (pypi)"]
-    assert f1["fix_commands"][0].startswith(f"conda unsloth create -p {prefix}-fixed")
+    # standalone, the fix names the command this user runs (issue 18 #6)
+    assert f1["fix_commands"][0].startswith(f"conda-unsloth create -p {prefix}-fixed")
     assert {p["name"] for p in doc["inventory"]["pip"]} >= {"xformers", "unsloth"}
 
 

@@ -19,8 +19,17 @@ def test_standalone_solves_with_rattler_by_default() -> None:
 def test_libmamba_standalone_is_a_usage_error_naming_the_conda_command() -> None:
     with pytest.raises(UsageError, match="needs conda") as info:
         standalone().solver("libmamba")
-    assert any("conda unsloth create" in h for h in info.value.hints)
-    assert not any("conda unsloth solve" in h for h in info.value.hints)
+    assert any("inside conda" in h and "libmamba is the default" in h for h in info.value.hints)
+    # no "conda unsloth ..." in it: Runtime.hint would turn that into the command that failed
+    assert not any("conda unsloth " in h for h in info.value.hints)
+    assert info.value.message == standalone().hint(info.value.message)
+
+
+def test_installer_conda_standalone_names_no_command_that_cannot_run_it() -> None:
+    rt = standalone()
+    with pytest.raises(UsageError, match="--installer conda needs conda") as info:
+        rt.with_installer("conda", None)
+    assert "conda-unsloth create" not in rt.hint(info.value.message)
 
 
 def test_unknown_solver_names_the_known_ones() -> None:

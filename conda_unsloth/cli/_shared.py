@@ -236,6 +236,18 @@ def print_notices(notices: tuple[str, ...] | list[str]) -> None:
         echo(f"notice: {n}", sys.stderr)
 
 
+def hinted(obj: Any, command: str) -> Any:
+    """``obj`` (text, or a JSON document) with each ``conda unsloth ...`` command written as
+    the user runs us (``command``: "conda-unsloth", "python -m conda_unsloth")."""
+    if isinstance(obj, str):
+        return obj.replace("conda unsloth ", f"{command} ")
+    if isinstance(obj, dict):
+        return {k: hinted(v, command) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [hinted(v, command) for v in obj]
+    return obj
+
+
 def emit_json(doc: dict[str, Any]) -> None:
     import json
 

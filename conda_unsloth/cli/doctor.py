@@ -51,8 +51,10 @@ def execute(args: argparse.Namespace, runtime: Runtime) -> int:
     kb = _shared.knowledge(args)
     host = None if args.no_host else doctor.host_facts()
     diag = doctor.diagnose(Path(prefix), kb, host=host, name=name)
+    # fix commands name the command this user runs (conda-unsloth standalone)
     if args.json:
-        _shared.emit_json(diag.to_json())
+        _shared.emit_json(_shared.hinted(diag.to_json(), runtime.command))
     else:
-        print(doctor.render(diag, verbose=not getattr(args, "quiet", False)), end="")
+        text = doctor.render(diag, verbose=not getattr(args, "quiet", False))
+        print(_shared.hinted(text, runtime.command), end="")
     return diag.exit_code

@@ -210,7 +210,7 @@ def _bundle(args: argparse.Namespace, runtime: Runtime) -> int:
     )
     if digest and not args.quiet:
         print(f"sha256 {digest}  (compare after copying: sha256sum {Path(given).name})")
-        print(f"next: conda unsloth create -p PREFIX --from-bundle {given}", file=sys.stderr)
+        print(f"next: {runtime.command} create -p PREFIX --from-bundle {given}", file=sys.stderr)
     return 0
 
 

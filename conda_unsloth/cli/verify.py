@@ -158,13 +158,25 @@ def _validate(args: argparse.Namespace) -> list[str]:
         probe.select(tokens)
     except ValueError as exc:
         raise UsageError(str(exc), hints=["conda unsloth verify --list-checks"]) from None
-    names = ("partition", "gres", "time", "account", "constraint", "partitions", "constraints")
-    slurm_only = [f"--{n}" for n in names if getattr(args, n)]
-    slurm_only += [f"--{n}" for n in ("gpu_types", "submit", "wait") if getattr(args, n)]
+    # a value given empty (`--sbatch "$JOB"` with JOB unset) is a mistake, never "not given"
+    for flag in ("sbatch", "from_report", "report"):
+        value = getattr(args, flag, None)
+        if value is not None and not str(value).strip():
+            raise UsageError(f"--{flag.replace('_', '-')} is empty: give a file name")
+    names = (
+        "partition", "gres", "time", "account", "constraint", "partitions", "constraints",
+        "gpu_types",
+    )  # fmt: skip
+    given = [n for n in names if getattr(args, n) is not None]
+    for n in given:
+        if not str(getattr(args, n)).strip():
+            raise UsageError(f"--{n.replace('_', '-')} is empty: give a value or leave it out")
+    slurm_only = [f"--{n}" for n in given]
+    slurm_only += [f"--{n}" for n in ("submit", "wait") if getattr(args, n)]
     slurm_only = [n.replace("_", "-") for n in slurm_only]
-    if slurm_only and not args.sbatch:
+    if slurm_only and args.sbatch is None:
         raise UsageError(f"{', '.join(slurm_only)} only apply with --sbatch FILE")
-    if args.sbatch and args.from_report:
+    if args.sbatch is not None and args.from_report:
         raise UsageError("--sbatch and --from-report do not go together")
     if args.wait and not args.submit:
         raise UsageError("--wait only applies with --submit")
@@ -209,11 +221,11 @@ def execute(args: argparse.Namespace, runtime: Runtime) -> int:
         return 0
     tokens = _validate(args)
     prefix = resolve_existing(args.name, args.prefix, runtime.envs_dirs())
-    if args.sbatch:
-        return _sbatch(args, prefix, tokens)
+    if args.sbatch is not None:
+        return _sbatch(args, prefix, tokens, runtime)
     if args.dry_run:
         return _dry_run(args, prefix, tokens)
-    return _run(args, prefix, tokens)
+    return _run(args, prefix, tokens, runtime)
 
 
 def _dry_run(args: argparse.Namespace, prefix: Path, tokens: list[str]) -> int:
@@ -253,7 +265,7 @@ def _fleet(args: argparse.Namespace) -> tuple[str | None, tuple[str, ...]]:
     return None, ()
 
 
-def _sbatch(args: argparse.Namespace, prefix: Path, tokens: list[str]) -> int:
+def _sbatch(args: argparse.Namespace, prefix: Path, tokens: list[str], runtime: Runtime) -> int:
     from ..exports import slurm, slurmsubmit
     from . import _shared
 
@@ -277,12 +289,14 @@ def _sbatch(args: argparse.Namespace, prefix: Path, tokens: list[str]) -> int:
         constraint=args.constraint,
         fleet=names,
         fleet_kind=kind,
+        command=runtime.command,
     )
     slurm.write(job, out, force=args.force, dry_run=args.dry_run)
     reports = {k: str(v) for k, v in job.reports().items()} or {"": str(report)}
-    commands = [" ".join(c) for c in slurmsubmit.submission(job, str(out))]
+    # as a shell runs them: ${J} is the job id the first command prints
+    commands = [" ".join(c).replace("{J}", "${J}") for c in slurmsubmit.submission(job, str(out))]
     if args.submit and not args.dry_run:
-        return _submit(args, prefix, job, out)
+        return _submit(args, prefix, job, out, runtime)
     if args.json:
         _shared.emit_json(
             {
@@ -305,16 +319,16 @@ def _sbatch(args: argparse.Namespace, prefix: Path, tokens: list[str]) -> int:
         if job.fleet:
             flag = slurm.FLEET_FLAGS[job.fleet_kind or "partition"]
             print(
-                f"next: conda unsloth verify -p {prefix} --sbatch {out} {flag} "
+                f"next: {runtime.command} verify -p {prefix} --sbatch {out} {flag} "
                 f"{','.join(job.fleet)} --submit --wait"
             )
             print("  or submit it by hand:")
             for cmd in commands:
-                print(f"  {cmd.replace('{J}', '$J')}")
+                print(f"  {cmd}")
             print("  (J: the job id the first command prints)")
         else:
             print(f"next: sbatch {out}   (report: {report})")
-        print(f"then: conda unsloth verify -p {prefix} --from-report {shown}")
+        print(f"then: {runtime.command} verify -p {prefix} --from-report {shown}")
     return 0
 
 
@@ -323,6 +337,7 @@ def _submit(
     prefix: Path,
     job: Any,
     script: Path,
+    runtime: Runtime,
 ) -> int:
     """Submit the written script; with --wait, record the reports its tasks wrote."""
     from ..exports import slurmsubmit
@@ -338,7 +353,7 @@ def _submit(
         else:
             print(f"submitted job {done.job_id}")
             shown = f"{job.report}.<name>" if job.fleet else str(job.report)
-            print(f"then: conda unsloth verify -p {prefix} --from-report {shown}")
+            print(f"then: {runtime.command} verify -p {prefix} --from-report {shown}")
         return 0
     expected = job.reports() if job.fleet else {"": job.report}
     found: list[tuple[Path, VerifyReport]] = []
@@ -503,7 +518,7 @@ def _record_reports(
     return 0 if ok else 1
 
 
-def _run(args: argparse.Namespace, prefix: Path, tokens: list[str]) -> int:
+def _run(args: argparse.Namespace, prefix: Path, tokens: list[str], runtime: Runtime) -> int:
     from .. import marker
     from ..exports import slurm
     from ..outputs import write_atomic
@@ -571,13 +586,14 @@ def _run(args: argparse.Namespace, prefix: Path, tokens: list[str]) -> int:
         doc["prefix"] = str(prefix)
         doc["report_file"] = str(saved) if saved else None
         doc["remedies"] = [r.to_json(env) for r in reportmod.remedies(report, kb)]
-        _shared.emit_json(doc)
+        _shared.emit_json(_shared.hinted(doc, runtime.command))
     else:
         # on a terminal long details fold at its width; into a file or a pipe they stay whole
         width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
-        print(
-            reportmod.render(report, kb, width=None if width is None else max(width, 80), env=env)
+        text = reportmod.render(
+            report, kb, width=None if width is None else max(width, 80), env=env
         )
+        print(_shared.hinted(text, runtime.command))  # remedies as this user runs us
         if saved:
             print(f"report: {saved}")
         if key is not None:

@@ -116,6 +116,7 @@ class SlurmJob:
     # one array task per name: partitions, node features or GRES types (fleet_kind)
     fleet: tuple[str, ...] = ()
     fleet_kind: str | None = None
+    command: str = "conda unsloth"  # what the user runs us as, for the script's comments
 
     @property
     def gpus_per_task(self) -> str:
@@ -316,10 +317,10 @@ def _submission_comment(job: SlurmJob) -> list[str]:
     ]
     for cmd in submission(job, "THIS_FILE")[1:-1]:
         lines.append("#   " + " ".join(cmd).replace("{J}", "${J}"))
-    lines.append("#   scontrol release $J")
+    lines.append("#   scontrol release ${J}")
     flag = FLEET_FLAGS[kind]
     lines.append(
-        f"# or: conda unsloth verify -p {_comment(q(str(job.prefix)))} --sbatch THIS_FILE "
+        f"# or: {job.command} verify -p {_comment(q(str(job.prefix)))} --sbatch THIS_FILE "
         f"{flag} {','.join(job.fleet)} --submit --wait"
     )
     return lines
@@ -401,7 +402,7 @@ def render(job: SlurmJob, probe_text: str, kernel_text: str) -> str:
         *_submission_comment(job),
         f"# The JSON report goes to {_comment(shown_report)}; record its verdict in the",
         "# env's marker with:",
-        f"#   conda unsloth verify -p {_comment(q(str(job.prefix)))} --from-report "
+        f"#   {job.command} verify -p {_comment(q(str(job.prefix)))} --from-report "
         f"{_comment(shown_report)}",
         "set -euo pipefail",
         f"PREFIX={q(str(job.prefix))}",

@@ -284,9 +284,9 @@ def test_fleet_options_need_sbatch(cli: Cli, env: Path) -> None:
 @pytest.mark.parametrize(
     ("flag", "first", "updates"),
     [
-        ("--partitions", ["--partition=v100", "--gres=gpu:1"], ["{J}_1 Partition=a100"]),
-        ("--constraints", ["--constraint=v100", "--gres=gpu:1"], ["{J}_1 Features=a100"]),
-        ("--gpu-types", [], ["{J}_0 Gres=gpu:v100:1", "{J}_1 Gres=gpu:a100:1"]),
+        ("--partitions", ["--partition=v100", "--gres=gpu:1"], ["${J}_1 Partition=a100"]),
+        ("--constraints", ["--constraint=v100", "--gres=gpu:1"], ["${J}_1 Features=a100"]),
+        ("--gpu-types", [], ["${J}_0 Gres=gpu:v100:1", "${J}_1 Gres=gpu:a100:1"]),
     ],
     ids=["partitions", "constraints", "gpu-types"],
 )
@@ -304,7 +304,7 @@ def test_array_header_and_its_submission(
     assert doc["submit"] == [
         f"sbatch --parsable --hold {out}",
         *(f"scontrol update JobId={u}" for u in updates),
-        "scontrol release {J}",
+        "scontrol release ${J}",
     ]
     text = out.read_text()
     header = [ln.split(" ", 1)[1] for ln in text.splitlines() if ln.startswith("#SBATCH ")]
@@ -327,8 +327,8 @@ def test_submit_dry_run_shows_the_commands_and_writes_nothing(
     assert r.out.splitlines() == [
         f"would write {out} (a dry run writes nothing)",
         f"would run: sbatch --parsable --hold {out}",
-        "would run: scontrol update JobId={J}_1 Partition=a100",
-        "would run: scontrol release {J}",
+        "would run: scontrol update JobId=${J}_1 Partition=a100",
+        "would run: scontrol release ${J}",
     ]
     assert not out.exists()
 
@@ -436,3 +436,22 @@ def test_gpu_names_from_a_report_cannot_break_the_module(tmp_path: Path, cli: Cl
     assert r.code == 0, r.err
     assert 'whatis("Verified on: a100 (A100 \\"x\\" ]] os.execute(\\"id\\"), sm_80)")' in r.out
     assert '\nos.execute("id")' not in r.out
+
+
+def test_the_hand_submit_commands_run_as_printed(tmp_path: Path, cli: Cli, env: Path) -> None:
+    """The `or submit it by hand` lines, pasted into bash after `J=...`, address the array's
+    tasks (``$J_1`` would be an unset variable named J_1)."""
+    out = tmp_path / "job.sh"
+    r = cli("verify", "-p", str(env), "--sbatch", str(out), "--partitions", "v100,a100")
+    assert r.code == 0, r.err
+    lines = [ln.strip() for ln in r.out.splitlines() if ln.strip().startswith("scontrol ")]
+    assert lines, r.out
+    script = "J=4242\n" + "".join(f"echo {ln}\n" for ln in lines)
+    shown = subprocess.run(
+        ["bash", "-c", script], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert shown == [
+        "scontrol update JobId=4242_1 Partition=a100",
+        "scontrol release 4242",
+    ]
+    assert "next: conda-unsloth verify -p" in r.out  # standalone: the command that runs here

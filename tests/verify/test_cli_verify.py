@@ -129,6 +129,16 @@ def test_list_checks(cli: Cli) -> None:
         (["--from-report", "missing.json"], "does not exist", 2),
         (["--from-report", "garbage.json"], "not JSON", 2),
         (["--from-report", "empty.json"], "lists no checks", 2),
+        # a value given empty (`--sbatch "$JOB"`, JOB unset) never means "not given": before,
+        # these ran the probe here and replaced the env's recorded verdict
+        (["--sbatch", ""], "--sbatch is empty", 2),
+        (["--sbatch", " "], "--sbatch is empty", 2),
+        (["--partitions", ""], "--partitions is empty", 2),
+        (["--sbatch", "x.sh", "--partitions", ""], "--partitions is empty", 2),
+        (["--gpu-types", ""], "--gpu-types is empty", 2),
+        (["--partition", ""], "--partition is empty", 2),
+        (["--report", ""], "--report is empty", 2),
+        (["--from-report", ""], "--from-report is empty", 2),
     ],
     ids=[
         "expect-cuda",
@@ -141,6 +151,14 @@ def test_list_checks(cli: Cli) -> None:
         "report-missing",
         "report-garbage",
         "report-empty",
+        "sbatch-empty",
+        "sbatch-blank",
+        "partitions-empty",
+        "partitions-empty-with-sbatch",
+        "gpu-types-empty",
+        "partition-empty",
+        "report-flag-empty",
+        "from-report-empty",
     ],
 )
 def test_bad_input_one_line_error_nothing_written(
