@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -481,11 +481,38 @@ def verify_new_env(
     return summary
 
 
-def check_inputs(file: str | None, from_lock: str | None, from_bundle: str | None = None) -> None:
+# what decides the stack where a create does not plan it: -f decides the versions (the target
+# flags still apply: --profile, --cuda, --gpu-arch, --platform), a lock or bundle everything
+DECIDED_BY_FILE = ("--python", "--torch", "--xformers", "--unsloth")
+DECIDED_BY_LOCK = (*DECIDED_BY_FILE, "--profile", "--cuda", "--gpu-arch", "-c", "--solver")
+
+
+def check_inputs(
+    file: str | None,
+    from_lock: str | None,
+    from_bundle: str | None = None,
+    flags: Sequence[str] = (),
+) -> None:
+    """One source for a create (``-f``, ``--from-lock`` or ``--from-bundle``; a name given empty
+    is refused, never taken as "not given"), and no planning flag (``flags``: those the user
+    gave) that this source would silently ignore."""
     pairs = (("-f", file), ("--from-lock", from_lock), ("--from-bundle", from_bundle))
+    for flag, value in pairs:
+        if value is not None and not value.strip():
+            raise UsageError(f"{flag} is empty: give a file name")
     given = [flag for flag, value in pairs if value]
     if len(given) > 1:
         raise UsageError(
             "give one of -f ENV_YML, --from-lock LOCK or --from-bundle FILE, not both "
             f"{given[0]} and {given[1]}"
+        )
+    if not given:
+        return
+    decided = DECIDED_BY_FILE if given[0] == "-f" else DECIDED_BY_LOCK
+    ignored = [f for f in flags if f in decided]
+    if ignored:
+        what = "the file pins them" if given[0] == "-f" else "it decides the whole env"
+        raise UsageError(
+            f"{', '.join(ignored)} do not apply with {given[0]}: {what}",
+            hints=[f"leave {', '.join(ignored)} out, or plan instead of {given[0]}"],
         )

@@ -80,8 +80,13 @@ def split_archs(values: tuple[str, ...] | list[str]) -> tuple[str, ...]:
     out: dict[str, None] = {}
     for value in values:
         for item in value.split(","):
-            if item.strip() or not value.strip():
-                out[normalize_arch(item)] = None
+            if not item.strip():  # `--gpu-arch ,` or `8.0,,9.0`: a list with a hole in it
+                raise UsageError(
+                    f"--gpu-arch {value!r} has an empty item: give compute capabilities like "
+                    "8.0 or 8.0,9.0",
+                    hints=["nvidia-smi --query-gpu=compute_cap --format=csv shows yours"],
+                )
+            out[normalize_arch(item)] = None
     return tuple(out)
 
 

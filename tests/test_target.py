@@ -58,9 +58,12 @@ def test_gpu_arch_lists_are_split_and_deduplicated() -> None:
     assert split_archs(["7.0,8.0", "9.0", "sm_80"]) == ("7.0", "8.0", "9.0")
     with pytest.raises(UsageError, match="--gpu-arch '８.0'"):
         split_archs(["８.0"])
-    assert split_archs(["7.0,"]) == ("7.0",)
     with pytest.raises(UsageError, match="--gpu-arch ''"):
         split_archs([""])
+    # a list with a hole in it is refused, as --partitions a,,b is (`,` planned no arch at all)
+    for holey in (",", "8.0,,9.0", "7.0,", " , "):
+        with pytest.raises(UsageError, match="has an empty item"):
+            split_archs(["9.0", holey])
 
 
 @pytest.mark.parametrize(

@@ -156,14 +156,24 @@ REQUEST_KEYS = (
 )
 
 
+def _planning_flags(args: argparse.Namespace) -> list[str]:
+    """The planning flags this command line gives (for pipeline.check_inputs)."""
+    dests = {
+        "--profile": "profile", "--cuda": "cuda", "--python": "python", "--torch": "torch",
+        "--xformers": "xformers", "--unsloth": "unsloth", "--gpu-arch": "gpu_arch",
+        "-c": "channel", "--solver": "unsloth_solver",
+    }  # fmt: skip
+    return [flag for flag, dest in dests.items() if getattr(args, dest, None) not in (None, [])]
+
+
 def execute(args: argparse.Namespace, runtime: Runtime) -> int:
-    if not args.from_bundle:
+    if args.from_bundle is None:
         return _execute(args, runtime, None)
     # --- bundle: checked and extracted for as long as the create runs; no network at all
     from .. import pipeline
     from .. import prefix as prefixmod
 
-    pipeline.check_inputs(args.file, args.from_lock, args.from_bundle)
+    pipeline.check_inputs(args.file, args.from_lock, args.from_bundle, _planning_flags(args))
     prefixmod.check_target(
         prefixmod.new_prefix(args.name, args.prefix, runtime.envs_dirs()),
         args.force,
@@ -191,7 +201,7 @@ def _execute(args: argparse.Namespace, runtime: Runtime, opened: Any) -> int:
     t_start = time.monotonic()
     if not runtime.conda or args.unsloth_installer not in (None, "conda"):  # issue 21
         runtime = runtime.with_installer(args.unsloth_installer, args.unsloth_solver)
-    pipeline.check_inputs(args.file, args.from_lock, args.from_bundle)
+    pipeline.check_inputs(args.file, args.from_lock, args.from_bundle, _planning_flags(args))
     prefix = prefixmod.new_prefix(args.name, args.prefix, runtime.envs_dirs())
     if prefixmod.pending(prefix):
         if args.dry_run:

@@ -190,6 +190,13 @@ def problem_lines(stderr: str) -> list[str]:
     return [redact_text(x) for x in out]
 
 
+def reason(lines: list[str], fallback: str) -> str:
+    """One line from :func:`problem_lines`: a heading that only announces what follows
+    ("Multiple errors occurred:") gives way to the lines under it (at most three)."""
+    said = [ln for ln in lines if not ln.endswith(":")][:3]
+    return "; ".join(said) or (lines[0] if lines else fallback)
+
+
 def install(records: Sequence[object], prefix: Path, show_progress: bool = False) -> None:
     """Install exactly ``records`` into ``prefix`` (made by ``prefixtx.transaction``) with
     micromamba: an ``@EXPLICIT`` list with every package's sha256 on stdin, ``micromamba
@@ -215,5 +222,5 @@ def install(records: Sequence[object], prefix: Path, show_progress: bool = False
         show_stderr=show_progress,
     )
     if code != 0:
-        why = problem_lines(err) or [f"exit code {code}"]
-        raise InstallError(f"installing conda packages with micromamba failed: {why[0]}")
+        why = reason(problem_lines(err), f"exit code {code}")
+        raise InstallError(f"installing conda packages with micromamba failed: {why}")

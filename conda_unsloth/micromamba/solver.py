@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import SolveError, UnsolvableError
 from ..redact import redact_text, redact_url
 from ..solvers.base import Record, SolvedEnv
-from . import NAME, Micromamba, problem_lines, require
+from . import NAME, Micromamba, problem_lines, reason, require
 
 if TYPE_CHECKING:
     from ..spec import EnvSpec
@@ -160,9 +160,9 @@ class MicromambaSolver:
                 channels=[redact_url(u) for u in urls],
                 virtual_packages=[str(vp) for vp in target.virtual_packages()],
             )
-        why = problem_lines(err) or [err.strip().splitlines()[-1] if err.strip() else "no output"]
+        last = err.strip().splitlines()[-1] if err.strip() else "no output"
         return SolveError(
-            redact_text(f"micromamba failed to solve: {why[0]}"),
+            redact_text(f"micromamba failed to solve: {reason(problem_lines(err), last)}"),
             hints=["check the channels (and --offline: a channel needs cached repodata)"],
         )
 

@@ -130,6 +130,23 @@ def test_a_missing_local_channel_is_one_line(
     assert "Traceback" not in r.err
 
 
+def test_an_unreachable_channel_says_why(
+    cli: Callable[..., Result],
+    tmp_path: Path,
+    micromamba_exe: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """micromamba heads its errors "Multiple errors occurred:": the line we print is the
+    reason under that heading (the connection refused), not the heading."""
+    monkeypatch.setenv("MAMBA_EXE", str(micromamba_exe))
+    r = cli("create", "-p", str(tmp_path / "env"), "-c", "http://127.0.0.1:9/chan",
+            "--installer", "micromamba", "--dry-run", "--cuda", "12.1")  # fmt: skip
+    errors = [ln for ln in r.err.splitlines() if ln.startswith("conda-unsloth: error:")]
+    assert r.code != 0 and len(errors) == 1, r.err
+    assert "127.0.0.1" in errors[0] and "connect" in errors[0].lower(), errors[0]
+    assert not errors[0].rstrip().endswith(":")
+
+
 def test_micromamba_never_writes_the_users_home(
     cli: Callable[..., Result], demo: Path, tmp_path: Path, micromamba_exe: Path
 ) -> None:
