@@ -38,6 +38,18 @@ class PipOptions:
 # ----------------------------------------------------------------------------- the build
 
 
+def package_cache_for(prefix: Path | None) -> tuple[Path, str | None]:
+    """rattler's package cache for a create of ``prefix``: the configured one, or a node-local
+    one when the prefix is on a network file system (sharedfs.py); and why, when it moved."""
+    from .cache import cache_dir
+
+    if prefix is None:
+        return cache_dir("pkgs"), None
+    from .sharedfs import package_cache
+
+    return package_cache(prefix, cache_dir("pkgs"))
+
+
 def install_with_rattler(
     records: Sequence[Record], prefix: Path, show_progress: bool = False
 ) -> None:
@@ -49,9 +61,7 @@ def install_with_rattler(
     import json
     import subprocess
 
-    from .cache import cache_dir
-
-    cache = cache_dir("pkgs")
+    cache, _moved = package_cache_for(prefix)  # the build said where, when it moved
     # the job goes through the child's stdin: a job file would be left in /tmp by a SIGKILL
     job = json.dumps(
         {
@@ -249,23 +259,24 @@ def offline_scope(offline: bool) -> Iterator[None]:
         _OFFLINE.reset(token)
 
 
-def check_offline(records: Sequence[Record], command: str = "conda unsloth") -> None:
+def check_offline(records: Sequence[Record], prefix: Path | None = None) -> None:
     """``--offline``, standalone: every package is a ``file://`` one or is in the package
     cache under its record's sha256 (what rattler then links without a download); anything
     else is refused before anything is built, and no connection is opened. Inside conda,
     ``--offline`` is conda's own offline mode (conda's session has no network adapter) and
-    conda serves its package cache."""
+    conda serves its package cache. ``prefix``: the env to be built (its package cache may be
+    node-local: :func:`package_cache_for`)."""
     from .redact import redact_url
 
     remote = [r for r in records if r.url[:7].lower() != "file://"]
     if not remote:
         return
-    from .cache import cache_dir
     from .rattler_install import _records, not_cached
     from .solvers.rattler import run_coro
 
     items = [r.to_json(redact=False) for r in remote]
-    missing = set(run_coro(not_cached(items, _records(items), str(cache_dir("pkgs")))))
+    cache, _why = package_cache_for(prefix)
+    missing = set(run_coro(not_cached(items, _records(items), str(cache))))
     if missing:
         first = next(r for r in remote if r.fn in missing)
         raise UsageError(

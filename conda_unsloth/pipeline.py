@@ -355,7 +355,7 @@ def build(
     # describes; offline, nothing would be downloaded (no socket to anything but file://)
     install.check_package_files(solved.records)
     if opts.pip.offline and not runtime.conda:  # inside conda, --offline is conda's offline
-        install.check_offline(solved.records)
+        install.check_offline(solved.records, prefix)
     if prep.pip_requirements or prep.locked_pip:
         own_urls = prep.locked_pip is not None and all(p.direct and p.url for p in prep.locked_pip)
         install.check_pip_stage(
@@ -376,6 +376,10 @@ def build(
         prefixtx.transaction(prefix, prep.replacing, opts.keep_failed, mark_failed, say),
     ):
         t0 = time.monotonic()
+        if runtime.installer_name == "rattler":  # its cache, node-local for a network mount
+            _cache, moved = install.package_cache_for(prefix)
+            if moved:
+                say(moved)
         with (
             step(f"installing {len(solved.records)} conda packages into {prefix}"),
             install.offline_scope(opts.pip.offline),

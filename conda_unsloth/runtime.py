@@ -43,6 +43,7 @@ class Runtime:
     # the installer when --installer is not given (None: ``install``); a callable: decided
     # when a create asks, not at start-up
     auto_installer: Callable[[], str | None] = field(default=lambda: None)
+    installer_name: str = "conda"  # what ``install`` is: "conda", "rattler" or "micromamba"
 
     def with_installer(self, name: str | None, solver: str | None = None) -> Runtime:
         """This runtime installing with ``name`` (None: the default, see ``auto_installer``)
@@ -74,6 +75,7 @@ class Runtime:
             self,
             install=install,
             default_solver=solver or implied or self.default_solver,
+            installer_name=chosen,
         )
 
     def solver(self, name: str | None) -> Solver:
@@ -176,6 +178,7 @@ def standalone(command: str = "conda-unsloth") -> Runtime:
         default_solver="rattler",
         solvers={"rattler": _rattler_solver, "micromamba": _micromamba_solver},
         install=_rattler_install,
+        installer_name="rattler",
         envs_dirs=standalone_envs_dirs,
         installers={
             "rattler": (_rattler_install, "rattler", _nothing),

@@ -9,12 +9,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from conda_unsloth import prefixtx, sharedfs
 from conda_unsloth.errors import PrefixError
+from tests import envbuild
+from tests.conftest import Result
 
 # mountinfo lines as the kernel writes them (proc(5)); the first is its own example
 FAKE_MOUNTINFO = """\
@@ -166,3 +169,33 @@ def test_two_processes_reaching_the_prefix_by_two_paths_contend(tmp_path: Path) 
     with prefixtx.prefix_lock(link / "unsloth") as lock:
         assert lock.exists()
     assert sorted(p.name for p in real.iterdir()) == []
+
+
+def test_a_create_on_a_network_mount_caches_packages_node_local(
+    cli: Callable[..., Result],
+    demo: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The create of an env under a directory that a written mountinfo says is NFS
+    (``_fake_mount``) puts rattler's package cache in TMPDIR, not in ~/.cache."""
+    apps = tmp_path / "apps"
+    apps.mkdir()
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text(
+        "22 1 8:1 / / rw - ext4 /dev/sda1 rw\n"
+        f"40 22 0:41 / {apps} rw - nfs4 filer:/export/apps rw,vers=4.2\n"
+    )
+    monkeypatch.setattr(sharedfs, "MOUNTINFO", mountinfo)
+    for var in ("CONDA_UNSLOTH_CACHE", "CONDA_PKGS_DIRS", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "local"))
+    (tmp_path / "local").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    r = cli(*envbuild.create_args(demo, apps / "env"))
+    assert r.code == 0, r.err
+    assert f"is on nfs4 ({apps}): package cache kept node-local" in r.err
+    local = tmp_path / "local" / f"conda-unsloth-{os.getuid()}" / "pkgs"
+    assert (local / "pytorch-2.5.1-py3.11_cuda12.1_cudnn9.1.0_0").is_dir()
+    assert not (tmp_path / "home" / ".cache" / "conda-unsloth" / "pkgs").exists()
