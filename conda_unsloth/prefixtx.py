@@ -403,10 +403,17 @@ def _recover_locked(prefix: Path, say: Progress) -> None:
         if _remove_ours(prefix, ident, token):
             say(f"removed {prefix}: an earlier create was killed before it finished")
         elif prefix.is_dir() and token is not None and ident is None and _empty(prefix):
-            say(
-                f"{prefix} is an empty directory an earlier, killed create may have made; "
-                "left as is (remove it if it is not yours)"
-            )
+            if backup is not None and os.path.lexists(backup):
+                # killed between making the new prefix and recording it, the old env moved
+                # aside: an empty directory holds nothing to lose, and the old env needs its
+                # place back (rmdir fails, and we stop, if anything appeared in it meanwhile)
+                with contextlib.suppress(OSError):
+                    prefix.rmdir()
+            else:
+                say(
+                    f"{prefix} is an empty directory an earlier, killed create may have made; "
+                    "left as is (remove it if it is not yours)"
+                )
         else:
             say(
                 f"{prefix} is not provably the directory an earlier, killed create made; "

@@ -163,6 +163,34 @@ def test_killed_force_create_restores_the_old_env(tmp_path: Path) -> None:
     assert os.listdir(tmp_path) == ["env"]
 
 
+@pytest.mark.parametrize("token_written", [False, True], ids=["before-token", "after-token"])
+def test_killed_between_mkdir_and_journal_restores_the_old_env(
+    tmp_path: Path, token_written: bool
+) -> None:
+    """SIGKILL after the old env was moved aside and the new prefix made, before the journal
+    recorded the new prefix (transaction's first steps, as they leave the disk): the empty
+    new prefix gives way and the old env is put back (it was left aside, "move it yourself",
+    when a loaded machine's test run hit this moment)."""
+    prefix = make_env(tmp_path / "env", "old")
+    before = snapshot(prefix)
+    token = "0123456789abcdef0123456789abcdef"
+    backup = prefixmod.backup_path(prefix)
+    prefixtx._write_journal(
+        prefix,
+        {"version": prefixtx.JOURNAL_VERSION, "pid": os.getpid(), "backup": str(backup),
+         "token": token, "prefix_id": None},
+    )  # fmt: skip
+    os.replace(prefix, backup)
+    prefix.mkdir()
+    if token_written:
+        prefixtx._write_token(prefix, token)
+    said.clear()
+    prefixtx.recover(prefix, say)
+    assert snapshot(prefix) == before
+    assert os.listdir(tmp_path) == ["env"]
+    assert any("an earlier --force create was killed" in m for m in said), said
+
+
 # ----------------------------------------------------------------------------- #1 only our paths
 
 
