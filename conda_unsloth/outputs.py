@@ -155,6 +155,12 @@ class OutputFile:
             raise UsageError(
                 f"{self.flag} '': the file name is empty; give one like {self.example}"
             )
+        if path == "-":  # the shells' "standard output", never a file named "-"
+            raise UsageError(
+                f"{self.flag} -: not a file name; give one like {self.example}",
+                hints=["--dry-run prints what would be written (where the verb has it), or "
+                       "--json gives it as data"],
+            )  # fmt: skip
         refuse_control(path, self.flag)
         names_dir = path.endswith(("/", os.sep)) or path.rsplit("/", 1)[-1] in (".", "..")
         if names_dir and not Path(path).is_dir():  # a directory that is not there

@@ -220,14 +220,16 @@ def activate_hint(name: str | None, prefix: Path, runtime: Runtime) -> str:
     import os
     import shutil
     from pathlib import Path
+    from shlex import quote
 
-    target = name or str(prefix)
+    target = quote(name or str(prefix))
     if runtime.conda or os.environ.get("CONDA_EXE") or shutil.which("conda"):
         return f"conda activate {target}"
     mamba = os.environ.get("MAMBA_EXE") or shutil.which("micromamba") or shutil.which("mamba")
     if mamba:
         return f"{Path(mamba).name} activate {target}"
-    return f"{prefix}/bin/python -c 'import unsloth'   (activate it with conda or micromamba)"
+    python = quote(f"{prefix}/bin/python")
+    return f"{python} -c 'import unsloth'   (activate it with conda or micromamba)"
 
 
 def print_notices(notices: tuple[str, ...] | list[str]) -> None:

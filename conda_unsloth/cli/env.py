@@ -113,9 +113,11 @@ def execute(args: argparse.Namespace, runtime: Runtime) -> int:
 
 def next_command(tool: str | None, path: str, env_spec: EnvSpec) -> str:
     """The command that builds ``path`` with the tool it was written for."""
+    from shlex import quote  # paths as one shell word each: a space must not split them
+
     name = "" if env_spec.name else " -n NAME"
     if tool == "pixi":
-        return f"cd {os.path.dirname(path) or '.'} && pixi install"
+        return f"cd {quote(os.path.dirname(path) or '.')} && pixi install"
     if tool == "micromamba":
-        return f"micromamba create{name} -f {path} --strict-channel-priority"
-    return f"CONDA_CHANNEL_PRIORITY=strict conda env create{name} -f {path}"
+        return f"micromamba create{name} -f {quote(path)} --strict-channel-priority"
+    return f"CONDA_CHANNEL_PRIORITY=strict conda env create{name} -f {quote(path)}"

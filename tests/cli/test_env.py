@@ -224,8 +224,9 @@ def test_unwritable_output(
         (".", "-o .: is a directory; give a file name like ./environment.yml"),
         ("/", "-o /: is a directory; give a file name like /environment.yml"),
         ("nodir/", "-o nodir/: directory nodir does not exist"),
+        ("-", "-o -: not a file name"),  # wrote a file named "-"
     ],
-    ids=["empty", "cwd", "root", "missing-dir-with-slash"],
+    ids=["empty", "cwd", "root", "missing-dir-with-slash", "dash"],
 )
 def test_output_that_names_no_file_is_refused(
     cli: Callable[..., Result],
@@ -299,3 +300,29 @@ def test_module_entry_point_and_plan_alias_in_a_subprocess(tmp_path: Path) -> No
     )
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert len(bad.stderr.strip().splitlines()) <= 2
+
+
+@pytest.mark.parametrize("tool", [None, "micromamba", "pixi"])
+def test_the_next_command_survives_a_path_with_a_space(
+    cli: Callable[..., Result], tmp_path: Path, tool: str | None
+) -> None:
+    """The printed `next:` command, pasted into a shell, names the file written."""
+    import shlex
+
+    folder = tmp_path / "my envs"
+    folder.mkdir()
+    out = folder / ("pixi.toml" if tool == "pixi" else "env.yml")
+    r = cli("env", "--cuda", "12.1", "-o", str(out), *(["--for", tool] if tool else []))
+    assert r.code == 0, r.err
+    nxt = next(ln for ln in (r.out + r.err).splitlines() if ln.startswith("next: "))
+    words = shlex.split(nxt.removeprefix("next: "))
+    assert (str(folder) if tool == "pixi" else str(out)) in words, nxt
+
+
+def test_activate_hint_quotes_the_prefix() -> None:
+    from conda_unsloth.cli._shared import activate_hint
+    from conda_unsloth.runtime import standalone
+
+    prefix = Path("/tmp/my envs/unsloth")
+    hint = activate_hint(None, prefix, standalone())
+    assert "'/tmp/my envs/unsloth" in hint, hint
