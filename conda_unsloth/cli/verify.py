@@ -161,7 +161,8 @@ def _validate(args: argparse.Namespace) -> list[str]:
     # a value given empty (`--sbatch "$JOB"` with JOB unset) is a mistake, never "not given"
     for flag in ("sbatch", "from_report", "report"):
         value = getattr(args, flag, None)
-        if value is not None and not str(value).strip():
+        values = value if isinstance(value, list) else [] if value is None else [value]
+        if any(not str(v).strip() for v in values):
             raise UsageError(f"--{flag.replace('_', '-')} is empty: give a file name")
     names = (
         "partition", "gres", "time", "account", "constraint", "partitions", "constraints",
