@@ -24,7 +24,7 @@ held and moving each task before releasing it (tried on Slurm 22.05, docs/dev/sl
 
     J=$(sbatch --parsable --hold job.sh)
     scontrol update JobId=${J}_1 Partition=a100      # Features=... / Gres=gpu:TYPE:N
-    scontrol release $J
+    scontrol release ${J}
 
 :func:`.slurmsubmit.submission` returns those commands and
 :func:`.slurmsubmit.submit` runs them. A per-task ``Gres``

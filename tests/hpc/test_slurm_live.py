@@ -149,7 +149,7 @@ def test_two_partition_array_by_the_header_commands_then_from_report_dir(
     assert commands == [
         f"J=$(sbatch --parsable --hold {script}); J=${{J%%;*}}",
         "scontrol update JobId=${J}_1 Partition=a100",
-        "scontrol release $J",
+        "scontrol release ${J}",
     ]
     run = subprocess.run(
         ["bash", "-euc", "\n".join([*commands, 'echo "$J"'])],
