@@ -147,9 +147,22 @@ def table(
     *,
     why: str = "why",
 ) -> None:
-    """Rows as plain columns that fit the terminal. No cell is ever cut: the column named
-    ``why`` (free text) folds onto continuation lines, and on a terminal too narrow for it the
-    table is shown without it, followed by a two-column list of (first cell, why)."""
+    """Rows as columns. No cell is ever cut. On a terminal (rich): the table fits its width,
+    the column named ``why`` (free text) folds onto continuation lines, and on a terminal too
+    narrow for it the table is shown without it, followed by a two-column list of (first cell,
+    why). Into a log or a pipe: plain columns two spaces apart, every row whole on one line
+    (what grep and diff want; and rich, 30-40 ms of a solve's run, is not imported)."""
+    stream = out or sys.stdout
+    if not _tty(stream):
+        cells = [headers, *rows]
+        widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+        stream.write(
+            "".join(
+                "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n"
+                for r in cells
+            )
+        )
+        return
     from rich.table import Table
 
     con = console(out)

@@ -326,3 +326,25 @@ def test_activate_hint_quotes_the_prefix() -> None:
     prefix = Path("/tmp/my envs/unsloth")
     hint = activate_hint(None, prefix, standalone())
     assert "'/tmp/my envs/unsloth" in hint, hint
+
+
+def test_a_table_into_a_pipe_keeps_every_row_on_one_line() -> None:
+    """Into a log or a pipe every row is one line, however long its cells (grep finds it
+    whole); columns line up two spaces apart. (On a terminal, rich folds to its width:
+    tests/cli/test_terminal.py.)"""
+    import io
+
+    from conda_unsloth.cli._shared import table
+
+    why = "a reason " * 30
+    rows: list[tuple[str, ...]] = [
+        ("pytorch", "2.5.1", why.strip()),
+        ("xformers-long-name", "0.0.28.post3", "x"),
+    ]
+    out = io.StringIO()
+    table(rows, ("package", "version", "why"), out)
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 3
+    assert lines[1].endswith(why.strip()) and lines[1].startswith("pytorch ")
+    assert lines[0].index("version") == lines[1].index("2.5.1") == lines[2].index("0.0.28")
+    assert all(line == line.rstrip() for line in lines)

@@ -411,7 +411,7 @@ out = io.StringIO()
 with redirect_stdout(out):
     rc = main(sys.argv[1:])
 print(rc, out.getvalue().count("validation: passed"))
-print(sorted(m for m in sys.modules if m.split(".")[0] in ("packaging", "hashlib")
+print(sorted(m for m in sys.modules if m.split(".")[0] in ("packaging", "rich", "hashlib")
              or m in ("importlib.metadata", "conda_unsloth.install")))
 sys.stdout.flush()
 os._exit(0)  # as conda-unsloth leaves: py-rattler 0.28 may crash at shutdown
@@ -421,8 +421,8 @@ os._exit(0)  # as conda-unsloth leaves: py-rattler 0.28 may crash at shutdown
 def test_a_solve_into_a_pipe_imports_only_what_solving_needs(pt_channels: list[str]) -> None:
     """Issue 19: the whole `solve` command, output into a pipe, imports neither packaging
     (the checks of a planned stack are answered by the knowledge's table), importlib.metadata,
-    hashlib (the bundle's digest) nor the installer. (rich lays out its table: issue 15 retired
-    hand-kept copies of what a library writes.)"""
+    hashlib (the bundle's digest), rich (a table into a pipe is plain columns; rich is for
+    terminals) nor the installer."""
     argv = ["solve", "--cuda", "12.1", "--python", "3.11", "-q", *chan_args(pt_channels)]
     proc = subprocess.run(
         [sys.executable, "-c", WHOLE_SOLVE, *argv], capture_output=True, text=True, check=False
