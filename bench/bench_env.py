@@ -1,7 +1,8 @@
 """Wall and CPU time of `conda-unsloth env` (plan + write environment.yml) against `python -c
-pass` in the same run, median of N interleaved runs each. Targets: <= 150 ms wall (issue 19's
-budget), <= 3x `python -c pass`. CPU is the kernel's account of the reaped child (user + system,
-`wait4`), beside the wall clock: on a busy machine wall time waits, CPU time does not.
+pass` in the same run, median of N interleaved runs each. Target: <= 150 ms wall (issue 15's
+budget; it retired the old <= 3x `python -c pass`, still shown for context). CPU is the
+kernel's account of the reaped child (user + system, `wait4`), beside the wall clock: on a
+busy machine wall time waits, CPU time does not.
 
     python bench/bench_env.py [--runs 21]
 
@@ -77,11 +78,7 @@ def main() -> int:
     rows: list[dict[str, Any]] = [
         {"measure": "conda-unsloth env --cuda 12.1 (s)", **s["env"], "target": TARGET_S},
         {"measure": "python -c pass (s)", **s["base"]},
-        {
-            "measure": "ratio env / python -c pass",
-            "median": s["env"]["median"] / base,
-            "target": 3.0,
-        },
+        {"measure": "ratio env / python -c pass", "median": s["env"]["median"] / base},
         {"measure": "python -m conda_unsloth env ... (s)", **s["module"]},
         {"measure": f'floor: python -c "{FLOOR}" (s)', **s["floor"]},
         {"measure": "ratio floor / python -c pass", "median": s["floor"]["median"] / base},

@@ -1,6 +1,6 @@
 """Run every benchmark in one command; each prints its table and writes JSON under
 bench/results/ (bench_verify: --json-out). Targets (from the issues): plugin import <= 1 ms;
-`env` <= 0.3 s and <= 3x `python -c pass`; our solve <= 1.1x raw rattler.solve; the whole
+`env` <= 150 ms wall; our solve <= 1.1x raw rattler.solve; the whole
 verification <= 1.15x a bare `import unsloth` (GPU machine only).
 
     python bench/run_all.py [--quick]
