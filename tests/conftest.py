@@ -245,8 +245,9 @@ def _conda_isolated(request: pytest.FixtureRequest) -> Iterator[None]:
 # The fast lane (`python -m pytest -m "not slow"`) is what a developer runs between edits; the
 # whole suite (`python -m pytest`, what CI runs) adds the slow lane: every test that builds an
 # env from the demo channel (a real create: rattler, the pip stage), the fault and kill runs,
-# the probe's process supervision and the benchmarks' smoke runs.
-SLOW_FIXTURES = frozenset({"demo", "torch_env"})  # a create; a venv with real torch
+# the probe's process supervision, the benchmarks' smoke runs and everything that runs the
+# real micromamba (it builds envs).
+SLOW_FIXTURES = frozenset({"demo", "torch_env", "micromamba_exe", "mirror"})
 SLOW_MODULES = frozenset(
     {
         "tests/robustness/test_faults.py",
