@@ -111,3 +111,14 @@ def is_regular(path: Path) -> bool:
         return stat.S_ISREG(path.stat().st_mode)
     except (OSError, ValueError):
         return False
+
+
+def file_digest(path: Path, kind: str = "sha256") -> str:
+    """The hex ``kind`` digest (sha256 or md5) of the file at ``path``, read in 1 MiB chunks."""
+    import hashlib
+
+    h = hashlib.new(kind, usedforsecurity=kind != "md5")
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -26,12 +26,16 @@ conda. Typical use::
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import http.server
 import io
 import json
 import tarfile
+import threading
 import zipfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -490,3 +494,23 @@ def write_conda_forge_profile(root: Path, python: str = "3.12", cuda: str = "12.
     """One ``conda-forge`` channel with the GPU stack and the base packages; returns its URL."""
     pkgs = conda_forge_gpu_builds(python, cuda) + conda_forge_base((python,))
     return [write_channel(root / "conda-forge", pkgs).as_uri()]
+
+
+@contextmanager
+def serve(root: Path) -> Iterator[str]:
+    """``root`` over HTTP on 127.0.0.1 (a network channel that is really there)."""
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+    handler = functools.partial(Quiet, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()

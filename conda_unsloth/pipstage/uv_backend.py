@@ -200,13 +200,9 @@ class UvStage:
 
 
 def _sha256(path: Path) -> str:
-    import hashlib
+    from ..userfiles import file_digest
 
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return file_digest(path, "sha256")
 
 
 def _toml(text: str) -> dict[str, Any]:

@@ -9,17 +9,15 @@ cache failed with "Could not load repodata for file://..." and "packages are not
 
 from __future__ import annotations
 
-import functools
-import http.server
 import json
 import re
 import shlex
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.channels import serve
 from tests.conda import realconda
 from tests.conftest import CondaSandbox
 
@@ -94,21 +92,8 @@ def test_create_offline_from_a_file_channel_with_an_empty_cache(
 @pytest.fixture
 def http_channel(demo: Path) -> Iterator[str]:
     """The demo channel served over HTTP on 127.0.0.1: a network channel that is really there."""
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-    handler = functools.partial(Quiet, directory=str(demo))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/channel"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serve(demo) as base:
+        yield f"{base}/channel"
 
 
 def test_offline_network_channel_with_empty_cache_says_so_and_names_the_fill_command(

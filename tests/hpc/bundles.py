@@ -4,17 +4,13 @@ network namespace to run a command with no network at all."""
 
 from __future__ import annotations
 
-import functools
-import http.server
 import io
 import os
 import shutil
 import subprocess
 import sys
 import tarfile
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,26 +19,6 @@ import pytest
 def copy_demo(demo: Path, where: Path) -> Path:
     shutil.copytree(demo, where)
     return where
-
-
-@contextmanager
-def serve(root: Path) -> Iterator[str]:
-    """``root`` over HTTP on 127.0.0.1 (a network channel that is really there)."""
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-    handler = functools.partial(Quiet, directory=str(root))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 Change = Callable[[tarfile.TarInfo, bytes], "tuple[tarfile.TarInfo, bytes] | None"]

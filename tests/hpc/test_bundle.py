@@ -20,8 +20,9 @@ import pytest
 
 from conda_unsloth.exports import bundle
 from tests import envbuild
+from tests.channels import serve
 from tests.conftest import Result, tree
-from tests.hpc.bundles import copy_demo, offline, rewrite, serve
+from tests.hpc.bundles import copy_demo, offline, rewrite
 
 Cli = Callable[..., Result]
 

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.channels import serve
 from tests.conda import realconda
 from tests.conftest import CondaSandbox
-from tests.hpc.bundles import copy_demo, netns_problem, serve
+from tests.hpc.bundles import copy_demo, netns_problem
 
 pytestmark = pytest.mark.conda
 

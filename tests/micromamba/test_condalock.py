@@ -13,12 +13,9 @@ named in a copy of the file by conda-lock's own keys (``pip-repositories``,
 
 from __future__ import annotations
 
-import functools
-import http.server
 import json
 import os
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +24,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from tests import envbuild
+from tests.channels import serve
 from tests.micromamba import standins
 from tests.micromamba.conftest import ENVS, Reference, Run, Tools, copy, run, same_env
 
@@ -108,21 +106,8 @@ def index(mirror: standins.Mirror, tmp_path: Path) -> Iterator[str]:
         digest = hashlib.sha256(whl.read_bytes()).hexdigest()
         with (folder / "index.html").open("a") as fh:
             fh.write(f'<a href="{whl.name}#sha256={digest}">{whl.name}</a>\n')
-    handler = functools.partial(QuietHandler, directory=str(tmp_path))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/simple"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
-
-
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        return None
+    with serve(tmp_path) as base:
+        yield f"{base}/simple"
 
 
 def lock(

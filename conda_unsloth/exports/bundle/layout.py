@@ -4,8 +4,9 @@ of what we generated, and the file hashes both the writer and the reader check
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
+
+from ...userfiles import file_digest
 
 SCHEMA = "conda-unsloth/bundle/1"
 MANIFEST = "conda-unsloth-bundle.json"
@@ -15,16 +16,8 @@ SUFFIXES = (".tar",)
 
 
 def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return file_digest(path, "sha256")
 
 
 def md5(path: Path) -> str:
-    h = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return file_digest(path, "md5")
