@@ -461,7 +461,8 @@ def test_release_order_is_packaging_s_order() -> None:
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    from conda_unsloth.knowledge.rules import _at_least, release_key
+    from conda_unsloth.knowledge.packages import at_least as _at_least
+    from conda_unsloth.knowledge.packages import release_key
 
     release = st.lists(st.integers(0, 30), min_size=1, max_size=4).map(
         lambda xs: ".".join(map(str, xs))

@@ -164,11 +164,8 @@ def _validate(args: argparse.Namespace) -> list[str]:
         values = value if isinstance(value, list) else [] if value is None else [value]
         if any(not str(v).strip() for v in values):
             raise UsageError(f"--{flag.replace('_', '-')} is empty: give a file name")
-    names = (
-        "partition", "gres", "time", "account", "constraint", "partitions", "constraints",
-        "gpu_types",
-    )  # fmt: skip
-    given = [n for n in names if getattr(args, n) is not None]
+    names = ("partition", "gres", "time", "account", "constraint", "partitions", "constraints")
+    given = [n for n in (*names, "gpu_types") if getattr(args, n) is not None]
     for n in given:
         if not str(getattr(args, n)).strip():
             raise UsageError(f"--{n.replace('_', '-')} is empty: give a value or leave it out")

@@ -135,6 +135,33 @@ def parse_version(v: object) -> Version | None:
     return _ver(v.strip())
 
 
+_RELEASE = re.compile(r"[0-9]+(?:\.[0-9]+)*", re.ASCII)
+
+
+def release_key(version: str) -> tuple[int, ...] | None:
+    """A version made of release numbers only ('2023.2.0') as PEP 440 orders it (trailing
+    zeros do not count: 2024.1 == 2024.1.0), else None."""
+    if not _RELEASE.fullmatch(version):
+        return None
+    parts = [int(p) for p in version.split(".")]
+    while len(parts) > 1 and parts[-1] == 0:
+        parts.pop()
+    return tuple(parts)
+
+
+def at_least(version: str, limit: str) -> bool:
+    """``Version(version) >= Version(limit)``; False when ``version`` is no version. Release
+    numbers are compared as numbers (as packaging does, without importing it for a solve's
+    checks); anything else is asked of packaging."""
+    a, b = release_key(version.strip()), release_key(limit)
+    if a is not None and b is not None:
+        return a >= b
+    from packaging.version import Version
+
+    v = parse_version(version)
+    return v is not None and v >= Version(limit)
+
+
 def _cuda_digits(digits: str) -> str | None:
     """'121' -> '12.1'; None for fewer than two digits (no major.minor to read)."""
     return f"{digits[:-1]}.{digits[-1]}" if len(digits) >= 2 else None

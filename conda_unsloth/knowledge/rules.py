@@ -19,12 +19,14 @@ from .packages import (
     HostFacts,
     Package,
     PackageSet,
+    at_least,
     base_version,
     built_for_this_torch,
     is_cpu_torch,
     normalize,
     parse_version,
     provider,
+    release_key,
     torch_cuda,
     torch_triton_pin,
     xformers_build,
@@ -77,7 +79,6 @@ Rule = Callable[[PackageSet, dict[str, Any], Knowledge, "HostFacts | None"], "Hi
 # a final release (no pre-release, dev or local part): for these, "pre-releases count" changes
 # no PEP 440 answer, so the knowledge's specifier table answers as packaging does
 _FINAL = re.compile(r"[0-9]+(?:\.[0-9]+)*(?:\.post[0-9]+)?", re.ASCII)
-_RELEASE = re.compile(r"[0-9]+(?:\.[0-9]+)*", re.ASCII)
 
 
 def _contains(spec: str, version: str, kb: Knowledge | None = None) -> bool | None:
@@ -178,30 +179,6 @@ def _cpu_pytorch(
     return None
 
 
-def release_key(version: str) -> tuple[int, ...] | None:
-    """A version made of release numbers only ('2023.2.0') as PEP 440 orders it (trailing
-    zeros do not count: 2024.1 == 2024.1.0), else None."""
-    if not _RELEASE.fullmatch(version):
-        return None
-    parts = [int(p) for p in version.split(".")]
-    while len(parts) > 1 and parts[-1] == 0:
-        parts.pop()
-    return tuple(parts)
-
-
-def _at_least(version: str, limit: str) -> bool:
-    """``Version(version) >= Version(limit)``; False when ``version`` is no version. Release
-    numbers are compared as numbers (as packaging does, without importing it for a solve's
-    checks); anything else is asked of packaging."""
-    a, b = release_key(version.strip()), release_key(limit)
-    if a is not None and b is not None:
-        return a >= b
-    from packaging.version import Version
-
-    v = parse_version(version)
-    return v is not None and v >= Version(limit)
-
-
 def _mkl_too_new(
     ps: PackageSet, check: dict[str, Any], kb: Knowledge, host: HostFacts | None
 ) -> Hit | None:
@@ -210,7 +187,7 @@ def _mkl_too_new(
     if torch is None or mkl is None:
         return None
     limit = str(check.get("max", "2024.1"))
-    if _at_least(mkl.version, limit):
+    if at_least(mkl.version, limit):
         return _hit(
             f"mkl {mkl.version} is >= {limit} next to the pytorch-channel build "
             f"pytorch {torch.version} {torch.build}",
