@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .model import Knowledge, KnownIssue, parse_arch
 from .packages import (
@@ -34,6 +34,10 @@ from .packages import (
     xformers_torch,
     xformers_torch_spec,
 )
+
+if TYPE_CHECKING:
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import Version
 
 
 @dataclass(frozen=True)
@@ -114,21 +118,33 @@ def _version_in(
     return None
 
 
-def _xformers_torch_mismatch(
-    ps: PackageSet, check: dict[str, Any], kb: Knowledge, host: HostFacts | None
-) -> Hit | None:
+def _xformers_for_another_torch(
+    ps: PackageSet, kb: Knowledge
+) -> tuple[Package, Package, SpecifierSet, Version] | None:
+    """(xformers, torch, the torch spec xformers was built for, torch's version) when the
+    installed torch is outside that spec; None when it is inside or either is unknown."""
     xf, torch = ps.get("xformers"), ps.torch()
     if xf is None or torch is None:
         return None
     text = xformers_torch_spec(xf, kb)
     if text is None or built_for_this_torch(text, torch.version):
         return None
-    from packaging.version import Version
-
     spec = xformers_torch(xf, kb)
     tv = parse_version(torch.version)
     if spec is None or tv is None or spec.contains(tv, prereleases=True):
         return None
+    return xf, torch, spec, tv
+
+
+def _xformers_torch_mismatch(
+    ps: PackageSet, check: dict[str, Any], kb: Knowledge, host: HostFacts | None
+) -> Hit | None:
+    miss = _xformers_for_another_torch(ps, kb)
+    if miss is None:
+        return None
+    from packaging.version import Version
+
+    xf, torch, spec, tv = miss
     pinned = [Version(s.version.rstrip(".*")) for s in spec if s.operator == "=="]
     if pinned and pinned[0] > tv:
         return None  # F15 covers xformers newer than torch
@@ -142,18 +158,12 @@ def _xformers_torch_mismatch(
 def _xformers_newer_than_torch(
     ps: PackageSet, check: dict[str, Any], kb: Knowledge, host: HostFacts | None
 ) -> Hit | None:
-    xf, torch = ps.get("xformers"), ps.torch()
-    if xf is None or torch is None:
-        return None
-    text = xformers_torch_spec(xf, kb)
-    if text is None or built_for_this_torch(text, torch.version):
+    miss = _xformers_for_another_torch(ps, kb)
+    if miss is None:
         return None
     from packaging.version import Version
 
-    spec = xformers_torch(xf, kb)
-    tv = parse_version(torch.version)
-    if spec is None or tv is None or spec.contains(tv, prereleases=True):
-        return None
+    xf, torch, spec, tv = miss
     for s in spec:
         if s.operator in ("==", ">=") and Version(s.version.rstrip(".*")) > tv:
             return _hit(
