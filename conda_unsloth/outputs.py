@@ -313,10 +313,11 @@ def write_atomic(path: str | os.PathLike[str], text: str, *, mode: int | None = 
         with contextlib.suppress(FileNotFoundError):
             Path(tmp).unlink()
         raise
-    _fsync_dir(parent)
+    fsync_dir(parent)
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a directory's entries (a rename, a new file) durable; best effort."""
     with contextlib.suppress(OSError):
         fd = os.open(path, os.O_RDONLY)
         try:

@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InstallError, PrefixError
+from .outputs import fsync_dir
 from .prefix import (  # the names beside a prefix and whether a create left work (prefix.py)
     _journal_tmp,
     _side,
@@ -91,15 +92,6 @@ def run_child(cmd: list[str], *, input: str | None = None, **popen: Any) -> tupl
             proc.wait()
         raise
     return proc.returncode, out or "", err or ""
-
-
-def fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 TOKEN_NAME = ".conda-unsloth-create-token"  # inside the new prefix while the journal exists

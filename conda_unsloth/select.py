@@ -277,6 +277,12 @@ def _host_why(c: Stack, hits: list[tuple[str, str]]) -> str:
     )
 
 
+def _requested(cands: list[Stack], req: Request) -> list[Stack]:
+    """The stacks with the pytorch and xformers the request names (if it names them)."""
+    keep = [c for c in cands if not req.torch or c[0].version == req.torch]
+    return [c for c in keep if not req.xformers or c[2].version == req.xformers]
+
+
 def _why_empty(
     kb: Knowledge,
     profile: Profile,
@@ -287,11 +293,7 @@ def _why_empty(
 ) -> str:
     """Why ``req`` has no stack (': reason', or ''): a known issue of this host, a pin whose
     Requires-Python excludes the python, or a pytorch no xformers build is made for."""
-    cands = candidates(profile, kb, cuda, release)
-    if req.torch:
-        cands = [c for c in cands if c[0].version == req.torch]
-    if req.xformers:
-        cands = [c for c in cands if c[2].version == req.xformers]
+    cands = _requested(candidates(profile, kb, cuda, release), req)
     if req.python:
         cands = [c for c in cands if c[1] == req.python]
     if cands and archs:
@@ -561,11 +563,7 @@ def select(req: Request, host: Host, kb: Knowledge) -> Selection:
                 f"(xformers builds exist for python {', '.join(sorted(xf_pys, key=version_key))}; F14)"
             )
 
-    cands = candidates(profile, kb, cuda, release)
-    if req.torch:
-        cands = [c for c in cands if c[0].version == req.torch]
-    if req.xformers:
-        cands = [c for c in cands if c[2].version == req.xformers]
+    cands = _requested(candidates(profile, kb, cuda, release), req)
     if req.python:
         cands = [c for c in cands if c[1] == req.python]
     elif cands:

@@ -164,7 +164,7 @@ def write(p: Plan, out: Path) -> tuple[str, int]:
     returns its sha256 and size."""
     import time
 
-    from ...prefixtx import fsync_dir
+    from ...outputs import fsync_dir
 
     mtime = int(time.time())
     real = out.resolve()
