@@ -162,19 +162,26 @@ def kb_copy(tmp_path: Path) -> Path:
     return d
 
 
+def _load_mutated(kb_dir: Path, file: str, mutate: Callable[[str], str]) -> str:
+    """``file`` in ``kb_dir`` changed by ``mutate``; the message loading the knowledge refuses
+    it with."""
+    target = kb_dir / file
+    target.write_text(mutate(target.read_text()))
+    with pytest.raises(KnowledgeError) as exc:
+        knowledge.load(kb_dir)
+    return exc.value.message
+
+
 @pytest.mark.parametrize(
     ("file", "mutate", "message"), [b[1:] for b in BROKEN], ids=[b[0] for b in BROKEN]
 )
 def test_broken_knowledge_file_is_refused(
     kb_copy: Path, file: str, mutate: Callable[[str], str], message: str
 ) -> None:
-    target = kb_copy / file
-    target.write_text(mutate(target.read_text()))
-    with pytest.raises(KnowledgeError) as exc:
-        knowledge.load(kb_copy)
-    assert file in exc.value.message
-    assert message in exc.value.message
-    assert "\n" not in exc.value.message
+    refused = _load_mutated(kb_copy, file, mutate)
+    assert file in refused
+    assert message in refused
+    assert "\n" not in refused
 
 
 def test_missing_and_non_utf8_files(kb_copy: Path) -> None:
@@ -445,12 +452,9 @@ BROKEN_17: list[tuple[str, str, Callable[[str], str], str]] = [
 def test_broken_issue_17_rows_are_refused(
     kb_copy: Path, file: str, mutate: Callable[[str], str], message: str
 ) -> None:
-    target = kb_copy / file
-    target.write_text(mutate(target.read_text()))
-    with pytest.raises(KnowledgeError) as exc:
-        knowledge.load(kb_copy)
-    assert file in exc.value.message
-    assert message in exc.value.message
+    refused = _load_mutated(kb_copy, file, mutate)
+    assert file in refused
+    assert message in refused
 
 
 # ----------------------------------------------------------------------------- answers without
