@@ -98,7 +98,7 @@ class Runtime:
 
     def hint(self, text: str) -> str:
         """A hint written as ``conda unsloth ...`` in the command this user runs."""
-        return text.replace("conda unsloth ", f"{self.command} ")  # as cli._shared.hinted
+        return text.replace("conda unsloth ", f"{self.command} ")
 
 
 def _rattler_solver() -> Solver:

@@ -251,15 +251,15 @@ def print_notices(notices: tuple[str, ...] | list[str]) -> None:
         echo(f"notice: {n}", sys.stderr)
 
 
-def hinted(obj: Any, command: str) -> Any:
+def hinted(obj: Any, runtime: Runtime) -> Any:
     """``obj`` (text, or a JSON document) with each ``conda unsloth ...`` command written as
-    the user runs us (``command``: "conda-unsloth", "python -m conda_unsloth")."""
+    the user runs us (:meth:`Runtime.hint` on every string)."""
     if isinstance(obj, str):
-        return obj.replace("conda unsloth ", f"{command} ")
+        return runtime.hint(obj)
     if isinstance(obj, dict):
-        return {k: hinted(v, command) for k, v in obj.items()}
+        return {k: hinted(v, runtime) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [hinted(v, command) for v in obj]
+        return [hinted(v, runtime) for v in obj]
     return obj
 
 

@@ -53,8 +53,8 @@ def execute(args: argparse.Namespace, runtime: Runtime) -> int:
     diag = doctor.diagnose(Path(prefix), kb, host=host, name=name)
     # fix commands name the command this user runs (conda-unsloth standalone)
     if args.json:
-        _shared.emit_json(_shared.hinted(diag.to_json(), runtime.command))
+        _shared.emit_json(_shared.hinted(diag.to_json(), runtime))
     else:
         text = doctor.render(diag, verbose=not getattr(args, "quiet", False))
-        print(_shared.hinted(text, runtime.command), end="")
+        print(_shared.hinted(text, runtime), end="")
     return diag.exit_code

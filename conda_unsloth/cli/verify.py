@@ -584,14 +584,14 @@ def _run(args: argparse.Namespace, prefix: Path, tokens: list[str], runtime: Run
         doc["prefix"] = str(prefix)
         doc["report_file"] = str(saved) if saved else None
         doc["remedies"] = [r.to_json(env) for r in reportmod.remedies(report, kb)]
-        _shared.emit_json(_shared.hinted(doc, runtime.command))
+        _shared.emit_json(_shared.hinted(doc, runtime))
     else:
         # on a terminal long details fold at its width; into a file or a pipe they stay whole
         width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
         text = reportmod.render(
             report, kb, width=None if width is None else max(width, 80), env=env
         )
-        print(_shared.hinted(text, runtime.command))  # remedies as this user runs us
+        print(_shared.hinted(text, runtime))  # remedies as this user runs us
         if saved:
             print(f"report: {saved}")
         if key is not None:
