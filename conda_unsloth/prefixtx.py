@@ -29,8 +29,10 @@ The only paths a journal may name are the prefix and its own siblings
 read, is refused with one error line and nothing is touched. Trash
 (``.NAME.conda-unsloth-trash-*``) is always garbage. Nothing else is ever deleted.
 
-A directory created in the instant between ``mkdir`` and the token write cannot be proven
-ours; recovery leaves it (empty) and says so.
+A directory created in the instant between ``mkdir`` and the end of the token write (empty,
+or holding only a token file cut short) cannot be proven ours. When the old env was moved
+aside it gives way (``rmdir``: it holds nothing to lose) and the old env is put back;
+otherwise recovery leaves it and says so.
 
 Temp directories of a create (``tempdir_prefix``: ``conda-unsloth-KIND-PID-HOST-``) carry the
 pid and host of their owner, so :func:`sweep_stale_tempdirs` can remove those a killed create
@@ -394,12 +396,14 @@ def _recover_locked(prefix: Path, say: Progress) -> None:
     if os.path.lexists(prefix):
         if _remove_ours(prefix, ident, token):
             say(f"removed {prefix}: an earlier create was killed before it finished")
-        elif prefix.is_dir() and token is not None and ident is None and _empty(prefix):
+        elif prefix.is_dir() and token is not None and ident is None and _unbuilt(prefix, token):
             if backup is not None and os.path.lexists(backup):
                 # killed between making the new prefix and recording it, the old env moved
-                # aside: an empty directory holds nothing to lose, and the old env needs its
-                # place back (rmdir fails, and we stop, if anything appeared in it meanwhile)
+                # aside: a directory holding nothing (or the start of our token) has nothing to
+                # lose, and the old env needs its place back (rmdir fails, and we stop, if
+                # anything appeared in it meanwhile)
                 with contextlib.suppress(OSError):
+                    token_path(prefix).unlink(missing_ok=True)
                     prefix.rmdir()
             else:
                 say(
@@ -425,11 +429,19 @@ def _recover_locked(prefix: Path, say: Progress) -> None:
     _unlink_journal(prefix)
 
 
-def _empty(path: Path) -> bool:
+def _unbuilt(prefix: Path, token: str) -> bool:
+    """Whether ``prefix`` is empty, or holds only a token file cut short while it was written
+    (created, not yet filled: its content is a strict start of the journal's token)."""
     try:
-        return not any(path.iterdir())
+        names = [p.name for p in prefix.iterdir()]
     except OSError:
         return False
+    if not names:
+        return True
+    if names != [TOKEN_NAME] or os.path.islink(token_path(prefix)):
+        return False
+    written = _read_token(prefix)
+    return written is not None and written != token and token.startswith(written)
 
 
 def _unlink_journal(prefix: Path) -> None:

@@ -163,14 +163,19 @@ def test_killed_force_create_restores_the_old_env(tmp_path: Path) -> None:
     assert os.listdir(tmp_path) == ["env"]
 
 
-@pytest.mark.parametrize("token_written", [False, True], ids=["before-token", "after-token"])
+@pytest.mark.parametrize(
+    "token_written",
+    [None, "", "0123", "0123456789abcdef0123456789abcdef"],
+    ids=["before-token", "token-file-empty", "token-cut-short", "after-token"],
+)
 def test_killed_between_mkdir_and_journal_restores_the_old_env(
-    tmp_path: Path, token_written: bool
+    tmp_path: Path, token_written: str | None
 ) -> None:
     """SIGKILL after the old env was moved aside and the new prefix made, before the journal
-    recorded the new prefix (transaction's first steps, as they leave the disk): the empty
-    new prefix gives way and the old env is put back (it was left aside, "move it yourself",
-    when a loaded machine's test run hit this moment)."""
+    recorded the new prefix (transaction's first steps, as they leave the disk): the new
+    prefix, empty or holding only the token file (written, or cut short), gives way and the old
+    env is put back (it was left aside when loaded machines' test runs hit these moments:
+    "move it yourself" before the token, "not provably" while it was being written)."""
     prefix = make_env(tmp_path / "env", "old")
     before = snapshot(prefix)
     token = "0123456789abcdef0123456789abcdef"
@@ -182,8 +187,8 @@ def test_killed_between_mkdir_and_journal_restores_the_old_env(
     )  # fmt: skip
     os.replace(prefix, backup)
     prefix.mkdir()
-    if token_written:
-        prefixtx._write_token(prefix, token)
+    if token_written is not None:  # the token file is created, then filled
+        prefixtx.token_path(prefix).write_text(token_written)
     said.clear()
     prefixtx.recover(prefix, say)
     assert snapshot(prefix) == before
