@@ -438,7 +438,7 @@ def _unbuilt(prefix: Path, token: str) -> bool:
         return False
     if not names:
         return True
-    if names != [TOKEN_NAME] or os.path.islink(token_path(prefix)):
+    if names != [TOKEN_NAME]:  # _read_token opens no link and nothing but a regular file
         return False
     written = _read_token(prefix)
     return written is not None and written != token and token.startswith(written)
