@@ -33,6 +33,13 @@ needs, the rest other names), and on the real-channels subset when present (``-f
 re-pinned spec). Wall and CPU from outside (``wait4``); ``first`` is the first run of each, the
 one that meets a channel file for the first time. Target: wall ratio <= 1.1 at every size.
 
+Each cold row also times the *import floor* of both sides: a new process that imports, in the
+same order, every module the run had loaded when it finished (ours: rattler, asyncio, argparse,
+our own modules and the frozen dataclasses they define; raw: rattler, asyncio, json) and does
+nothing else. The floor is the least any solve in this design can cost (``floor_ratio``: ours
+against the raw process), and the two floors split ours - raw into what our extra imports cost
+(``imports_extra_cpu_ms``) and everything else we do beyond raw (``work_extra_cpu_ms``).
+
 Run:  python bench/bench_solve.py [--repeat 30] [--cold-repeat 11] [--json-only]
 """
 
@@ -394,6 +401,50 @@ def cold_cases(tmp: Path) -> list[tuple[str, int, list[str], dict[str, Any]]]:
     return out
 
 
+# what a finished run has imported (in import order): ours (`main(ARGS)`) or the raw script
+LOADED = """
+import contextlib, io, sys
+before = set(sys.modules)
+with contextlib.redirect_stdout(io.StringIO()):
+    if sys.argv[1] == "raw":
+        sys.path.insert(0, sys.argv[2])
+        sys.argv = ["raw_solve.py", *sys.argv[3:]]
+        import raw_solve
+        raw_solve.main()
+    else:
+        from conda_unsloth.__main__ import main
+        main(sys.argv[2:])
+skip = before | {"__main__", "raw_solve"}
+print("\\n".join(m for m in sys.modules if m not in skip))
+"""
+# the import floor: import those modules, in that order, and nothing else
+FLOOR = """
+import importlib, sys
+for m in open(sys.argv[1]).read().split():
+    importlib.import_module(m)
+"""
+
+
+def floor_command(run: list[str], env: dict[str, str], where: Path, must: str) -> list[str]:
+    """The import-floor process of a run (``["ours", *ARGS]`` or ``["raw", JOB]``, see the
+    module docstring); ``must`` is a module the list has to hold."""
+    import subprocess
+
+    if run[0] == "raw":
+        run = ["raw", str(Path(__file__).parent), *run[1:]]
+    mods = subprocess.run(
+        [sys.executable, "-c", LOADED, *run],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.split()
+    if must not in mods:
+        raise RuntimeError(f"the module list of {run[:2]} lacks {must}: {mods[:20]}")
+    where.write_text("\n".join(mods) + "\n")
+    return [sys.executable, "-c", FLOOR, str(where)]
+
+
 def cold(tmp: Path, repeat: int) -> list[dict[str, Any]]:
     """Whole-process rows: ours and raw, alternating, each run a new process."""
     import shutil
@@ -408,6 +459,12 @@ def cold(tmp: Path, repeat: int) -> list[dict[str, Any]]:
         job_file.write_text(json.dumps(job))
         raw = [sys.executable, str(Path(__file__).parent / "raw_solve.py"), str(job_file)]
         ours = [script, *args]
+        floor = floor_command(
+            ["ours", *args], env, tmp / f"loaded-{records}.txt", "conda_unsloth.pipeline"
+        )
+        raw_floor = floor_command(
+            ["raw", str(job_file)], env, tmp / f"raw-loaded-{records}.txt", "rattler"
+        )
 
         # the real-channels subset holds no valid Unsloth stack: our solve finishes, validation
         # refuses it (exit 1, "not the intended stack"); the work timed is the same
@@ -420,10 +477,13 @@ def cold(tmp: Path, repeat: int) -> list[dict[str, Any]]:
             "raw": run_measured(raw, env=env),
             "ours": ours_ok(run_measured(ours, env=env, check=False), ours),
         }
-        wall: dict[str, list[float]] = {"raw": [], "ours": []}
-        cpu: dict[str, list[float]] = {"raw": [], "ours": []}
+        run_measured(floor, env=env)
+        run_measured(raw_floor, env=env)
+        sides = (("raw", raw), ("ours", ours), ("floor", floor), ("raw_floor", raw_floor))
+        wall: dict[str, list[float]] = {side: [] for side, _ in sides}
+        cpu: dict[str, list[float]] = {side: [] for side, _ in sides}
         for i in range(repeat):
-            order = (("raw", raw), ("ours", ours)) if i % 2 else (("ours", ours), ("raw", raw))
+            order = sides[i % 4 :] + sides[: i % 4]  # each side first in turn
             for side, cmd in order:
                 m = run_measured(cmd, env=env, check=side == "raw")
                 if side == "ours":
@@ -443,6 +503,17 @@ def cold(tmp: Path, repeat: int) -> list[dict[str, Any]]:
                 "raw_cpu_ms": round(c["raw"] * 1000, 1),
                 "ours_cpu_ms": round(c["ours"] * 1000, 1),
                 "cpu_ratio": round(c["ours"] / c["raw"], 3),
+                "floor_ms": round(w["floor"] * 1000, 1),
+                "floor_cpu_ms": round(c["floor"] * 1000, 1),
+                "floor_ratio": round(w["floor"] / w["raw"], 3),
+                "floor_cpu_ratio": round(c["floor"] / c["raw"], 3),
+                "floor_modules": len((tmp / f"loaded-{records}.txt").read_text().split()),
+                "raw_floor_cpu_ms": round(c["raw_floor"] * 1000, 1),
+                # ours - raw, split: what our extra imports cost, and everything else we do
+                "imports_extra_cpu_ms": round((c["floor"] - c["raw_floor"]) * 1000, 1),
+                "work_extra_cpu_ms": round(
+                    ((c["ours"] - c["floor"]) - (c["raw"] - c["raw_floor"])) * 1000, 1
+                ),
                 "first_raw_ms": round(first["raw"].wall * 1000, 1),
                 "first_ours_ms": round(first["ours"].wall * 1000, 1),
                 "repeat": repeat,
@@ -488,12 +559,14 @@ def main() -> int:
         if cold_rows:
             print("cold, whole process (median ms; CPU = user + system of the process):")
             print(f"{'case':<40} {'raw':>8} {'ours':>8} {'ratio':>6} {'raw CPU':>8} "
-                  f"{'ours CPU':>9} {'ratio':>6} {'first raw/ours':>16}")  # fmt: skip
+                  f"{'ours CPU':>9} {'ratio':>6} {'first raw/ours':>16} "
+                  f"{'floor CPU':>10} {'ratio':>6}")  # fmt: skip
             for r in cold_rows:
                 print(
                     f"{r['case']:<40} {r['raw_ms']:>8.1f} {r['ours_ms']:>8.1f} {r['ratio']:>6.3f} "
                     f"{r['raw_cpu_ms']:>8.1f} {r['ours_cpu_ms']:>9.1f} {r['cpu_ratio']:>6.3f} "
-                    f"{r['first_raw_ms']:>7.0f}/{r['first_ours_ms']:<7.0f}"
+                    f"{r['first_raw_ms']:>7.0f}/{r['first_ours_ms']:<7.0f} "
+                    f"{r['floor_cpu_ms']:>10.1f} {r['floor_cpu_ratio']:>6.3f}"
                 )
             print()
         w = max(len(r["case"]) for r in rows)

@@ -80,7 +80,15 @@ def solve_rows(doc: dict[str, Any]) -> list[list[str]]:
                 f"median of {r['repeat']}",
                 "≤ 1.1× raw",
                 f"{r['ours_ms']:.0f} ms wall, {r['ours_cpu_ms']:.0f} ms CPU "
-                f"(first: {r['first_ours_ms']:.0f} ms)",
+                f"(first: {r['first_ours_ms']:.0f} ms)"
+                + (
+                    f"; its imports alone: {r['floor_cpu_ms']:.0f} ms CPU, "
+                    f"**{r['floor_cpu_ratio']:.2f}×** raw; of the "
+                    f"{r['ours_cpu_ms'] - r['raw_cpu_ms']:+.0f} ms CPU over raw, our extra imports "
+                    f"{r['imports_extra_cpu_ms']:+.0f} ms, all else {r['work_extra_cpu_ms']:+.0f} ms"
+                    if "imports_extra_cpu_ms" in r
+                    else ""
+                ),
                 f"raw `rattler.solve` process: {r['raw_ms']:.0f} ms wall, "
                 f"{r['raw_cpu_ms']:.0f} ms CPU; **{r['ratio']:.2f}×** (CPU {r['cpu_ratio']:.2f}×)",
                 _machine(doc),
