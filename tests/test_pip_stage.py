@@ -727,3 +727,35 @@ def test_create_uses_the_chosen_installer_and_reports_its_own_memory(
     for d in dist_folders(prefix):
         if pipstage.norm(d.split("-")[0]) in CLOSURE:
             assert (site(prefix) / d / "INSTALLER").read_text().strip() == installer
+
+
+@pytest.mark.parametrize(
+    ("requirement", "url"),
+    [
+        ("torch==2.5.1", None),
+        ("unsloth[colab-new]>=2024.12 ; python_version >= '3.10'", None),
+        ("foo ; extra == 'a@b'", None),  # an "@" in a marker is no URL
+        ("tqdm @ https://example.org/w/tqdm-1.0-py3-none-any.whl", "https://example.org/w/tqdm-1.0-py3-none-any.whl"),
+        ("tqdm@https://example.org/t.whl", "https://example.org/t.whl"),
+        ("pkg [x] @ file:///tmp/p.whl ; python_version > '3'", "file:///tmp/p.whl"),
+        ("https://example.org/x-1.0-py3-none-any.whl", "https://example.org/x-1.0-py3-none-any.whl"),
+        ("git+https://example.org/r.git@v1#egg=r", "git+https://example.org/r.git@v1#egg=r"),
+    ],
+)  # fmt: skip
+def test_direct_url_finds_the_url_a_requirement_installs_from(
+    requirement: str, url: str | None
+) -> None:
+    assert pipstage.requirements.direct_url(requirement) == url
+
+
+def test_plain_pins_are_checked_offline_without_importing_packaging() -> None:
+    code = (
+        "import sys\n"
+        "from conda_unsloth.pipstage.requirements import refuse_remote_urls\n"
+        "refuse_remote_urls(['torch==2.5.1', 'unsloth_zoo>=2024.12.7', 'trl!=0.9.0,>=0.7.9'])\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'packaging'))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "[]"

@@ -31,6 +31,8 @@ def direct_url(requirement: str) -> str | None:
     text = requirement.strip()
     if _URL_START.match(text):
         return text.split()[0]
+    if "@" not in text:  # PEP 508 names a URL only after "@" (and packaging costs 15-30 ms)
+        return None
     from packaging.requirements import InvalidRequirement, Requirement
 
     try:
