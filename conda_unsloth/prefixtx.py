@@ -397,13 +397,14 @@ def _recover_locked(prefix: Path, say: Progress) -> None:
         if _remove_ours(prefix, ident, token):
             say(f"removed {prefix}: an earlier create was killed before it finished")
         elif prefix.is_dir() and token is not None and ident is None and _unbuilt(prefix, token):
+            # killed between making the new prefix and recording it: the start of our token
+            # is all it may hold; without it the directory is empty
+            with contextlib.suppress(OSError):
+                token_path(prefix).unlink(missing_ok=True)
             if backup is not None and os.path.lexists(backup):
-                # killed between making the new prefix and recording it, the old env moved
-                # aside: a directory holding nothing (or the start of our token) has nothing to
-                # lose, and the old env needs its place back (rmdir fails, and we stop, if
-                # anything appeared in it meanwhile)
+                # the old env moved aside needs its place back; an empty directory has
+                # nothing to lose (rmdir fails, and we stop, if anything appeared meanwhile)
                 with contextlib.suppress(OSError):
-                    token_path(prefix).unlink(missing_ok=True)
                     prefix.rmdir()
             else:
                 say(

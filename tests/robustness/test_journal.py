@@ -196,6 +196,32 @@ def test_killed_between_mkdir_and_journal_restores_the_old_env(
     assert any("an earlier --force create was killed" in m for m in said), said
 
 
+@pytest.mark.parametrize("token_written", [None, "", "0123"], ids=["before", "empty", "cut-short"])
+def test_a_new_create_killed_before_its_token_leaves_an_empty_directory(
+    tmp_path: Path, token_written: str | None
+) -> None:
+    """The same instant in a create without --force: the directory cannot be proven ours, so
+    it stays, empty (never with our half-written token file in it), recovery says so, and a
+    create with --force may use it."""
+    prefix = tmp_path / "env"
+    prefixtx._write_journal(
+        prefix,
+        {"version": prefixtx.JOURNAL_VERSION, "pid": os.getpid(), "backup": None,
+         "token": "0123456789abcdef0123456789abcdef", "prefix_id": None},
+    )  # fmt: skip
+    prefix.mkdir()
+    if token_written is not None:
+        prefixtx.token_path(prefix).write_text(token_written)
+    said.clear()
+    prefixtx.recover(prefix, say)
+    assert sorted(os.listdir(tmp_path)) == ["env"] and os.listdir(prefix) == []
+    assert said == [
+        f"{prefix} is an empty directory an earlier, killed create may have made; left as is "
+        "(remove it if it is not yours)"
+    ]
+    assert prefixmod.check_target(prefix, force=True) is True
+
+
 # ----------------------------------------------------------------------------- #1 only our paths
 
 
